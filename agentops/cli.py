@@ -1,0 +1,229 @@
+"""The `agentops` command line (typer). Errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentops import service
+from agentops.cli_support import emit_json, fmt_duration, fmt_time, parse_params, styled_state
+from agentops.errors import AgentOpsError
+
+app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
+flows_app = typer.Typer(help="The project's flows.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(flows_app, name="flows")
+console = Console()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AsUser = Annotated[str | None, typer.Option("--as", envvar="AGENTOPS_USER", help="The person acting.")]
+
+
+@app.callback()
+def _global(project: Annotated[Path | None, typer.Option("--project", help="Project root directory.")] = None) -> None:
+    if project is not None:
+        import os
+
+        from agentops.settings import reset_settings
+
+        os.environ["AGENTOPS_PROJECT_DIR"] = str(project.resolve())
+        reset_settings()
+
+
+@app.command()
+def init() -> None:
+    """Create or migrate the database and seed the embedded backends. Running it again changes nothing."""
+    from agentops.bootstrap import init_project
+
+    for line in init_project():
+        console.print(line)
+
+
+@app.command()
+def run(
+    flow: Annotated[str, typer.Argument(help="Flow name (see `agentops flows list`).")],
+    param: Annotated[list[str] | None, typer.Option("-p", "--param", help="key=value; repeatable.")] = None,
+    queue: Annotated[bool, typer.Option("--queue", help="Queue for a worker instead of running now.")] = False,
+    user: AsUser = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a flow now (or queue it for a worker)."""
+    target = service.find_flow(flow)
+    params = parse_params(param, typing.get_type_hints(target.fn))
+    run_id = service.start_run(flow, params, user=user, queue=queue)
+    if queue:
+        emit_json({"run_id": run_id, "state": "PENDING"}) if as_json else console.print(
+            f"queued run [bold]{run_id}[/bold] of flow {flow}")
+        return
+    from agentops.runner import execute_run
+
+    worker_id = service.store().get_run(run_id).worker_id  # type: ignore[union-attr]
+    outcome = _with_progress(run_id, lambda: execute_run(run_id, worker_id=worker_id or "", store=service.store()),
+                             quiet=as_json)
+    if as_json:
+        emit_json({"run_id": run_id, "state": outcome.state, "result": outcome.result, "error": outcome.error})
+    else:
+        _print_run(run_id)
+    if outcome.state == "FAILED":
+        raise typer.Exit(1)
+
+
+def _with_progress(run_id: str, work: Any, *, quiet: bool) -> Any:
+    """Execute `work` while a live display shows the run's steps as they complete (on a terminal)."""
+    if quiet or not sys.stdout.isatty():
+        return work()
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("outcome", work()), daemon=True)
+    with console.status(f"running {run_id[:12]}…") as status:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+            steps = service.store().steps_for_run(run_id)
+            if steps:
+                last = steps[-1]
+                status.update(f"run {run_id[:12]}: {len(steps)} steps, last: {last.name} {last.state}")
+    return result["outcome"]
+
+
+def _print_run(run_id: str) -> None:
+    detail = service.run_detail(run_id)
+    run = detail.run
+    console.print(f"run [bold]{run.id}[/bold]  flow [bold]{run.flow_name}[/bold]  {styled_state(run.state)}"
+                  f"  trigger {run.trigger}  created {fmt_time(run.created_at)}")
+    if run.error:
+        console.print(f"[red]error:[/red] {run.error}")
+    if detail.steps:
+        table = Table("step", "task", "kind", "state", "attempts", "duration", "output / error", box=None)
+        for step in detail.steps:
+            shown = step.error or step.output or ""
+            table.add_row(str(step.step_no), step.name, step.kind, styled_state(step.state), str(step.attempts),
+                          fmt_duration(step.duration_ms), shown[:80])
+        console.print(table)
+    for appr in detail.approvals:
+        if appr.status == "pending":
+            console.print(f"[magenta]awaiting approval[/magenta] {appr.id}: {appr.action} {appr.args}")
+    if detail.logs:
+        console.print("[bold]logs[/bold]")
+        for line in detail.logs[-50:]:
+            where = f"step {line.step_no}" if line.step_no else "run"
+            console.print(f"  {fmt_time(line.ts)} {line.level:<7} {where}: {line.message}", markup=False)
+    if run.result is not None and run.state == "COMPLETED":
+        console.print(f"result: {run.result[:500]}", markup=False)
+
+
+@runs_app.command("list")
+def runs_list(
+    state: Annotated[str | None, typer.Option("--state")] = None,
+    flow: Annotated[str | None, typer.Option("--flow")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent runs, newest first."""
+    runs = service.list_runs(state=state, flow=flow, limit=limit)
+    if as_json:
+        emit_json([r.model_dump() for r in runs])
+        return
+    table = Table("run", "flow", "state", "trigger", "created", "duration", box=None)
+    for r in runs:
+        took = (r.ended_at - r.started_at) * 1000 if r.ended_at and r.started_at else None
+        table.add_row(r.id[:12], r.flow_name, styled_state(r.state), r.trigger, fmt_time(r.created_at),
+                      fmt_duration(took))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
+    """Show a run: its steps, states, attempts, durations, logs and state history."""
+    if as_json:
+        detail = service.run_detail(run_id)
+        emit_json({"run": detail.run.model_dump(), "steps": [s.model_dump() for s in detail.steps],
+                   "logs": [x.model_dump() for x in detail.logs],
+                   "history": [service.ledger_record(e) for e in detail.history if e.action.endswith(".state")],
+                   "approvals": [a.model_dump() for a in detail.approvals]})
+        return
+    _print_run(service.resolve_run_id(run_id))
+
+
+@runs_app.command("resume")
+def runs_resume(run_id: str, user: AsUser = None) -> None:
+    """Resume a run now, in this process: completed steps are replayed from their records."""
+    outcome = service.resume(run_id, user=user)
+    _print_run(outcome.run_id)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, user: AsUser = None) -> None:
+    """Cancel a run that has not finished."""
+    service.cancel(run_id, user=user)
+    console.print(f"cancelled run {run_id}")
+
+
+@flows_app.command("list")
+def flows_list(as_json: JsonOpt = False) -> None:
+    """List the flows found under flows/."""
+    flows = service.list_flows()
+    if as_json:
+        emit_json([{"name": f.name, "description": f.description, "parameters": f.parameter_schema()}
+                   for f in flows])
+        return
+    table = Table("flow", "parameters", "description", box=None)
+    for f in flows:
+        props = f.parameter_schema().get("properties", {})
+        table.add_row(f.name, ", ".join(props), (f.description.splitlines() or [""])[0])
+    console.print(table)
+
+
+@app.command()
+def worker(
+    burst: Annotated[bool, typer.Option("--burst", help="Drain the queue, then exit.")] = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 4,
+) -> None:
+    """Claim and execute queued runs; recover runs whose worker died."""
+    from agentops.project import load_project
+    from agentops.worker import Worker
+
+    load_project()
+    w = Worker(concurrency=concurrency,
+               on_outcome=lambda o: console.print(f"run {o.run_id[:12]} {styled_state(o.state)}"))
+    console.print(f"worker {w.id} started{' (burst)' if burst else ''}")
+    try:
+        count = w.run(burst=burst)
+    except KeyboardInterrupt:
+        w.stop()
+        count = w.executed
+    console.print(f"worker {w.id} stopped after {count} runs")
+
+
+def _register_subcommands() -> None:
+    from agentops import cli_governance
+
+    cli_governance.register(app)
+    try:
+        from agentops import cli_ops
+    except ImportError:
+        return
+    cli_ops.register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    try:
+        app()
+    except AgentOpsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

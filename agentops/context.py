@@ -1,0 +1,62 @@
+"""What the engine knows about the run and the step executing in the current thread or task."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentops.store import Store
+    from agentops.tables import StepRun
+
+
+@dataclass
+class RunContext:
+    """State shared by every step of one executing flow run."""
+
+    run_id: str
+    flow_name: str
+    store: Store
+    recorded: dict[int, StepRun]
+    worker_id: str
+    log_prints: bool = False
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    _logs: list[dict[str, Any]] = field(default_factory=list)
+    _logs_lock: threading.Lock = field(default_factory=threading.Lock)
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Per-run state of higher layers (the policy in force, budget usage, ...)."""
+
+    def next_step_no(self) -> int:
+        with self._counter_lock:
+            return next(self._counter)
+
+    def add_log(self, line: dict[str, Any]) -> None:
+        with self._logs_lock:
+            self._logs.append(line)
+
+    def take_logs(self) -> list[dict[str, Any]]:
+        with self._logs_lock:
+            logs, self._logs = self._logs, []
+        return logs
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """The step executing in this thread: its number, task name and whether prints are captured."""
+
+    step_no: int
+    name: str
+    log_prints: bool
+
+
+current_run: ContextVar[RunContext | None] = ContextVar("agentops_run", default=None)
+current_step: ContextVar[StepInfo | None] = ContextVar("agentops_step", default=None)
+
+
+def get_run_context() -> RunContext | None:
+    return current_run.get()

@@ -1,0 +1,70 @@
+"""The exceptions agentops raises. Each message is one line that says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class AgentOpsError(Exception):
+    """Base of every error agentops raises on purpose. The CLI prints it as one line and exits 2."""
+
+
+class ConfigError(AgentOpsError):
+    """A setting, a project file or a policy file is wrong."""
+
+
+class UnknownFlowError(AgentOpsError):
+    """No flow of that name is registered or discoverable under flows/."""
+
+
+class ParameterError(AgentOpsError):
+    """Flow parameters failed validation against the flow's type hints."""
+
+
+class NotFoundError(AgentOpsError):
+    """A run, approval, schedule or user does not exist."""
+
+
+class InvalidStateError(AgentOpsError):
+    """The action does not apply to the object's current state (e.g. resuming a completed run)."""
+
+
+class NonDeterministicFlowError(AgentOpsError):
+    """On replay, the flow called a different task at a recorded step number."""
+
+
+class SerializationError(AgentOpsError):
+    """A step's inputs or result cannot be stored as JSON."""
+
+
+class TaskTimeoutError(AgentOpsError):
+    """A task ran longer than its timeout_seconds."""
+
+
+class PermissionDenied(AgentOpsError):
+    """The acting user's role does not allow the action, or the user is unknown."""
+
+
+class ApprovalError(AgentOpsError):
+    """An approval decision was refused: decided already, stale digest, expired, or self-approval."""
+
+
+class PolicyViolation(AgentOpsError):
+    """The policy denied an action or its arguments."""
+
+
+class BudgetExceeded(AgentOpsError):
+    """A run used up one of its budgets (model calls, tool calls, tokens, cost)."""
+
+
+class FlowPaused(BaseException):
+    """Raised inside a run to unwind it while it waits (for an approval). Not an error.
+
+    A BaseException, so that user code's `except Exception` cannot swallow the pause.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RunCancelled(BaseException):
+    """Raised inside a run when it was cancelled from outside. Not catchable by `except Exception`."""

@@ -1,0 +1,37 @@
+"""The agentops project: its root, and the flows discovered under flows/."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from agentops.errors import ConfigError
+from agentops.settings import get_settings
+
+_loaded: set[Path] = set()
+
+
+def project_root() -> Path:
+    return get_settings().root
+
+
+def load_project(root: Path | None = None) -> Path:
+    """Import every module in <root>/flows so their @flow functions register. Safe to call repeatedly."""
+    root = (root or project_root()).resolve()
+    if root in _loaded:
+        return root
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    flows_dir = root / "flows"
+    if flows_dir.is_dir():
+        for path in sorted(flows_dir.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            module = f"flows.{path.stem}"
+            try:
+                importlib.import_module(module)
+            except Exception as exc:
+                raise ConfigError(f"cannot load {path.relative_to(root)}: {type(exc).__name__}: {exc}") from None
+    _loaded.add(root)
+    return root

@@ -1,0 +1,54 @@
+"""JSON in and out of the store, and the digests that bind approvals and steps to exact inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pydantic_core
+
+from agentops.errors import SerializationError
+
+
+def dumps(value: Any) -> str:
+    """Serialise a value (pydantic models, dataclasses, datetimes included) to compact JSON text."""
+    try:
+        return pydantic_core.to_json(value).decode()
+    except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"cannot store a value of type {type(value).__name__} as JSON: {exc}"
+        ) from None
+
+
+def canonical(value: Any) -> str:
+    """Sorted-key JSON, stable across processes: the input of every digest."""
+    return json.dumps(json.loads(dumps(value)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def digest(value: Any) -> str:
+    """sha256 hex of the canonical JSON of `value`."""
+    return hashlib.sha256(canonical(value).encode()).hexdigest()
+
+
+def safe_digest(value: Any) -> str:
+    """Like `digest`, but falls back to repr() for inputs that are not JSON (e.g. open clients)."""
+    try:
+        return digest(value)
+    except SerializationError:
+        return hashlib.sha256(repr(value).encode()).hexdigest()
+
+
+def safe_dumps(value: Any, limit: int = 20_000) -> str:
+    """JSON for display (step inputs): never fails, truncates very large values."""
+    try:
+        text = dumps(value)
+    except SerializationError:
+        text = json.dumps(repr(value))
+    if len(text) > limit:
+        text = json.dumps({"truncated": True, "preview": text[:limit]})
+    return text

@@ -1,0 +1,88 @@
+"""One settings class for the whole engine, read from AGENTOPS_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The directory holding pyproject.toml, searched upwards from `start` (default: the cwd)."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+    return here
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTOPS_", extra="ignore")
+
+    project_dir: Path | None = None
+    """The project root (holds flows/, tools/, prompts/, policies/). Default: found from the cwd."""
+    database_url: str | None = None
+    """SQLAlchemy URL. Default: SQLite at <project>/.agentops/agentops.db. postgresql+psycopg://... for PostgreSQL."""
+    model: str | None = None
+    """init_chat_model string, e.g. openai:gpt-4.1-mini. Unset: the playbook model."""
+    user: str | None = None
+    """The person the CLI acts for (same as --as)."""
+    heartbeat_seconds: float = 2.0
+    """How often a worker heartbeats the runs it is executing."""
+    stale_after_seconds: float = 30.0
+    """A running run whose heartbeat is older than this is recovered as CRASHED."""
+    worker_poll_seconds: float = 0.05
+    """How often an idle worker looks for queued runs."""
+    task_workers: int = 256
+    """Threads in the pool behind task.submit() and task.map()."""
+    shadow_policy: bool = False
+    """Record policy verdicts without enforcing them."""
+    secret_settings: list[str] = Field(default_factory=list)
+    """Names of extra environment variables whose values are redacted from the ledger and logs."""
+    smtp_url: str | None = None
+    """smtp://user:pass@host:port for real email; unset: the embedded outbox."""
+    ticket_api_url: str | None = None
+    """Base URL of a REST ticket API; unset: the embedded ticket table."""
+    ticket_api_token: SecretStr | None = None
+    """Bearer token for the ticket API."""
+    kubernetes_url: str | None = None
+    """Kubernetes API server URL; unset: the simulated cluster."""
+    kubernetes_token: SecretStr | None = None
+    """Bearer token for the Kubernetes API."""
+    kubernetes_namespace: str = "default"
+    """Namespace of the deployments the scaling tool manages."""
+
+    @property
+    def root(self) -> Path:
+        return (self.project_dir or find_project_root()).resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".agentops"
+
+    @property
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'agentops.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the CLI's --project option change the environment)."""
+    get_settings.cache_clear()
+
+
+def environment_secrets() -> list[str]:
+    """Values of secret-looking environment variables, for redaction."""
+    names = set(get_settings().secret_settings)
+    markers = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+    names |= {name for name in os.environ if any(m in name.upper() for m in markers)}
+    return [os.environ[n] for n in names if len(os.environ.get(n, "")) >= 6]
