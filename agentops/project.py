@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -28,10 +28,26 @@ def load_project(root: Path | None = None) -> Path:
         for path in sorted(flows_dir.glob("*.py")):
             if path.name.startswith("_"):
                 continue
-            module = f"flows.{path.stem}"
             try:
-                importlib.import_module(module)
+                _import_file(f"flows.{path.stem}", path)
             except Exception as exc:
                 raise ConfigError(f"cannot load {path.relative_to(root)}: {type(exc).__name__}: {exc}") from None
     _loaded.add(root)
     return root
+
+
+def _import_file(name: str, path: Path) -> None:
+    """Import a project file under `name`, replacing a module of that name loaded from elsewhere."""
+    loaded = sys.modules.get(name)
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise

@@ -18,6 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from agentops import serialization, transitions
 from agentops.context import RunContext, StepInfo, current_run, current_step
 from agentops.errors import NonDeterministicFlowError, RunCancelled, SerializationError, TaskTimeoutError
+from agentops.logs import install_print_capture
 from agentops.redaction import redact
 from agentops.states import State
 
@@ -332,6 +333,8 @@ def _run_step(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[A
     prep, output = _prepare(ctx, task, step_no, args, kwargs)
     if prep is None:
         return output
+    if task.log_prints:
+        install_print_capture()
     token = current_step.set(StepInfo(step_no, task.name, task.log_prints))
     try:
         attempt = 0
@@ -352,6 +355,8 @@ async def _run_step_async(ctx: RunContext, task: Task[Any, Any], step_no: int, a
     prep, output = _prepare(ctx, task, step_no, args, kwargs)
     if prep is None:
         return output
+    if task.log_prints:
+        install_print_capture()
     token = current_step.set(StepInfo(step_no, task.name, task.log_prints))
     try:
         attempt = 0

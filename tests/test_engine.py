@@ -1,0 +1,349 @@
+"""The durable engine: steps are checkpoints, replays never repeat completed work, states are recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import agentops
+from agentops import flow, get_run_logger, task
+from agentops.errors import ParameterError
+from agentops.runner import RunFailed, create_run, execute_run, resume_run
+from agentops.states import State
+
+calls: dict[str, int] = {}
+fail_switch = {"on": True}
+
+
+def bump(name: str) -> int:
+    calls[name] = calls.get(name, 0) + 1
+    return calls[name]
+
+
+@task
+def t_extract(n: int) -> list[int]:
+    bump("extract")
+    return list(range(n))
+
+
+@task
+def t_fragile(items: list[int]) -> int:
+    bump("fragile")
+    if fail_switch["on"]:
+        raise RuntimeError("downstream unavailable")
+    return sum(items)
+
+
+@flow
+def etl(n: int = 4) -> int:
+    items = t_extract(n)
+    return t_fragile(items)
+
+
+def test_flow_call_records_each_step_and_every_transition(store) -> None:
+    fail_switch["on"] = False
+    calls.clear()
+    assert etl(n=5) == 10
+    run = store.list_runs(flow="etl")[0]
+    assert run.state == "COMPLETED"
+    steps = store.steps_for_run(run.id)
+    assert [(s.step_no, s.name, s.state, s.attempts) for s in steps] == [
+        (1, "t_extract", "COMPLETED", 1), (2, "t_fragile", "COMPLETED", 1)]
+    assert steps[0].inputs_digest and steps[0].duration_ms is not None and steps[0].output == "[0,1,2,3,4]"
+    history = [(e.action, e.step_no, agentops.serialization.loads(e.payload)["state"])
+               for e in store.search_ledger(run_id=run.id, ascending=True, limit=100)]
+    assert history == [("run.state", None, "PENDING"), ("run.state", None, "RUNNING"),
+                       ("step.state", 1, "RUNNING"), ("step.state", 1, "COMPLETED"),
+                       ("step.state", 2, "RUNNING"), ("step.state", 2, "COMPLETED"),
+                       ("run.state", None, "COMPLETED")]
+
+
+def test_resumed_run_does_not_repeat_completed_steps(store) -> None:
+    calls.clear()
+    fail_switch["on"] = True
+    with pytest.raises(RunFailed, match="downstream unavailable"):
+        etl(n=3)
+    run = store.list_runs(flow="etl")[0]
+    assert run.state == "FAILED" and calls == {"extract": 1, "fragile": 1}
+    fail_switch["on"] = False
+    outcome = resume_run(run.id, store=store)
+    assert outcome.state == State.COMPLETED and outcome.result == 3
+    assert calls == {"extract": 1, "fragile": 2}, "the completed extract step must not run again"
+
+
+@task
+def t_step_a() -> str:
+    return "a"
+
+
+@task
+def t_step_b() -> str:
+    return "b"
+
+
+path_switch = {"use_b": False}
+
+
+@flow
+def branching() -> str:
+    first = t_step_a()
+    if path_switch["use_b"]:
+        return t_step_b()
+    raise RuntimeError(f"stop after {first}")
+
+
+def test_replay_that_calls_a_different_task_fails_naming_both(store) -> None:
+    path_switch["use_b"] = False
+    with pytest.raises(RunFailed):
+        branching()
+    run = store.list_runs(flow="branching")[0]
+
+    @task(name="t_step_a")
+    def impostor() -> str:
+        return "x"
+
+    # Step 1 is t_step_a; now make step 2 differ from nothing recorded, then force a mismatch at step 1.
+    original = t_step_a.name
+    t_step_a.name = "renamed_task"
+    try:
+        outcome = resume_run(run.id, store=store)
+    finally:
+        t_step_a.name = original
+    assert outcome.state == State.FAILED
+    assert "step 1 was recorded as task 't_step_a'" in (outcome.error or "")
+    assert "'renamed_task'" in (outcome.error or "")
+
+
+attempt_times: list[float] = []
+
+
+@task(retries=3, retry_delay_seconds=0.05, retry_backoff=2.0)
+def t_flaky() -> str:
+    attempt_times.append(time.monotonic())
+    if len(attempt_times) < 3:
+        raise ConnectionError(f"attempt {len(attempt_times)} failed")
+    return "ok"
+
+
+@flow
+def flaky_flow() -> str:
+    return t_flaky()
+
+
+def test_retries_back_off_exponentially_and_record_attempts(store) -> None:
+    attempt_times.clear()
+    assert flaky_flow() == "ok"
+    gaps = [b - a for a, b in zip(attempt_times, attempt_times[1:], strict=False)]
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.1, gaps
+    run = store.list_runs(flow="flaky_flow")[0]
+    step = store.steps_for_run(run.id)[0]
+    assert step.state == "COMPLETED" and step.attempts == 3
+    states = [agentops.serialization.loads(e.payload)["state"] for e in store.search_ledger(
+        run_id=run.id, action="step.state", ascending=True)]
+    assert states.count("AWAITING_RETRY") == 2
+
+
+@task(timeout_seconds=0.2)
+def t_slow() -> str:
+    time.sleep(2)
+    return "too late"
+
+
+@flow
+def timeout_flow() -> str:
+    return t_slow()
+
+
+def test_task_timeout_fails_the_step_with_a_clear_error(store) -> None:
+    started = time.monotonic()
+    with pytest.raises(RunFailed, match="exceeded its timeout of 0.2s"):
+        timeout_flow()
+    assert time.monotonic() - started < 1.5
+    step = store.steps_for_run(store.list_runs(flow="timeout_flow")[0].id)[0]
+    assert step.state == "FAILED" and "TaskTimeoutError" in (step.error or "")
+
+
+@task(cache_key_fn=lambda ctx, args: str(args["x"]), cache_ttl_seconds=0.6)
+def t_expensive(x: int) -> int:
+    bump("expensive")
+    return x * 10
+
+
+@flow
+def cached_flow(x: int) -> int:
+    return t_expensive(x)
+
+
+def test_cache_is_shared_across_runs_until_its_ttl(store) -> None:
+    calls.clear()
+    assert cached_flow(x=2) == 20
+    assert cached_flow(x=2) == 20
+    assert calls["expensive"] == 1
+    assert cached_flow(x=3) == 30
+    assert calls["expensive"] == 2
+    time.sleep(0.7)
+    assert cached_flow(x=2) == 20
+    assert calls["expensive"] == 3
+
+
+@task
+def t_sleepy(i: int) -> int:
+    time.sleep(0.05)
+    return i * i
+
+
+@flow
+def fan_out(n: int) -> list[int]:
+    futures = t_sleepy.map(range(n))
+    return [f.result() for f in futures]
+
+
+def test_map_runs_tasks_concurrently_with_step_numbers_in_call_order(store) -> None:
+    started = time.monotonic()
+    assert fan_out(n=40) == [i * i for i in range(40)]
+    assert time.monotonic() - started < 1.5, "40 x 50 ms must overlap"
+    steps = store.steps_for_run(store.list_runs(flow="fan_out")[0].id)
+    assert [s.step_no for s in steps] == list(range(1, 41))
+    assert all(s.inputs == f'{{"i":{s.step_no - 1}}}' for s in steps)
+
+
+@task
+async def t_async_double(x: int) -> int:
+    await asyncio.sleep(0.01)
+    return x * 2
+
+
+@flow
+async def async_flow(x: int) -> int:
+    a = await t_async_double(x)
+    return await t_async_double(a)
+
+
+def test_async_flows_and_tasks_are_recorded_steps(store) -> None:
+    run_id = create_run(async_flow, {"x": 3}, queue=False, store=store, worker_id="w")
+    outcome = execute_run(run_id, worker_id="w", store=store)
+    assert outcome.result == 12
+    assert [s.name for s in store.steps_for_run(run_id)] == ["t_async_double", "t_async_double"]
+
+
+@task(log_prints=True)
+def t_chatty() -> int:
+    get_run_logger().info("computed %d rows", 42)
+    print("a printed line")
+    return 1
+
+
+@flow
+def chatty_flow() -> int:
+    get_run_logger().warning("starting")
+    return t_chatty()
+
+
+def test_logger_lines_and_prints_are_stored_with_their_step(store) -> None:
+    chatty_flow()
+    run = store.list_runs(flow="chatty_flow")[0]
+    logs = [(line.step_no, line.level, line.message) for line in store.logs_for_run(run.id)]
+    assert (None, "WARNING", "starting") in logs
+    assert (1, "INFO", "computed 42 rows") in logs
+    assert (1, "INFO", "a printed line") in logs
+
+
+@flow
+def typed_flow(count: int, label: str = "x") -> str:
+    return label * count
+
+
+def test_bad_or_missing_parameters_fail_clearly_and_write_nothing(store) -> None:
+    with pytest.raises(ParameterError, match="parameter 'count': Input should be a valid integer"):
+        create_run(typed_flow, {"count": "many"}, store=store)
+    with pytest.raises(ParameterError, match="parameter 'count' is required"):
+        create_run(typed_flow, {}, store=store)
+    with pytest.raises(ParameterError, match="unknown parameter 'colour'"):
+        create_run(typed_flow, {"count": 1, "colour": "red"}, store=store)
+    assert store.count_runs() == 0 and store.ledger_count() == 0
+
+
+class Opaque:
+    pass
+
+
+@task
+def t_returns_opaque() -> object:
+    return Opaque()
+
+
+@flow
+def opaque_flow() -> object:
+    return t_returns_opaque()
+
+
+def test_unserialisable_task_result_fails_the_step_clearly(store) -> None:
+    with pytest.raises(RunFailed, match="t_returns_opaque' returned a result that cannot be stored"):
+        opaque_flow()
+    step = store.steps_for_run(store.list_runs(flow="opaque_flow")[0].id)[0]
+    assert step.state == "FAILED"
+
+
+def test_queued_runs_are_claimed_once_each_by_concurrent_workers(store) -> None:
+    from agentops.worker import Worker
+
+    fail_switch["on"] = False
+    ids = [create_run(etl, {"n": i}, store=store) for i in range(12)]
+    workers = [Worker(store, concurrency=2, poll_seconds=0.01) for _ in range(3)]
+    threads = [threading.Thread(target=w.run, kwargs={"burst": True}) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(w.executed for w in workers) == 12
+    runs = {r.id: r for r in store.list_runs(limit=100)}
+    assert all(runs[i].state == "COMPLETED" for i in ids)
+    claims = [e for e in store.search_ledger(action="run.state", limit=1000)
+              if agentops.serialization.loads(e.payload)["state"] == "RUNNING"]
+    assert len(claims) == 12, "each run is claimed exactly once"
+
+
+def test_cancelled_run_stops_at_its_next_step(store) -> None:
+    from agentops.runner import cancel_run
+
+    gate = threading.Event()
+
+    @task
+    def t_wait_gate() -> None:
+        gate.wait(5)
+
+    @task
+    def t_never() -> None:
+        bump("never")
+
+    @flow(name="cancellable")
+    def cancellable() -> None:
+        t_wait_gate()
+        t_never()
+
+    calls.clear()
+    run_id = create_run(cancellable, {}, queue=False, store=store, worker_id="w1")
+    result: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: result.update(o=execute_run(run_id, worker_id="w1", store=store)))
+    thread.start()
+    time.sleep(0.1)
+    cancel_run(run_id, store=store)
+    time.sleep(0.5)
+    gate.set()
+    thread.join(5)
+    assert result["o"].state == State.CANCELLED  # type: ignore[attr-defined]
+    assert "never" not in calls
+    assert store.get_run(run_id).state == "CANCELLED"
+
+
+def test_ledger_chain_of_engine_events_verifies(store, project: Path) -> None:
+    from agentops.ledger import verify_rows
+
+    fail_switch["on"] = False
+    etl(n=2)
+    report = verify_rows(store.iter_ledger())
+    assert report.ok and report.count == 7
