@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import random
@@ -64,10 +65,8 @@ class StepFuture(Generic[R]):
         return self._future.done()
 
     def wait(self, timeout: float | None = None) -> None:
-        try:
+        with contextlib.suppress(FutureTimeout):
             self._future.exception(timeout)
-        except FutureTimeout:
-            pass
 
 
 def wait(futures: Iterable[StepFuture[Any]]) -> list[Any]:
