@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from agentops.project import load_project
-from agentops.service import find_flow
 from agentops.runner import create_run
+from agentops.service import find_flow
 from agentops.worker import Worker
 
 CRASHY = '''

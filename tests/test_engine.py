@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -137,7 +138,7 @@ def flaky_flow() -> str:
 def test_retries_back_off_exponentially_and_record_attempts(store) -> None:
     attempt_times.clear()
     assert flaky_flow() == "ok"
-    gaps = [b - a for a, b in zip(attempt_times, attempt_times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempt_times)]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1, gaps
     run = store.list_runs(flow="flaky_flow")[0]
     step = store.steps_for_run(run.id)[0]
