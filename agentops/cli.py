@@ -203,6 +203,35 @@ def worker(
     console.print(f"worker {w.id} stopped after {count} runs")
 
 
+@app.command()
+def chat(
+    message: Annotated[str, typer.Argument(help='e.g. "web-app is at 95% CPU, handle it"')],
+    user: AsUser = None,
+    conversation: Annotated[str | None, typer.Option("--conversation", help="Continue a conversation.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the dispatcher agent to start the right flow; follow its progress and pending approvals."""
+    reply = service.chat_send(message, user=user, conversation_id=conversation)
+    followed = []
+    for started in reply.started_runs:
+        run = _with_progress(started["run_id"], lambda rid=started["run_id"]: service.follow_run(rid), quiet=as_json)
+        followed.append({"run_id": run.id, "flow": run.flow_name, "state": run.state,
+                         "approvals": [{"id": a.id, "action": a.action, "args": a.args}
+                                       for a in service.pending_approvals_for(run.id)]})
+    if as_json:
+        emit_json({"conversation_id": reply.conversation_id, "answer": reply.answer, "model": reply.model,
+                   "runs": followed})
+        return
+    label = f" [dim]({reply.model})[/dim]" if reply.model else ""
+    console.print(f"[bold]agent[/bold]{label}: {reply.answer}")
+    for item in followed:
+        console.print(f"run {item['run_id'][:12]} {item['flow']}: {styled_state(item['state'])}")
+        for appr in item["approvals"]:
+            console.print(f"  [magenta]awaiting approval[/magenta] {appr['id']}: {appr['action']} {appr['args']}\n"
+                          f"  decide: agentops approvals approve {appr['id']} --as APPROVER  (or in the app's inbox)")
+    console.print(f"[dim]conversation {reply.conversation_id}[/dim]")
+
+
 def _register_subcommands() -> None:
     from agentops import cli_governance
 

@@ -23,6 +23,7 @@ def load_project(root: Path | None = None) -> Path:
         return root
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
+    importlib.import_module("agentops.chat")
     flows_dir = root / "flows"
     if flows_dir.is_dir():
         for path in sorted(flows_dir.glob("*.py")):

@@ -63,6 +63,7 @@ def create_run(
     store: Store | None = None,
     worker_id: str | None = None,
     parent_run_id: str | None = None,
+    run_id: str | None = None,
 ) -> str:
     """Validate parameters, then store a new run: PENDING (queued for a worker) or RUNNING (claimed here).
 
@@ -75,7 +76,7 @@ def create_run(
         raise ParameterError(f"flow '{flow.name}': {exc}") from None
     store = store or open_store()
     now = time.time()
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     values = {"id": run_id, "flow_name": flow.name, "parameters": params_text, "trigger": trigger,
               "created_by": created_by, "created_at": now, "updated_at": now, "parent_run_id": parent_run_id,
               "state": State.PENDING.value}

@@ -32,8 +32,11 @@ def actor_of(user: str | None, default: str = "system:cli") -> str:
 
 
 def list_flows() -> list[Flow[Any, Any]]:
+    """The project's flows (the built-in chat dispatcher is not listed)."""
+    from agentops.chat import DISPATCHER_FLOW
+
     load_project()
-    return sorted(registered_flows().values(), key=lambda f: f.name)
+    return sorted((f for f in registered_flows().values() if f.name != DISPATCHER_FLOW), key=lambda f: f.name)
 
 
 def find_flow(name: str) -> Flow[Any, Any]:
@@ -134,6 +137,42 @@ def rerun(run_id: str, *, user: str | None = None, queue: bool = True) -> str:
     run = get_run(run_id)
     return start_run(run.flow_name, serialization.loads(run.parameters) or {}, user=user, trigger="rerun",
                      queue=queue)
+
+
+def chat_send(message: str, *, user: str | None, conversation_id: str | None = None) -> Any:
+    """Send a chat message to the dispatcher; returns a ChatReply (answer, started runs)."""
+    from agentops.chat import send
+
+    load_project()
+    st = store()
+    if user:
+        require_user(st, user, CAN_OPERATE, "chatting")
+    return send(message, user=user, conversation_id=conversation_id)
+
+
+def chat_history(conversation_id: str) -> list[Any]:
+    return store().chat_messages(conversation_id)
+
+
+def pending_approvals_for(run_id: str) -> list[Approval]:
+    return store().list_approvals(status="pending", run_id=run_id)
+
+
+def follow_run(run_id: str, *, execute_if_unclaimed_after: float | None = 0.5) -> FlowRun:
+    """Wait for a queued run to start (a worker may claim it); run it here if nobody does. Returns its row."""
+    st = store()
+    deadline = time.time() + (execute_if_unclaimed_after or 0)
+    run = get_run(run_id)
+    while run.state == State.PENDING and time.time() < deadline:
+        time.sleep(0.05)
+        run = get_run(run_id)
+    if run.state == State.PENDING and execute_if_unclaimed_after is not None:
+        try:
+            resume_run(run_id, actor="system:chat", store=st)
+        except AgentOpsError:
+            pass
+        run = get_run(run_id)
+    return run
 
 
 # -- approvals ------------------------------------------------------------------------------------

@@ -27,6 +27,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@dataclass
+class StepFacts:
+    """What a step reports about its result besides the output: meta for the record, usage, audit events."""
+
+    meta: dict[str, Any] | None = None
+    tokens: int = 0
+    cost: float = 0.0
+    events: list[Any] | None = None
+
+
 @dataclass(frozen=True)
 class CacheContext:
     """What a cache_key_fn receives besides the task's bound arguments."""
@@ -92,6 +102,7 @@ class Task(Generic[P, R]):
         tags: Iterable[str] = (),
         log_prints: bool = False,
         kind: str = "task",
+        describe: Callable[[Any], StepFacts] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -105,6 +116,7 @@ class Task(Generic[P, R]):
         self.tags = tuple(tags)
         self.log_prints = log_prints
         self.kind = kind
+        self.describe = describe
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._return_adapter: Any = None
@@ -263,8 +275,11 @@ def _prepare(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[An
 
 
 def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State, *, output_text: str | None = None,
-            error: str | None = None, attempts: int = 1, meta: dict[str, Any] | None = None) -> None:
+            error: str | None = None, attempts: int = 1, meta: dict[str, Any] | None = None,
+            facts: StepFacts | None = None) -> None:
     ended = time.time()
+    if facts is not None and facts.meta:
+        meta = {**(meta or {}), **facts.meta}
     values = {
         "run_id": ctx.run_id, "step_no": prep.step_no, "name": task.name, "kind": task.kind, "state": state.value,
         "inputs_digest": prep.digest, "inputs": serialization.safe_dumps(redact(prep.inputs)),
@@ -273,11 +288,17 @@ def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State
         "tags": ",".join(task.tags) or None, "cache_key": prep.cache_key,
         "meta": serialization.dumps(meta) if meta else None,
     }
+    if facts is not None:
+        values["tokens"], values["cost"] = facts.tokens, facts.cost
     events = [transitions.step_state(ctx.run_id, prep.step_no, task.name, state.value, ts=ended,
                                      attempts=attempts, **({"error": error} if error else {}))]
     if attempts <= 1 and state in (State.COMPLETED, State.FAILED):
         events.insert(0, transitions.step_state(ctx.run_id, prep.step_no, task.name, State.RUNNING.value,
                                                 ts=prep.started_at))
+    if facts is not None and facts.events:
+        for ev in facts.events:
+            ev.run_id, ev.step_no = ctx.run_id, prep.step_no
+        events[-1:-1] = facts.events
     ctx.store.record_step(values, events, exists=prep.exists, logs=ctx.take_logs())
     prep.exists = True
 
@@ -299,7 +320,8 @@ def _finish(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, result: Any,
     except SerializationError as exc:
         _record(ctx, task, prep, State.FAILED, error=str(exc), attempts=attempts)
         raise
-    _record(ctx, task, prep, State.COMPLETED, output_text=text, attempts=attempts)
+    facts = task.describe(result) if task.describe is not None else None
+    _record(ctx, task, prep, State.COMPLETED, output_text=text, attempts=attempts, facts=facts)
     if prep.cache_key is not None:
         expires = time.time() + task.cache_ttl_seconds if task.cache_ttl_seconds else None
         ctx.store.cache_put(prep.cache_key, text, time.time(), expires)
