@@ -165,7 +165,8 @@ def decide(
     now = time.time()
     if appr.expires_at is not None and appr.expires_at <= now:
         expire_due(store)
-        raise ApprovalError(f"approval {approval_id} expired at {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(appr.expires_at))} UTC; "
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appr.expires_at))
+        raise ApprovalError(f"approval {approval_id} expired at {when} UTC; "
                             "it was recorded as expired and cannot be decided")
     digest = args_digest or appr.args_digest
     if digest != appr.args_digest:

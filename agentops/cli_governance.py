@@ -31,7 +31,7 @@ def _console():  # type: ignore[no-untyped-def]
 
 @approvals_app.command("list")
 def approvals_list(
-    status: Annotated[str, typer.Option("--status", help="pending, approved, edited, rejected, expired or all")] = "pending",
+    status: Annotated[str, typer.Option("--status", help="pending, edited, expired, all...")] = "pending",
     as_json: JsonOpt = False,
 ) -> None:
     """List approval requests (pending by default)."""
@@ -52,16 +52,18 @@ def _decided(result: object, approval_id: str) -> None:
         _console().print(f"{approval_id}: {result.kind}")  # type: ignore[attr-defined]
 
 
+Digest = Annotated[str | None, typer.Option("--digest", help="The argument digest you reviewed.")]
+
+
 @approvals_app.command("approve")
-def approvals_approve(approval_id: str, user: AsUser = None,
-                      digest: Annotated[str | None, typer.Option("--digest", help="Digest you reviewed.")] = None) -> None:
+def approvals_approve(approval_id: str, user: AsUser = None, digest: Digest = None) -> None:
     """Approve a request as it stands."""
     _decided(service.decide(approval_id, "approve", user=user, args_digest=digest), approval_id)
 
 
 @approvals_app.command("edit")
 def approvals_edit(approval_id: str, args: Annotated[str, typer.Option("--args", help="Replacement arguments (JSON).")],
-                   user: AsUser = None, digest: Annotated[str | None, typer.Option("--digest")] = None) -> None:
+                   user: AsUser = None, digest: Digest = None) -> None:
     """Approve with replacement arguments (checked against the action's schema and policy)."""
     try:
         edited = json.loads(args)
@@ -73,8 +75,8 @@ def approvals_edit(approval_id: str, args: Annotated[str, typer.Option("--args",
 
 
 @approvals_app.command("reject")
-def approvals_reject(approval_id: str, reason: Annotated[str, typer.Option("--reason", help="Sent back to the caller.")],
-                     user: AsUser = None, digest: Annotated[str | None, typer.Option("--digest")] = None) -> None:
+def approvals_reject(approval_id: str, reason: Annotated[str, typer.Option("--reason", help="Sent to the caller.")],
+                     user: AsUser = None, digest: Digest = None) -> None:
     """Reject a request; the reason is returned to the agent or flow."""
     _decided(service.decide(approval_id, "reject", user=user, args_digest=digest, message=reason), approval_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,7 +89,8 @@ def list_runs(*, state: str | None = None, flow: str | None = None, trigger: str
         try:
             state = State(state.upper()).value
         except ValueError:
-            raise AgentOpsError(f"unknown state '{state}' (choose one of: {', '.join(s.value for s in State)})") from None
+            choices = ", ".join(s.value for s in State)
+            raise AgentOpsError(f"unknown state '{state}' (choose one of: {choices})") from None
     return store().list_runs(state=state, flow=flow, trigger=trigger, since=since, until=until, limit=limit,
                              offset=offset)
 
@@ -167,10 +169,8 @@ def follow_run(run_id: str, *, execute_if_unclaimed_after: float | None = 0.5) -
         time.sleep(0.05)
         run = get_run(run_id)
     if run.state == State.PENDING and execute_if_unclaimed_after is not None:
-        try:
+        with contextlib.suppress(AgentOpsError):
             resume_run(run_id, actor="system:chat", store=st)
-        except AgentOpsError:
-            pass
         run = get_run(run_id)
     return run
 

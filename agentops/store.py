@@ -687,7 +687,8 @@ class Store:
 
     def deployments(self) -> list[Deployment]:
         with self.read() as conn:
-            return [_row(Deployment, r._mapping) for r in conn.execute(select(DEPLOYMENTS).order_by(DEPLOYMENTS.c.name))]
+            rows = conn.execute(select(DEPLOYMENTS).order_by(DEPLOYMENTS.c.name))
+            return [_row(Deployment, r._mapping) for r in rows]
 
     def deployment(self, name: str) -> Deployment | None:
         with self.read() as conn:

@@ -161,7 +161,7 @@ def timeout_flow() -> str:
 
 def test_task_timeout_fails_the_step_with_a_clear_error(store) -> None:
     started = time.monotonic()
-    with pytest.raises(RunFailed, match="exceeded its timeout of 0.2s"):
+    with pytest.raises(RunFailed, match=r"exceeded its timeout of 0\.2s"):
         timeout_flow()
     assert time.monotonic() - started < 1.5
     step = store.steps_for_run(store.list_runs(flow="timeout_flow")[0].id)[0]
