@@ -232,6 +232,68 @@ def chat(
     console.print(f"[dim]conversation {reply.conversation_id}[/dim]")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8501,
+    no_app: Annotated[bool, typer.Option("--no-app", help="Only the scheduler and a worker.")] = False,
+) -> None:
+    """Run the scheduler, a worker and the app together until Ctrl-C."""
+    from agentops.serve import Services
+
+    services = Services(host=host, port=port, with_app=not no_app, on_event=console.print)
+    services.start()
+    console.print(f"serving: app {services.url if not no_app else '(off)'}, scheduler and worker running")
+    services.wait()
+
+
+@app.command()
+def ui(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+       port: Annotated[int, typer.Option("--port")] = 8501) -> None:
+    """Run only the Streamlit app."""
+    from agentops.project import project_root
+    from agentops.serve import start_app
+
+    process = start_app(project_root(), host, port)
+    console.print(f"app on http://{host}:{port} (pid {process.pid}); Ctrl-C stops it")
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(10)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8501,
+    exit_after_setup: Annotated[bool, typer.Option("--exit", help="Set up and trigger, then stop.")] = False,
+) -> None:
+    """The full loop: init, demo users, seeds and a schedule, serve, and an incident awaiting approval."""
+    from agentops import demo as demo_mod
+    from agentops.bootstrap import init_project
+    from agentops.serve import Services
+
+    say = console.print
+    for line in init_project():
+        say(line)
+    demo_mod.create_demo_users(say)
+    demo_mod.seed_schedules(say)
+    services = Services(host=host, port=port, with_app=not exit_after_setup, on_event=say)
+    services.start()
+    try:
+        demo_mod.trigger_incident(say)
+    except Exception:
+        services.stop()
+        raise
+    if exit_after_setup:
+        services.stop()
+        return
+    say(f"\n[bold]open {services.url}[/bold] and log in as ada (approver) to decide the waiting approval")
+    say("Ctrl-C stops the demo; `agentops audit verify` checks the ledger")
+    services.wait()
+
+
 def _register_subcommands() -> None:
     from agentops import cli_governance
 
