@@ -160,10 +160,7 @@ def evaluate_condition(tree: ast.Expression, args: dict[str, Any]) -> bool:
 
 def _compare(op: ast.cmpop, left: Any, right: Any) -> bool:
     if isinstance(op, ast.In | ast.NotIn):
-        if isinstance(left, list):
-            found = all(item in right for item in left)
-        else:
-            found = left in right
+        found = all(item in right for item in left) if isinstance(left, list) else left in right
         return found if isinstance(op, ast.In) else not found
     if left is None or right is None:
         return isinstance(op, ast.NotEq) != (left == right) if isinstance(op, ast.Eq | ast.NotEq) else False

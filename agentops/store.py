@@ -724,6 +724,11 @@ class Store:
             row_id = conn.execute(insert(SCALES).returning(SCALES.c.id), values).scalar_one()
             return {**values, "id": row_id}, True
 
+    def scale_event(self, idempotency_key: str) -> ScaleEvent | None:
+        with self.read() as conn:
+            found = conn.execute(select(SCALES).where(SCALES.c.idempotency_key == idempotency_key)).first()
+        return _row(ScaleEvent, found._mapping) if found else None
+
     def scale_events(self, limit: int = 200) -> list[ScaleEvent]:
         with self.read() as conn:
             return [_row(ScaleEvent, r._mapping)

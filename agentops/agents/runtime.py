@@ -63,7 +63,8 @@ class Agent:
     name: str
     prompt: str
     tools: list[str]
-    model: str | None = None
+    model: Any = None
+    """An init_chat_model string, a LangChain chat model instance, or None for the configured default."""
     max_turns: int = 8
     approval_expires_in: float | None = 24 * 3600
     root: Path | None = None
@@ -97,7 +98,10 @@ class _Loop:
                                 f"(tools/ defines: {', '.join(sorted(available))})")
         self.whitelist: dict[str, BaseTool] = {t: available[t] for t in agent.tools}
         self.policy = governance.project_policy(self.root)
-        self.model, self.model_label = get_chat_model(agent.model or self.settings.model, root=self.root)
+        if agent.model is not None and not isinstance(agent.model, str):
+            self.model, self.model_label = agent.model, type(agent.model).__name__
+        else:
+            self.model, self.model_label = get_chat_model(agent.model or self.settings.model, root=self.root)
         self.actor = f"agent:{agent.name}"
 
     # -- steps ---------------------------------------------------------------------------------------
@@ -112,7 +116,7 @@ class _Loop:
             message = result.message
             return {"message": messages_to_dict([message])[0], "model": result.model_name,
                     "latency_ms": result.latency_ms, "usage": result.usage, "fallback": result.fallback,
-                    "error": result.error, "turn": turn}
+                    "error": result.error, "turn": turn, "cost_usd": result.cost_usd}
 
         def describe(out: dict[str, Any]) -> StepFacts:
             data = out["message"]["data"]
@@ -124,7 +128,8 @@ class _Loop:
             event = Event(actor=self.actor, action="model.call", payload={
                 "model": out["model"], "prompt_hash": self.prompt.hash, "usage": usage,
                 "latency_ms": round(out["latency_ms"], 2), "fallback": out.get("fallback"), "proposed": proposed})
-            return StepFacts(meta=meta, tokens=int(usage.get("total_tokens") or 0), events=[event])
+            return StepFacts(meta=meta, tokens=int(usage.get("total_tokens") or 0), cost=out.get("cost_usd", 0.0),
+                             events=[event])
 
         task = Task(call, name=f"{self.agent.name}.model", kind="model", describe=describe)
         return task(len(messages))
@@ -254,7 +259,7 @@ class _Loop:
                 self._check_budget()
                 outcome = self._handle_call(name, args, call_id, messages)
                 outcomes.append(outcome)
-                messages.append(ToolMessage(outcome.content, tool_call_id=call_id,
+                messages.append(ToolMessage(outcome.content, tool_call_id=call_id, name=name,
                                             status="success" if outcome.status == "ok" else "error"))
         return AgentResult("Stopped: the agent reached its limit of model turns.", outcomes, model_name,
                            self.agent.max_turns, stopped="max_turns")
