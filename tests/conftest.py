@@ -89,3 +89,17 @@ def store(project: Path):  # type: ignore[no-untyped-def]
     from agentops.store import open_store
 
     return open_store()
+
+
+@pytest.fixture
+def ops_project(sqlite_project: Path) -> Path:
+    """A project with this repository's tools, prompts and policies, and its embedded backends seeded."""
+    import shutil
+
+    for folder in ("tools", "prompts", "policies"):
+        shutil.copytree(ROOT / folder, sqlite_project / folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    from agentops.bootstrap import init_project
+
+    list(init_project())
+    return sqlite_project
