@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from agentops.errors import ConfigError
 from agentops.settings import get_settings
@@ -30,18 +31,18 @@ def load_project(root: Path | None = None) -> Path:
             if path.name.startswith("_"):
                 continue
             try:
-                _import_file(f"flows.{path.stem}", path)
+                import_project_file(f"flows.{path.stem}", path)
             except Exception as exc:
                 raise ConfigError(f"cannot load {path.relative_to(root)}: {type(exc).__name__}: {exc}") from None
     _loaded.add(root)
     return root
 
 
-def _import_file(name: str, path: Path) -> None:
-    """Import a project file under `name`, replacing a module of that name loaded from elsewhere."""
+def import_project_file(name: str, path: Path) -> ModuleType:
+    """Import a project file under `name`, replacing a module of that name loaded from another project."""
     loaded = sys.modules.get(name)
     if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve() == path.resolve():
-        return
+        return loaded
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
@@ -52,3 +53,4 @@ def _import_file(name: str, path: Path) -> None:
     except BaseException:
         sys.modules.pop(name, None)
         raise
+    return module

@@ -7,15 +7,15 @@ retry or a resume of the same step never repeats the effect.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agentops.errors import ConfigError
+from agentops.project import import_project_file
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -71,23 +71,14 @@ def load_tools(root: Path) -> dict[str, BaseTool]:
         return _tools[root]
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    found: dict[str, Any] = {}
+    found: dict[str, BaseTool] = {}
     for path in sorted((root / "tools").glob("*.py")):
         if path.name.startswith("_"):
             continue
-        name = f"tools.{path.stem}"
-        module = sys.modules.get(name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(name, path)
-            if spec is None or spec.loader is None:
-                continue
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except Exception as exc:
-                sys.modules.pop(name, None)
-                raise ConfigError(f"cannot load tools/{path.name}: {type(exc).__name__}: {exc}") from None
+        try:
+            module = import_project_file(f"tools.{path.stem}", path)
+        except Exception as exc:
+            raise ConfigError(f"cannot load tools/{path.name}: {type(exc).__name__}: {exc}") from None
         for tool in getattr(module, "TOOLS", []):
             if tool.name in found:
                 raise ConfigError(f"tool name '{tool.name}' is defined twice (tools/{path.name})")
