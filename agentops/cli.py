@@ -295,13 +295,9 @@ def demo(
 
 
 def _register_subcommands() -> None:
-    from agentops import cli_governance
+    from agentops import cli_governance, cli_ops
 
     cli_governance.register(app)
-    try:
-        from agentops import cli_ops
-    except ImportError:
-        return
     cli_ops.register(app)
 
 

@@ -38,10 +38,8 @@ def create_demo_users(say: Callable[[str], None]) -> None:
 
 def seed_schedules(say: Callable[[str], None]) -> list[int]:
     """A realistic weekday 09:00 analysis and a demo cadence so a report lands within minutes."""
-    try:
-        from agentops import schedules
-    except ImportError:
-        return []
+    from agentops import schedules
+
     existing = {(s.flow_name, s.cron, s.interval_seconds) for s in schedules.list_schedules()}
     ids = []
     wanted = [dict(flow_name="sales_analysis", cron="0 9 * * 1-5", timezone="Europe/Berlin"),

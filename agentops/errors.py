@@ -23,6 +23,10 @@ class NotFoundError(AgentOpsError):
     """A run, approval, schedule or user does not exist."""
 
 
+class ScheduleError(AgentOpsError):
+    """A schedule's cron expression, interval, timezone or catch-up policy is wrong."""
+
+
 class InvalidStateError(AgentOpsError):
     """The action does not apply to the object's current state (e.g. resuming a completed run)."""
 

@@ -23,6 +23,7 @@ from agentops.errors import (
 )
 from agentops.flows import Flow, get_flow
 from agentops.heartbeat import heartbeater
+from agentops.ledger import Event
 from agentops.logs import install_print_capture
 from agentops.states import State
 from agentops.store import Store, open_store
@@ -53,6 +54,26 @@ def local_worker_id() -> str:
     return f"local:{os.getpid()}:{threading.get_ident()}"
 
 
+def prepare_run(flow: Flow[Any, Any], parameters: dict[str, Any], *, trigger: str = "manual",
+                created_by: str | None = None, parent_run_id: str | None = None, run_id: str | None = None,
+                now: float | None = None, **extra: Any) -> tuple[dict[str, Any], list[Event]]:
+    """The row and the PENDING event of a new run, after validating its parameters (raises ParameterError)."""
+    params = flow.validate_parameters(parameters)
+    try:
+        params_text = serialization.dumps(params)
+    except SerializationError as exc:
+        raise ParameterError(f"flow '{flow.name}': {exc}") from None
+    now = time.time() if now is None else now
+    run_id = run_id or new_run_id()
+    values = {"id": run_id, "flow_name": flow.name, "parameters": params_text, "trigger": trigger,
+              "created_by": created_by, "created_at": now, "updated_at": now, "parent_run_id": parent_run_id,
+              "state": State.PENDING.value, **extra}
+    actor = f"user:{created_by}" if created_by else transitions.ENGINE
+    events = [transitions.run_state(run_id, State.PENDING.value, actor=actor, ts=now, flow=flow.name,
+                                    trigger=trigger, parameters=params)]
+    return values, events
+
+
 def create_run(
     flow: Flow[Any, Any],
     parameters: dict[str, Any],
@@ -69,26 +90,16 @@ def create_run(
 
     Nothing is written when the parameters are wrong.
     """
-    params = flow.validate_parameters(parameters)
-    try:
-        params_text = serialization.dumps(params)
-    except SerializationError as exc:
-        raise ParameterError(f"flow '{flow.name}': {exc}") from None
-    store = store or open_store()
-    now = time.time()
-    run_id = run_id or new_run_id()
-    values = {"id": run_id, "flow_name": flow.name, "parameters": params_text, "trigger": trigger,
-              "created_by": created_by, "created_at": now, "updated_at": now, "parent_run_id": parent_run_id,
-              "state": State.PENDING.value}
-    actor = f"user:{created_by}" if created_by else transitions.ENGINE
-    events = [transitions.run_state(run_id, State.PENDING.value, actor=actor, ts=now, flow=flow.name,
-                                    trigger=trigger, parameters=params)]
+    values, events = prepare_run(flow, parameters, trigger=trigger, created_by=created_by,
+                                 parent_run_id=parent_run_id, run_id=run_id)
     if not queue:
+        now = values["created_at"]
         values.update(state=State.RUNNING.value, worker_id=worker_id or local_worker_id(), heartbeat_at=now,
                       started_at=now)
-        events.append(transitions.run_state(run_id, State.RUNNING.value, ts=now))
+        events.append(transitions.run_state(values["id"], State.RUNNING.value, ts=now))
+    store = store or open_store()
     store.create_run(values, events)
-    return run_id
+    return values["id"]
 
 
 def execute_run(run_id: str, *, worker_id: str, store: Store | None = None) -> RunOutcome:

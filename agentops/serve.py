@@ -12,9 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentops.project import load_project, project_root
-from agentops.store import open_store
+from agentops.store import Store, open_store
+
+if TYPE_CHECKING:
+    from agentops.scheduler import Scheduler
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -69,9 +73,8 @@ class Services:
         self.threads.append(threading.Thread(target=self._run_until_stopped, args=(worker,), daemon=True,
                                              name="agentops-worker"))
         scheduler = _make_scheduler(store)
-        if scheduler is not None:
-            self.threads.append(threading.Thread(target=scheduler.run, args=(self.stop_event,), daemon=True,
-                                                 name="agentops-scheduler"))
+        self.threads.append(threading.Thread(target=scheduler.run, args=(self.stop_event,), daemon=True,
+                                             name="agentops-scheduler"))
         for thread in self.threads:
             thread.start()
         if self.with_app:
@@ -114,11 +117,9 @@ class Services:
             thread.join(10)
 
 
-def _make_scheduler(store):  # type: ignore[no-untyped-def]
-    try:
-        from agentops.scheduler import Scheduler
-    except ImportError:
-        return None
+def _make_scheduler(store: Store) -> Scheduler:
+    from agentops.scheduler import Scheduler
+
     return Scheduler(store, f"serve:{socket.gethostname()}:{os.getpid()}")
 
 

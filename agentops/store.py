@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,17 @@ _LEDGER_INSERT = ("INSERT INTO ledger (ts, actor, action, run_id, step_no, appro
                   "prev_hash, hash) VALUES (:ts, :actor, :action, :run_id, :step_no, :approval_id, :payload, "
                   ":policy_hash, :prev_hash, :hash)")
 LEDGER_LOCK_KEY = 7_246_318
+
+
+@dataclass(frozen=True)
+class ScheduleFire:
+    """One schedule's due fire: the runs to create and where its next fire time moves."""
+
+    schedule_id: int
+    expected_next: float
+    next_fire_at: float | None
+    runs: Sequence[dict[str, Any]]
+    events: Sequence[Event]
 
 
 def _row(table_model: type, mapping: Any) -> Any:
@@ -598,23 +610,33 @@ class Store:
             return conn.execute(select(func.min(SCHEDULES.c.next_fire_at))
                                 .where(SCHEDULES.c.paused.is_(False))).scalar()
 
-    def fire_schedule(self, schedule_id: int, expected_next: float, next_fire_at: float | None,
-                      runs: Sequence[dict[str, Any]], events: Sequence[Event]) -> bool:
-        """Create the due runs and advance the schedule, once: a second scheduler's attempt changes nothing."""
+    def fire_schedules(self, fires: Sequence[ScheduleFire]) -> list[int]:
+        """Create each schedule's due runs and advance it, in one transaction; the ids actually fired.
+
+        A fire is compare-and-set on `next_fire_at`, and runs are unique per (schedule, fire time), so a
+        second scheduler, or a restart replaying the same tick, creates nothing twice.
+        """
+        fired: list[int] = []
+        events: list[Event] = []
+        now = time.time()
         with self.write() as conn:
-            moved = conn.execute(update(SCHEDULES).where(SCHEDULES.c.id == schedule_id,
-                                                         SCHEDULES.c.next_fire_at == expected_next)
-                                 .values(next_fire_at=next_fire_at, last_fire_at=time.time())).rowcount
-            if not moved:
-                return False
-            try:
-                with conn.begin_nested():
-                    if runs:
-                        conn.execute(insert(RUNS), list(runs))
-            except IntegrityError:
-                return False
+            for fire in fires:
+                try:
+                    with conn.begin_nested():
+                        moved = conn.execute(
+                            update(SCHEDULES).where(SCHEDULES.c.id == fire.schedule_id,
+                                                    SCHEDULES.c.next_fire_at == fire.expected_next)
+                            .values(next_fire_at=fire.next_fire_at, last_fire_at=now)).rowcount
+                        if not moved:
+                            continue
+                        if fire.runs:
+                            conn.execute(insert(RUNS), list(fire.runs))
+                except IntegrityError:
+                    continue
+                events.extend(fire.events)
+                fired.append(fire.schedule_id)
             self._append(conn, events)
-        return True
+        return fired
 
     def runs_for_schedule(self, schedule_id: int, limit: int = 5) -> list[FlowRun]:
         with self.read() as conn:
@@ -634,6 +656,11 @@ class Store:
             conn.execute(update(LEASES).where(LEASES.c.name == name)
                          .values(holder=holder, expires_at=now + ttl))
             return True
+
+    def lease_holder(self, name: str, now: float) -> str | None:
+        with self.read() as conn:
+            return conn.execute(select(LEASES.c.holder).where(LEASES.c.name == name,
+                                                              LEASES.c.expires_at > now)).scalar()
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.write() as conn:
