@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -616,27 +617,41 @@ class Store:
         A fire is compare-and-set on `next_fire_at`, and runs are unique per (schedule, fire time), so a
         second scheduler, or a restart replaying the same tick, creates nothing twice.
         """
-        fired: list[int] = []
-        events: list[Event] = []
+        if not fires:
+            return []
         now = time.time()
         with self.write() as conn:
-            for fire in fires:
-                try:
-                    with conn.begin_nested():
-                        moved = conn.execute(
-                            update(SCHEDULES).where(SCHEDULES.c.id == fire.schedule_id,
-                                                    SCHEDULES.c.next_fire_at == fire.expected_next)
-                            .values(next_fire_at=fire.next_fire_at, last_fire_at=now)).rowcount
-                        if not moved:
-                            continue
-                        if fire.runs:
-                            conn.execute(insert(RUNS), list(fire.runs))
-                except IntegrityError:
-                    continue
-                events.extend(fire.events)
-                fired.append(fire.schedule_id)
-            self._append(conn, events)
-        return fired
+            current = dict(conn.execute(  # type: ignore[arg-type]
+                select(SCHEDULES.c.id, SCHEDULES.c.next_fire_at)
+                .where(SCHEDULES.c.id.in_([f.schedule_id for f in fires])).with_for_update()).all())
+            ready = [f for f in fires if current.get(f.schedule_id) == f.expected_next]
+            try:
+                with conn.begin_nested():
+                    self._fire(conn, ready, now)
+            except IntegrityError:
+                ready = [f for f in ready if self._fire_alone(conn, f, now)]
+            self._append(conn, [ev for f in ready for ev in f.events])
+        return [f.schedule_id for f in ready]
+
+    def _fire(self, conn: Connection, fires: Sequence[ScheduleFire], now: float) -> None:
+        if not fires:
+            return
+        conn.execute(update(SCHEDULES).where(SCHEDULES.c.id == bindparam("fired_id"))
+                     .values(next_fire_at=bindparam("fired_next"), last_fire_at=now),
+                     [{"fired_id": f.schedule_id, "fired_next": f.next_fire_at} for f in fires])
+        runs = [run for f in fires for run in f.runs]
+        if runs:
+            conn.execute(insert(RUNS), runs)
+
+    def _fire_alone(self, conn: Connection, fire: ScheduleFire, now: float) -> bool:
+        """One fire in its own savepoint. When one of its runs already exists, only advance the schedule."""
+        try:
+            with conn.begin_nested():
+                self._fire(conn, [fire], now)
+        except IntegrityError:
+            self._fire(conn, [replace(fire, runs=[])], now)
+            return False
+        return True
 
     def runs_for_schedule(self, schedule_id: int, limit: int = 5) -> list[FlowRun]:
         with self.read() as conn:

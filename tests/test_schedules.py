@@ -196,3 +196,17 @@ def test_a_standby_scheduler_takes_over_when_the_active_one_is_killed(sqlite_pro
     fire_times = [r.scheduled_for for r in store.runs_for_schedule(sid, limit=1000)]
     assert len(fire_times) == len(set(fire_times)), "no fire time was run twice"
     assert all(abs(t - round(t - fire_times[0]) - fire_times[0]) < 1e-6 for t in fire_times), "on the 1 s grid"
+
+
+def test_a_schedule_rewound_onto_an_existing_run_advances_without_blocking_others(sched_project: Path, store) -> None:  # type: ignore[no-untyped-def]
+    rewound = schedules.add_schedule("report", interval_seconds=60.0, user="olga")
+    anchor = store.get_schedule(rewound).next_fire_at
+    scheduler = Scheduler(store, "s")
+    assert len(scheduler.tick(now=anchor + 1)) == 1
+    other = schedules.add_schedule("report", interval_seconds=60.0, user="olga")
+    store.update_schedule(rewound, {"next_fire_at": anchor}, [])
+    store.update_schedule(other, {"created_at": anchor, "next_fire_at": anchor}, [])
+    created = scheduler.tick(now=anchor + 2)
+    assert [store.get_run(r).schedule_id for r in created] == [other]
+    assert len(store.runs_for_schedule(rewound)) == 1
+    assert store.get_schedule(rewound).next_fire_at == anchor + 60

@@ -1,0 +1,310 @@
+"""Question shapes answered with DuckDB SQL and no model: top-N, by-month, below-average.
+
+Words in a question are matched to the dataset's real columns (from DuckDB's DESCRIBE); only matched column
+names reach the SQL, always quoted. A question with words the parser cannot account for is not a shape, so a
+filter it would silently drop ("... in March") or text meant for the SQL ("; DROP TABLE") never runs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import duckdb
+
+from agentops.data.datasets import Column, Dataset, quote_identifier
+from agentops.data.result import QueryResult, rows_as_records
+
+SUPPORTED_SHAPES = (
+    "top N <things> by <measure>, e.g. 'top 5 products by revenue' (or 'bottom 3 regions by units')",
+    "<measure> by month, e.g. 'revenue by month' or 'trends by month'",
+    "which <things> are below average on <measure>, e.g. 'which regions are below average on revenue' "
+    "or 'underperforming regions'",
+)
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 5
+
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20}
+LEAD_INS = {"show", "me", "us", "what", "which", "who", "are", "is", "were", "was", "the", "give", "list", "plot",
+            "chart", "display", "tell", "please", "can", "could", "you", "our", "my", "get", "find", "how", "did",
+            "does", "do", "about", "a", "and"}
+FILLERS = {"the", "total", "totals", "sum", "of", "overall", "all", "monthly", "trend", "trends", "performance",
+           "numbers", "figures", "in", "terms", "our"}
+DIMENSION_FILLERS = {"selling", "performing", "earning", "grossing", "the", "our", "most", "best", "top"}
+AGGREGATES = {"average", "avg", "mean", "median", "count", "number", "max", "maximum", "min", "minimum", "share",
+              "percentage", "percent", "growth", "change", "ratio", "distinct", "unique"}
+MEASURE_SYNONYMS = {"sales": "revenue", "turnover": "revenue", "income": "revenue", "money": "revenue",
+                    "earnings": "revenue", "quantity": "units", "quantities": "units", "volume": "units",
+                    "price": "unit_price", "prices": "unit_price"}
+DEFAULT_MEASURE_WORDS = {"trend", "trends", "performance", "numbers", "figures", "results"}
+DESCENDING = {"top", "best", "highest", "largest", "biggest"}
+ASCENDING = {"bottom", "worst", "lowest", "smallest"}
+BELOW_AVERAGE = ("below average", "below the average", "under average", "under the average", "below-average",
+                 "lower than average", "lower than the average")
+UNDERPERFORM = {"underperforming", "underperform", "underperforms", "underperformed", "underperformers",
+                "underperformer", "lagging", "laggards"}
+VERBS = {"is", "are", "was", "were", "do", "does", "did", "be", "performing", "perform", "doing", "that", "which",
+         "what", "who"}
+PREPOSITIONS = {"on", "in", "for", "by", "of", "at", "with", "regarding", "terms"}
+
+
+@dataclass(frozen=True)
+class Shape:
+    kind: Literal["top_n", "by_month", "below_average"]
+    measure: str
+    dimension: str | None = None
+    limit: int | None = None
+    descending: bool = True
+
+
+def normalise(question: str) -> list[str]:
+    """Lowercase words; None when the question holds characters no shape uses (quotes, semicolons, ...)."""
+    text = question.strip().lower().rstrip("?.! ")
+    text = re.sub(r"\s+", " ", text.replace(",", " "))
+    return text.split(" ") if text else []
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def _column(words: list[str], columns: list[Column]) -> Column | None:
+    """The column named by these words: exact, with underscores, singular, or a known synonym."""
+    if not words or any(not re.fullmatch(r"[a-z0-9_]+", w) for w in words):
+        return None
+    by_name = {c.name.lower(): c for c in columns}
+    candidates = ["_".join(words), "".join(words), "_".join([*words[:-1], _singular(words[-1])])]
+    if len(words) == 1:
+        candidates.append(MEASURE_SYNONYMS.get(words[0], ""))
+    for candidate in candidates:
+        if candidate in by_name:
+            return by_name[candidate]
+    return None
+
+
+def default_measure(columns: list[Column]) -> Column | None:
+    numeric = [c for c in columns if c.is_numeric]
+    for preferred in ("revenue", "sales", "amount", "total"):
+        for column in numeric:
+            if column.name.lower() == preferred:
+                return column
+    return numeric[0] if numeric else None
+
+
+def _measure(words: list[str], columns: list[Column]) -> Column | None:
+    if any(w in AGGREGATES for w in words):
+        return None
+    meaningful = [w for w in words if w not in FILLERS]
+    if not meaningful:
+        return default_measure(columns) if words or True else None
+    if len(meaningful) == 1 and meaningful[0] in DEFAULT_MEASURE_WORDS:
+        return default_measure(columns)
+    column = _column(meaningful, columns)
+    return column if column is not None and column.is_numeric else None
+
+
+def _dimension(words: list[str], columns: list[Column]) -> Column | None:
+    meaningful = [w for w in words if w not in DIMENSION_FILLERS]
+    column = _column(meaningful, columns)
+    return column if column is not None and not column.is_numeric else None
+
+
+def _strip_leading(words: list[str], vocabulary: set[str]) -> list[str]:
+    index = 0
+    while index < len(words) and words[index] in vocabulary:
+        index += 1
+    return words[index:]
+
+
+def _split_on(words: list[str], separators: set[str]) -> tuple[list[str], list[str]] | None:
+    for index, word in enumerate(words):
+        if word in separators:
+            return words[:index], words[index + 1:]
+    return None
+
+
+def parse_question(question: str, columns: list[Column]) -> Shape | None:
+    """The shape of the question over these columns, or None when it is not one of SUPPORTED_SHAPES."""
+    words = normalise(question)
+    return _parse_top_n(words, columns) or _parse_by_month(words, columns) or _parse_below_average(words, columns)
+
+
+def _parse_top_n(words: list[str], columns: list[Column]) -> Shape | None:
+    for index, word in enumerate(words):
+        if word in DESCENDING | ASCENDING:
+            lead, rest = words[:index], words[index + 1:]
+            break
+    else:
+        return None
+    if _strip_leading(lead, LEAD_INS) or not rest:
+        return None
+    limit = DEFAULT_LIMIT
+    if rest[0].isdigit() or rest[0] in NUMBER_WORDS:
+        limit = int(rest[0]) if rest[0].isdigit() else NUMBER_WORDS[rest[0]]
+        rest = rest[1:]
+    split = _split_on(rest, {"by", "on"})
+    if split is None or not 1 <= limit <= MAX_LIMIT:
+        return None
+    dimension, measure = _dimension(split[0], columns), _measure(split[1], columns)
+    if dimension is None or measure is None:
+        return None
+    return Shape("top_n", measure.name, dimension.name, limit, descending=word in DESCENDING)
+
+
+def _parse_by_month(words: list[str], columns: list[Column]) -> Shape | None:
+    if not any(c.is_temporal for c in columns):
+        return None
+    if len(words) >= 2 and words[-1] == "month" and words[-2] in {"by", "per", "each", "every", "over", "across"}:
+        phrase = words[:-2]
+    elif "monthly" in words:
+        phrase = [w for w in words if w != "monthly"]
+    else:
+        return None
+    phrase = _strip_leading(phrase, LEAD_INS)
+    measure = _measure(phrase, columns)
+    return Shape("by_month", measure.name) if measure is not None else None
+
+
+def _parse_below_average(words: list[str], columns: list[Column]) -> Shape | None:
+    text = " ".join(words)
+    for phrase in BELOW_AVERAGE:
+        marker = f" {phrase} "
+        if marker in f" {text} ":
+            before, _, after = f" {text} ".partition(marker)
+            left, right = before.split(), after.split()
+            break
+    else:
+        index = next((i for i, w in enumerate(words) if w in UNDERPERFORM), None)
+        if index is None:
+            return None
+        left, right = words[:index], words[index + 1:]
+        if not [w for w in left if w not in LEAD_INS | VERBS]:
+            split = _split_on(right, PREPOSITIONS)
+            left, right = (split if split else (right, []))
+    left = [w for w in _strip_leading(left, LEAD_INS) if w not in VERBS]
+    right = _strip_leading(right, PREPOSITIONS)
+    dimension, measure = _dimension(left, columns), _measure(right, columns)
+    if dimension is None or measure is None:
+        return None
+    return Shape("below_average", measure.name, dimension.name)
+
+
+# -- SQL and answers ---------------------------------------------------------------------------------------------
+
+
+def _date_column(columns: list[Column]) -> Column:
+    temporal = [c for c in columns if c.is_temporal]
+    return next((c for c in temporal if c.name.lower() in ("date", "day", "order_date")), temporal[0])
+
+
+def shape_sql(shape: Shape, dataset: Dataset, columns: list[Column]) -> str:
+    """The one SQL statement that answers the shape; identifiers come from `columns` and are quoted."""
+    known = {c.name for c in columns}
+    if shape.measure not in known or (shape.dimension is not None and shape.dimension not in known):
+        raise ValueError(f"shape names a column the dataset does not have: {shape}")
+    table, measure = quote_identifier(dataset.name), quote_identifier(shape.measure)
+    if shape.kind == "top_n":
+        dim = quote_identifier(shape.dimension or "")
+        order = "DESC" if shape.descending else "ASC"
+        return (f"SELECT {dim}, SUM({measure}) AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
+                f"GROUP BY 1 ORDER BY 2 {order}, 1 LIMIT {int(shape.limit or DEFAULT_LIMIT)}")
+    if shape.kind == "by_month":
+        date = quote_identifier(_date_column(columns).name)
+        return (f"SELECT CAST(date_trunc('month', {date}) AS DATE) AS \"month\", SUM({measure}) AS {measure} "
+                f"FROM {table} WHERE {date} IS NOT NULL GROUP BY 1 ORDER BY 1")
+    dim = quote_identifier(shape.dimension or "")
+    average = quote_identifier(f"average_{shape.measure}")
+    return (f"WITH totals AS (SELECT {dim}, SUM({measure}) AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
+            f"GROUP BY 1) SELECT {dim}, {measure}, AVG({measure}) OVER () AS {average}, "
+            f"round(100 * ({measure} / AVG({measure}) OVER () - 1), 1) AS \"vs_average_pct\" FROM totals "
+            f"QUALIFY {measure} < AVG({measure}) OVER () ORDER BY 2, 1")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duckdb.DuckDBPyConnection,
+                 question: str) -> QueryResult:
+    """Run the shape's SQL and describe the result in a sentence, with a chart."""
+    from agentops.data import charts
+
+    sql = shape_sql(shape, dataset, columns)
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    table = rows_as_records(names, cursor.fetchall())
+    measure = _label(shape.measure)
+    chart: bytes | None = None
+    if shape.kind == "top_n":
+        which = "Top" if shape.descending else "Bottom"
+        things = f"{shape.dimension}s" if len(table) != 1 else str(shape.dimension)
+        listing = ", ".join(f"{row[shape.dimension or '']} ({_fmt(row[shape.measure])})" for row in table)
+        answer = f"{which} {len(table)} {_label(things)} by {measure}: {listing}." if table else "No rows to rank."
+        if table:
+            chart = charts.bar_chart([str(r[shape.dimension or ""]) for r in table],
+                                     [float(r[shape.measure] or 0) for r in table],
+                                     title=f"{which} {len(table)} {_label(things)} by {measure}", ylabel=measure)
+    elif shape.kind == "by_month":
+        answer, chart = _by_month_answer(table, shape.measure)
+    else:
+        answer, chart = _below_average_answer(table, shape, dataset, con)
+    return QueryResult(question=question, dataset=dataset.name, method="duckdb-shape", answer=answer, sql=sql,
+                       table=table, columns=names, chart_png=chart)
+
+
+def _by_month_answer(table: list[dict[str, object]], measure_column: str) -> tuple[str, bytes | None]:
+    from agentops.data import charts
+
+    measure = _label(measure_column)
+    if not table:
+        return f"No dated rows, so no {measure} by month.", None
+    months = [str(r["month"])[:7] for r in table]
+    values = [float(r[measure_column] or 0) for r in table]  # type: ignore[arg-type]
+    high, low = max(range(len(values)), key=values.__getitem__), min(range(len(values)), key=values.__getitem__)
+    answer = (f"{measure.capitalize()} by month, {months[0]} to {months[-1]}: highest in {months[high]} "
+              f"({_fmt(table[high][measure_column])}), lowest in {months[low]} ({_fmt(table[low][measure_column])})")
+    if len(values) > 1 and values[0]:
+        change = 100 * (values[-1] / values[0] - 1)
+        answer += f"; {months[-1]} is {abs(change):.0f}% {'above' if change >= 0 else 'below'} {months[0]}"
+    chart = charts.line_chart(months, values, title=f"{measure.capitalize()} by month", ylabel=measure)
+    return answer + ".", chart
+
+
+def _below_average_answer(table: list[dict[str, object]], shape: Shape, dataset: Dataset,
+                          con: duckdb.DuckDBPyConnection) -> tuple[str, bytes | None]:
+    from agentops.data import charts
+
+    dim, measure = shape.dimension or "", _label(shape.measure)
+    average_column = f"average_{shape.measure}"
+    if not table:
+        dim_sql, measure_sql = quote_identifier(dim), quote_identifier(shape.measure)
+        row = con.execute(f"SELECT AVG(t) FROM (SELECT SUM({measure_sql}) AS t FROM {quote_identifier(dataset.name)} "
+                          f"WHERE {dim_sql} IS NOT NULL GROUP BY {dim_sql})").fetchone()
+        average = float(row[0]) if row and row[0] is not None else 0.0
+        return f"No {_label(dim)} is below the average {measure} of {_fmt(average)} per {_label(dim)}.", None
+    average = float(table[0][average_column])  # type: ignore[arg-type]
+    listing = ", ".join(f"{r[dim]} ({_fmt(r[shape.measure])}, {r['vs_average_pct']}% vs average)" for r in table)
+    things = _label(dim) if len(table) == 1 else f"{_label(dim)}s"
+    verb = "is" if len(table) == 1 else "are"
+    answer = (f"{len(table)} {things} {verb} below the average {measure} of {_fmt(average)} per {_label(dim)}: "
+              f"{listing}.")
+    chart = charts.bar_chart([str(r[dim]) for r in table], [float(r[shape.measure] or 0) for r in table],  # type: ignore[arg-type]
+                             title=f"{_label(dim).capitalize()}s below the average {measure}", ylabel=measure,
+                             reference=average)
+    return answer, chart
