@@ -261,3 +261,20 @@ def authenticate(name: str, password: str) -> Any:
 
 def project_path(*parts: str) -> Path:
     return load_project().joinpath(*parts)
+
+
+def oidc_login(claims: dict[str, Any]) -> Any:
+    """The local account for an identity from the OIDC provider (created on first login); login recorded."""
+    from agentops.settings import get_settings
+    from agentops.users import oidc_login as _oidc_login
+
+    return _oidc_login(store(), claims, get_settings().oidc_default_role)
+
+
+def run_flow_names() -> list[str]:
+    """Flow names that have runs, for filters (the registry may not hold retired flows)."""
+    return store().flow_names()
+
+
+def audit_count() -> int:
+    return store().ledger_count()

@@ -55,6 +55,21 @@ class Settings(BaseSettings):
     kubernetes_namespace: str = "default"
     """Namespace of the deployments the scaling tool manages."""
 
+    oidc_server_metadata_url: str | None = None
+    """OpenID Connect discovery URL (.../.well-known/openid-configuration); set it to log in with st.login."""
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_uri: str | None = None
+    """The app's callback, e.g. https://agentops.example.com/oauth2callback."""
+    oidc_cookie_secret: SecretStr | None = None
+    """Signs the login cookie; a random one is made per start when unset."""
+    oidc_default_role: str = "viewer"
+    """Role of an OIDC user who has no local account row yet (their row is created on first login)."""
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_server_metadata_url and self.oidc_client_id)
+
     @property
     def root(self) -> Path:
         return (self.project_dir or find_project_root()).resolve()

@@ -83,3 +83,17 @@ def require_user(store: Store, name: str | None, allowed: frozenset[str], action
         raise PermissionDenied(
             f"user '{name}' has role '{user.role}'; {action} needs one of: {', '.join(sorted(allowed))}")
     return user
+
+
+def oidc_login(store: Store, claims: dict[str, object], default_role: str) -> User:
+    """The account behind an OIDC identity (email, else preferred_username, else sub); created on first login."""
+    name = str(claims.get("email") or claims.get("preferred_username") or claims.get("sub") or "")
+    if not name:
+        raise PermissionDenied("the identity provider returned no email, username or subject")
+    user = store.get_user(name)
+    if user is None:
+        user = add_user(store, name, default_role, None, actor="system:oidc")
+    if user.disabled:
+        raise PermissionDenied(f"user '{name}' is disabled")
+    record_login(store, name, via="oidc")
+    return user

@@ -1,0 +1,43 @@
+"""Approvals inbox: pending requests (refreshing on their own), and every decided or expired one."""
+
+from __future__ import annotations
+
+import streamlit as st
+from ui_kit.approval_card import approval_card
+from ui_kit.render import when
+from ui_kit.session import current_user
+
+from agentops import queries, service
+
+user = current_user()
+assert user is not None
+st.title("Approvals")
+flash = st.session_state.pop("approvals_flash", None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
+
+
+@st.fragment(run_every=3)
+def pending_requests() -> None:
+    pending = [queries.approval_view(a) for a in service.list_approvals("pending")]
+    st.markdown(f"**{len(pending)} waiting**" if pending else "Nothing is waiting for a decision.")
+    for view in pending:
+        approval_card(view, user)
+
+
+pending_requests()
+
+st.divider()
+st.subheader("Decided and expired")
+status = st.selectbox("Status", ["all decided", "approved", "edited", "rejected", "responded", "expired"],
+                      key="history-status")
+history = [a for a in service.list_approvals("all", limit=500) if a.status != "pending"]
+if status != "all decided":
+    history = [a for a in history if a.status == status]
+rows = []
+for a in history:
+    decision = queries.approval_view(a).decision or {}
+    rows.append({"id": a.id[:12], "action": a.action, "status": a.status, "decided by": a.decided_by or "-",
+                 "decided at": when(a.decided_at), "message": decision.get("message") or "",
+                 "arguments": decision.get("args", a.args), "run": (a.run_id or "")[:12]})
+st.dataframe(rows, hide_index=True, key="approvals-history", width="stretch")

@@ -1,0 +1,36 @@
+"""The embedded tool backends: mail in the outbox, tickets, and the simulated cluster."""
+
+from __future__ import annotations
+
+import streamlit as st
+from ui_kit.render import when
+
+from agentops import queries
+
+st.title("Outbox, tickets and cluster")
+st.caption("What approved actions did, in the embedded backends the demo runs on.")
+outbox, tickets, cluster = st.tabs(["Outbox", "Tickets", "Cluster"])
+
+with outbox:
+    mails = queries.outbox()
+    st.markdown(f"**{len(mails)} messages**")
+    for mail in mails:
+        with st.expander(f"{when(mail.created_at)} · {mail.subject} → {mail.to}"):
+            st.caption(f"from {mail.sender} · run `{mail.run_id or '-'}` · key `{mail.idempotency_key}`")
+            st.text(mail.body)
+
+with tickets:
+    st.dataframe([{"id": t.id, "title": t.title, "priority": t.priority, "status": t.status,
+                   "assignee": t.assignee or "", "run": (t.run_id or "")[:12], "created": when(t.created_at)}
+                  for t in queries.tickets()], hide_index=True, width="stretch", key="tickets-table")
+
+with cluster:
+    state = queries.cluster()
+    st.dataframe([{"deployment": d.name, "replicas": d.replicas, "cpu %": round(d.cpu_percent, 1),
+                   "error rate %": round(d.error_rate * 100 if d.error_rate < 1 else d.error_rate, 2),
+                   "p95 ms": round(d.p95_latency_ms), "updated": when(d.updated_at)}
+                  for d in state["deployments"]], hide_index=True, width="stretch", key="cluster-table")
+    st.markdown("**Scale actions**")
+    st.dataframe([{"time": when(e.ts), "deployment": e.deployment, "from": e.from_replicas, "to": e.to_replicas,
+                   "run": (e.run_id or "")[:12]} for e in state["scale_events"]],
+                 hide_index=True, width="stretch", key="scale-events")

@@ -1,0 +1,36 @@
+"""The agentops review and approval app. `agentops ui` (or `agentops serve`) starts it.
+
+Pages live in app/app_pages/ and hold UI only; they call agentops.service.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from ui_kit.session import bootstrap, current_user, login_page, sidebar_account
+
+st.set_page_config(page_title="agentops", page_icon="🛡️", layout="wide")
+bootstrap()
+user = current_user()
+
+if user is None:
+    st.navigation([st.Page(login_page, title="Log in", url_path="login")], position="hidden").run()
+else:
+    sidebar_account(user)
+    pages = {
+        "Review": [
+            st.Page("app_pages/approvals.py", title="Approvals", icon=":material/approval:", url_path="approvals",
+                    default=True),
+            st.Page("app_pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs"),
+            st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
+            st.Page("app_pages/audit.py", title="Audit", icon=":material/verified_user:", url_path="audit"),
+        ],
+        "Automation": [
+            st.Page("app_pages/schedules.py", title="Schedules", icon=":material/schedule:", url_path="schedules"),
+            st.Page("app_pages/data.py", title="Data", icon=":material/query_stats:", url_path="data"),
+        ],
+        "Embedded backends": [
+            st.Page("app_pages/backends.py", title="Outbox, tickets, cluster", icon=":material/dns:",
+                    url_path="backends"),
+        ],
+    }
+    st.navigation(pages).run()

@@ -1,0 +1,83 @@
+"""One approval request, rendered with its decision controls (Approvals inbox and the Chat page share it)."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from agentops import queries, service
+from agentops.errors import AgentOpsError
+from ui_kit.render import args_diff, countdown, pretty, when
+from ui_kit.session import SessionUser
+
+
+def approval_card(view: queries.ApprovalView, user: SessionUser, *, scope: str = "inbox") -> None:
+    """The request, why it exists, and Approve / Edit / Reject for approvers. Keys are `<verb>-<scope>-<id>`."""
+    a = view.approval
+    with st.container(border=True, key=f"approval-{scope}-{a.id}"):
+        st.markdown(f"#### `{a.action}`")
+        st.code(pretty(view.args), language="json")
+        left, middle, right = st.columns(3)
+        left.markdown(f"**Requested by** {a.requester}")
+        middle.markdown(f"**Policy rule** `{view.rule or '-'}`")
+        right.markdown(f"**{countdown(view.expires_in)}**")
+        if a.reason:
+            st.markdown(f"**Reason:** {a.reason}")
+        if view.verdict_reason:
+            st.caption(f"policy: {view.verdict_reason}")
+        if view.conversation:
+            with st.expander("Conversation that led here"):
+                for line in view.conversation:
+                    st.markdown(f"**{line['role']}**: {line['text']}")
+        if a.run_id:
+            st.caption(f"run `{a.run_id}` · step {a.step_no} · requested {when(a.created_at)}")
+        if not user.can_decide:
+            st.caption(f"Your role ({user.role}) can see this request but not decide it.")
+            return
+        _decision_controls(view, user, scope)
+
+
+def _decision_controls(view: queries.ApprovalView, user: SessionUser, scope: str) -> None:
+    a = view.approval
+    key = f"{scope}-{a.id}"
+    approve, edit, reject = st.tabs(["Approve", "Edit", "Reject"])
+    with approve:
+        if st.button("Approve", key=f"approve-{key}", type="primary"):
+            _decide(a.id, "approve", user, args_digest=a.args_digest)
+    with edit:
+        text = st.text_area("Arguments (JSON)", value=pretty(view.args), key=f"edit-args-{key}", height=160)
+        edited = _parse_args(text)
+        if edited is not None and edited != view.args:
+            st.code(args_diff(view.args, edited), language="diff")
+        if st.button("Approve with these arguments", key=f"edit-{key}", disabled=edited is None):
+            _decide(a.id, "edit", user, args_digest=a.args_digest, edited_args=edited)
+    with reject:
+        message = st.text_input("Message to the agent", key=f"reject-message-{key}",
+                                placeholder="why not, and what to do instead")
+        if st.button("Reject", key=f"reject-{key}"):
+            _decide(a.id, "reject", user, args_digest=a.args_digest, message=message or "rejected")
+
+
+def _parse_args(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        st.error(f"not valid JSON: {exc.msg} (line {exc.lineno})")
+        return None
+    if not isinstance(value, dict):
+        st.error("the arguments must be a JSON object")
+        return None
+    return value
+
+
+def _decide(approval_id: str, kind: str, user: SessionUser, **details: object) -> None:
+    """The decider is the logged-in user, never a form field; the service checks the role again."""
+    try:
+        result = service.decide(approval_id, kind, user=user.name, **details)  # type: ignore[arg-type]
+    except AgentOpsError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["approvals_flash"] = (f"{kind} recorded; more approvers are needed" if result is None
+                                           else f"{approval_id[:12]}: {result.kind} by {user.name}")
+    st.rerun()
