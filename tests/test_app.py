@@ -1,0 +1,176 @@
+"""The app's pages through streamlit.testing.v1.AppTest, against a real project database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from agentops import service
+from agentops.errors import PermissionDenied
+from agentops.worker import Worker
+from tests.app_fixtures import USERS, PendingIncident, add_repository_flows, add_users, pending_incident
+
+MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
+
+
+@pytest.fixture
+def app_project(ops_project: Path) -> Path:
+    add_repository_flows(ops_project)
+    add_users()
+    from agentops.project import load_project
+
+    load_project()
+    return ops_project
+
+
+@pytest.fixture
+def incident(app_project: Path) -> PendingIncident:
+    return pending_incident()
+
+
+def logged_in(name: str) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.run()
+    at.text_input(key="login-user").input(name)
+    at.text_input(key="login-password").input(USERS[name][1])
+    at.button(key="login-submit").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def keys(at: AppTest) -> set[str]:
+    return {b.key for b in at.button if b.key}
+
+
+def test_wrong_password_is_refused_and_both_attempts_reach_the_ledger(app_project: Path) -> None:
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.run()
+    at.text_input(key="login-user").input("ada")
+    at.text_input(key="login-password").input("not-her-password")
+    at.button(key="login-submit").click().run()
+    assert [e.value for e in at.error] == ["Wrong user or password."]
+    assert "logout" not in keys(at)
+    at.text_input(key="login-password").input("ada-approves")
+    at.button(key="login-submit").click().run()
+    assert [t.value for t in at.title] == ["Approvals"] and "logout" in keys(at)
+    actions = [(e.action, json.loads(e.payload)["via"]) for e in service.audit_search(actor="user:ada")]
+    assert actions[:2] == [("user.login", "local"), ("user.login_failed", "local")]
+
+
+def test_an_approver_approves_and_the_run_scales_the_cluster(incident: PendingIncident) -> None:
+    at = logged_in("ada")
+    assert "scale_deployment" in " ".join(m.value for m in at.markdown)
+    at.button(key=f"approve-inbox-{incident.approval_id}").click().run()
+    assert [s.value for s in at.success] == [f"{incident.approval_id[:12]}: approve by ada"]
+    decided = service.get_approval(incident.approval_id)
+    assert decided.status == "approved" and decided.decided_by == "ada"
+    Worker(service.store(), poll_seconds=0.01).run(burst=True)
+    assert service.get_run(incident.run_id).state == "COMPLETED"
+    assert {d.name: d.replicas for d in service.store().deployments()}["web-app"] == 12
+    assert f"approve-inbox-{incident.approval_id}" not in keys(at.run())
+
+
+def test_a_viewer_sees_requests_but_no_decision_buttons_and_a_forged_decision_fails(
+        incident: PendingIncident) -> None:
+    at = logged_in("vera")
+    assert "scale_deployment" in " ".join(m.value for m in at.markdown)
+    assert not {k for k in keys(at) if k.startswith(("approve-", "edit-", "reject-"))}
+    assert any("can see this request but not decide" in c.value for c in at.caption)
+    with pytest.raises(PermissionDenied, match="role 'viewer'"):
+        service.decide(incident.approval_id, "approve", user="vera")
+    assert service.get_approval(incident.approval_id).status == "pending"
+
+
+def test_edit_shows_the_diff_and_runs_the_edited_arguments(incident: PendingIncident) -> None:
+    at = logged_in("ada")
+    edited = {"name": "web-app", "replicas": 9}
+    at.text_area(key=f"edit-args-inbox-{incident.approval_id}").input(json.dumps(edited)).run()
+    diff = [c.value for c in at.code if c.language == "diff"]
+    assert diff and '-  "replicas": 12' in diff[0] and '+  "replicas": 9' in diff[0]
+    at.button(key=f"edit-inbox-{incident.approval_id}").click().run()
+    assert service.get_approval(incident.approval_id).status == "edited"
+    Worker(service.store(), poll_seconds=0.01).run(burst=True)
+    assert {d.name: d.replicas for d in service.store().deployments()}["web-app"] == 9
+
+
+def test_an_edit_that_is_not_json_or_breaks_the_schema_is_refused_in_place(incident: PendingIncident) -> None:
+    at = logged_in("ada")
+    at.text_area(key=f"edit-args-inbox-{incident.approval_id}").input("{replicas: 9").run()
+    assert any("not valid JSON" in e.value for e in at.error)
+    at.text_area(key=f"edit-args-inbox-{incident.approval_id}").input('{"name": "web-app", "replicas": "lots"}').run()
+    at.button(key=f"edit-inbox-{incident.approval_id}").click().run()
+    assert at.error and service.get_approval(incident.approval_id).status == "pending"
+
+
+def test_reject_sends_the_message_back(incident: PendingIncident) -> None:
+    at = logged_in("ada")
+    at.text_input(key=f"reject-message-inbox-{incident.approval_id}").input("peak is over; keep 6")
+    at.button(key=f"reject-inbox-{incident.approval_id}").click().run()
+    decided = service.get_approval(incident.approval_id)
+    assert decided.status == "rejected" and json.loads(decided.decision)["message"] == "peak is over; keep 6"
+    assert "peak is over; keep 6" in json.dumps(at.dataframe[0].value.to_dict())
+
+
+def test_runs_page_filters_and_shows_a_runs_timeline_and_steps(incident: PendingIncident) -> None:
+    at = logged_in("otto")
+    at.switch_page("app_pages/runs.py").run()
+    at.selectbox(key="runs-state").select("AWAITING_APPROVAL").run()
+    listed = at.dataframe(key="runs-table").value
+    assert list(listed["run"]) == [incident.run_id]
+    at.text_input(key="runs-open").input(incident.run_id[:10]).run()
+    assert not at.exception, at.exception
+    assert any("incident_response" in h.value for h in at.subheader)
+    labels = [e.label for e in at.expander]
+    assert any("incident.model" in label and "model" in label for label in labels)
+    assert any("scale_deployment" in label for label in labels)
+    assert {"run-cancel", "run-rerun"} <= keys(at)
+    at.selectbox(key="runs-state").select("FAILED").run()
+    assert at.dataframe(key="runs-table").value.empty
+
+
+def test_audit_page_verifies_the_chain(incident: PendingIncident) -> None:
+    at = logged_in("vera")
+    at.switch_page("app_pages/audit.py").run()
+    at.button(key="audit-verify").click().run()
+    assert [s.value for s in at.success][0].startswith("OK: ")
+    at.text_input(key="audit-action").input("approval.requested").run()
+    assert list(at.dataframe[0].value["action"]) == ["approval.requested"]
+
+
+def test_schedules_page_adds_and_pauses(app_project: Path) -> None:
+    at = logged_in("otto")
+    at.switch_page("app_pages/schedules.py").run()
+    at.selectbox(key="schedule-flow").select("hello")
+    at.radio(key="schedule-kind").set_value("interval")
+    at.number_input(key="schedule-interval").set_value(600.0)
+    at.button(key="schedule-add-submit").click().run()
+    [created] = service.store().list_schedules()
+    assert created.flow_name == "hello" and created.interval_seconds == 600.0 and created.created_by == "otto"
+    at.button(key=f"schedule-toggle-{created.id}").click().run()
+    assert service.store().get_schedule(created.id).paused
+
+
+def test_backends_page_shows_the_simulated_cluster(app_project: Path) -> None:
+    at = logged_in("vera")
+    at.switch_page("app_pages/backends.py").run()
+    tickets, cluster, scale_events = (frame.value for frame in at.dataframe)
+    assert "web-app" in list(cluster["deployment"]) and tickets.empty and scale_events.empty
+
+
+def test_oidc_identity_maps_to_an_account_and_is_recorded(app_project: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AGENTOPS_OIDC_SERVER_METADATA_URL", "http://127.0.0.1:9/.well-known/openid-configuration")
+    monkeypatch.setenv("AGENTOPS_OIDC_CLIENT_ID", "agentops")
+    from agentops.settings import reset_settings
+
+    reset_settings()
+    at = AppTest.from_file(MAIN, default_timeout=30)
+    at.user = {"is_logged_in": True, "email": "sso.person@example.com", "name": "SSO Person"}
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Approvals"]
+    assert service.store().get_user("sso.person@example.com").role == "viewer"
+    logins = service.audit_search(actor="user:sso.person@example.com", action="user.login")
+    assert json.loads(logins[0].payload)["via"] == "oidc"
