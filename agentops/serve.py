@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentops.project import load_project, project_root
+from agentops.settings import get_settings
 from agentops.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -41,11 +44,31 @@ def start_app(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     """The Streamlit app as a child process (stopped by its PID)."""
     env = os.environ.copy()
     env.setdefault("AGENTOPS_PROJECT_DIR", str(root))
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(root / "app" / "main.py"), "--server.address", host,
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "streamlit", "run", str(root / "app" / "main.py"), "--server.address", host,
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]
+    secrets_file = write_auth_secrets(root, host, port)
+    if secrets_file is not None:
+        command += ["--secrets.files", str(secrets_file)]
+    return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def write_auth_secrets(root: Path, host: str, port: int) -> Path | None:
+    """Streamlit reads OIDC settings for st.login from secrets.toml: write one (mode 0600) from AGENTOPS_OIDC_*."""
+    settings = get_settings()
+    if not settings.oidc_enabled:
+        return None
+    cookie = settings.oidc_cookie_secret.get_secret_value() if settings.oidc_cookie_secret else None
+    client_secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else ""
+    auth = {"redirect_uri": settings.oidc_redirect_uri or f"http://{host}:{port}/oauth2callback",
+            "cookie_secret": cookie or secrets.token_urlsafe(32), "client_id": settings.oidc_client_id,
+            "client_secret": client_secret, "server_metadata_url": settings.oidc_server_metadata_url}
+    path = root / ".agentops" / "streamlit" / "secrets.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("[auth]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in auth.items()))
+    return path
 
 
 @dataclass

@@ -17,11 +17,23 @@ class PendingIncident:
     approval_id: str
 
 
-def add_repository_flows(project: Path) -> None:
+def add_repository_content(project: Path) -> None:
+    """The repository's flows, sample data and app, next to the tools/prompts/policies of `ops_project`."""
     for path in (ROOT / "flows").glob("*.py"):
         shutil.copy(path, project / "flows" / path.name)
-    if (ROOT / "data").is_dir():
-        shutil.copytree(ROOT / "data", project / "data", dirs_exist_ok=True)
+    for folder in ("data", "app"):
+        if (ROOT / folder).is_dir():
+            shutil.copytree(ROOT / folder, project / folder, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def app_project(ops_project: Path) -> Path:
+    add_repository_content(ops_project)
+    add_users()
+    from agentops.project import load_project
+
+    load_project()
+    return ops_project
 
 
 def add_users() -> None:
@@ -39,5 +51,5 @@ def pending_incident(deployment: str = "web-app") -> PendingIncident:
     run_id = service.start_run("incident_response", {"deployment": deployment, "note": "95% CPU"}, user="otto")
     Worker(service.store(), poll_seconds=0.01).run(burst=True)
     pending = service.pending_approvals_for(run_id)
-    assert service.get_run(run_id).state == "AWAITING_APPROVAL" and len(pending) == 1
+    assert service.get_run(run_id).state == "AWAITING_APPROVAL" and len(pending) == 1, service.get_run(run_id)
     return PendingIncident(run_id, pending[0].id)

@@ -11,19 +11,15 @@ from streamlit.testing.v1 import AppTest
 from agentops import service
 from agentops.errors import PermissionDenied
 from agentops.worker import Worker
-from tests.app_fixtures import USERS, PendingIncident, add_repository_flows, add_users, pending_incident
+from tests import app_fixtures
+from tests.app_fixtures import USERS, PendingIncident, pending_incident
 
 MAIN = str(Path(__file__).resolve().parent.parent / "app" / "main.py")
 
 
 @pytest.fixture
 def app_project(ops_project: Path) -> Path:
-    add_repository_flows(ops_project)
-    add_users()
-    from agentops.project import load_project
-
-    load_project()
-    return ops_project
+    return app_fixtures.app_project(ops_project)
 
 
 @pytest.fixture

@@ -26,6 +26,10 @@ with tickets:
 
 with cluster:
     state = queries.cluster()
+    for column, deployment in zip(st.columns(max(1, len(state["deployments"]))), state["deployments"], strict=False):
+        with column.container(key=f"cluster-{deployment.name}"):
+            st.metric(deployment.name, f"{deployment.replicas} replicas", f"{deployment.cpu_percent:.0f}% CPU",
+                      delta_color="off")
     st.dataframe([{"deployment": d.name, "replicas": d.replicas, "cpu %": round(d.cpu_percent, 1),
                    "error rate %": round(d.error_rate * 100 if d.error_rate < 1 else d.error_rate, 2),
                    "p95 ms": round(d.p95_latency_ms), "updated": when(d.updated_at)}

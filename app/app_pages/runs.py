@@ -64,7 +64,7 @@ def run_detail(run_id: str, user: SessionUser) -> None:
         return
     run = detail.run
     st.query_params["run"] = run.id
-    st.subheader(f"{run.flow_name} · {state_label(run.state)}")
+    live_state(run.id)
     st.caption(f"run `{run.id}` · trigger {run.trigger} · by {run.created_by or 'system'} · "
                f"created {when(run.created_at)}")
     if run.state_message:
@@ -107,6 +107,14 @@ def run_detail(run_id: str, user: SessionUser) -> None:
     with st.expander("State history (from the audit ledger)"):
         st.dataframe([{"seq": e.seq, "time": when(e.ts), "actor": e.actor, "action": e.action, "step": e.step_no,
                        "payload": e.payload[:200]} for e in detail.history], hide_index=True, width="stretch")
+
+
+@st.fragment(run_every=2)
+def live_state(run_id: str) -> None:
+    """The run's state, refreshed while the page is open."""
+    run = service.get_run(run_id)
+    with st.container(key="run-state"):
+        st.subheader(f"{run.flow_name} · {state_label(run.state)}")
 
 
 def run_actions(run_id: str, state: str, user: SessionUser) -> None:
