@@ -229,8 +229,12 @@ class Store:
     # -- runs --------------------------------------------------------------------------------------
 
     def create_run(self, values: dict[str, Any], events: Sequence[Event]) -> None:
+        self.create_runs([values], events)
+
+    def create_runs(self, rows: Sequence[dict[str, Any]], events: Sequence[Event]) -> None:
+        """Insert runs and their events in one transaction (an import, a backfill)."""
         with self.write() as conn:
-            conn.execute(insert(RUNS), values)
+            conn.execute(insert(RUNS), list(rows))
             self._append(conn, events)
 
     def get_run(self, run_id: str) -> FlowRun | None:
