@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -24,8 +26,9 @@ class SendEmailArgs(BaseModel):
     subject: str = Field(min_length=1, max_length=300)
     body: str = Field(description="Plain-text body.")
     cc: list[str] = Field(default_factory=list)
-    attachments: list[dict[str, str]] = Field(default_factory=list,
-                                              description="Optional: [{name, content_base64, mime}]")
+    attachments: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Optional: [{name, content_base64, mime}], or [{name, chart}] naming a chart by its sha256.")
 
 
 def _smtp_send(url: str, message: EmailMessage) -> None:
@@ -39,6 +42,21 @@ def _smtp_send(url: str, message: EmailMessage) -> None:
         smtp.send_message(message)
 
 
+def _attachment(item: dict[str, str]) -> tuple[bytes, str]:
+    """An attachment's bytes: inline base64, or a chart stored by content under .agentops/charts/."""
+    if "chart" in item:
+        from agentops.data.query import CHARTS_DIR
+        from agentops.project import project_root
+
+        if not re.fullmatch(r"[0-9a-f]{64}", item["chart"]):
+            raise ValueError("a chart attachment names its chart by sha256 (64 hex digits)")
+        path = project_root() / CHARTS_DIR / f"{item['chart']}.png"
+        if not path.is_file():
+            raise ValueError(f"no stored chart {item['chart'][:12]}")
+        return path.read_bytes(), "image/png"
+    return base64.b64decode(item["content_base64"]), item.get("mime", "application/octet-stream")
+
+
 def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = None,
                attachments: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Record the mail in the outbox first (the sent-log), then deliver it over SMTP when configured.
@@ -46,6 +64,8 @@ def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = No
     A repeated idempotency key finds the outbox row and sends nothing.
     """
     key = idempotency_key()
+    for item in attachments or []:
+        _attachment(item)
     row, created = open_store().outbox_add({
         "idempotency_key": key, "sender": SENDER, "to": ", ".join([*to, *(cc or [])]), "subject": subject,
         "body": body, "attachments": serialization.dumps(attachments) if attachments else None,
@@ -60,11 +80,9 @@ def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = No
         message["Message-ID"] = f"<{key.replace(':', '.')}@agentops>"
         message.set_content(body)
         for item in attachments or []:
-            import base64
-
-            maintype, _, subtype = item.get("mime", "application/octet-stream").partition("/")
-            message.add_attachment(base64.b64decode(item["content_base64"]), maintype=maintype, subtype=subtype,
-                                   filename=item.get("name", "attachment"))
+            content, mime = _attachment(item)
+            maintype, _, subtype = mime.partition("/")
+            message.add_attachment(content, maintype=maintype, subtype=subtype, filename=item.get("name", "attachment"))
         _smtp_send(smtp_url, message)
         delivered = "smtp"
     return {"status": "sent" if created else "already sent", "outbox_id": row["id"], "delivered_via": delivered,

@@ -17,3 +17,12 @@ def seed_cluster() -> str | None:
     if store.count_metric_samples() == 0:
         store.add_metric_samples(cluster_sim.history_rows(now))
     return f"seeded the simulated cluster: {added} deployments" if added else None
+
+
+@seeder
+def seed_sample_data() -> str | None:
+    from agentops.data.sample import ensure_sample_data
+    from agentops.project import project_root
+
+    written = ensure_sample_data(project_root())
+    return f"wrote the sample sales data: {written.relative_to(project_root())}" if written else None

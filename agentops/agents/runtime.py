@@ -41,6 +41,8 @@ class ToolOutcome:
     verdict: dict[str, Any] | None = None
     approval_id: str | None = None
     edited: bool = False
+    result: Any = None
+    """The tool's return value (JSON-safe) when it ran."""
 
 
 @dataclass
@@ -76,6 +78,16 @@ class Agent:
         if ctx is None:
             raise AgentOpsError(f"agent '{self.name}' must run inside a flow (its steps are recorded on a run)")
         return _Loop(self, ctx, prompt_values).run(task_text)
+
+    def use(self, tool: str, **args: Any) -> ToolOutcome:
+        """A call the flow makes itself, not the model: whitelisted, screened, approved if the policy says so,
+        and recorded as steps exactly like a model-proposed call."""
+        ctx = current_run.get()
+        if ctx is None:
+            raise AgentOpsError(f"agent '{self.name}' must run inside a flow (its steps are recorded on a run)")
+        loop = _Loop(self, ctx, {})
+        loop._check_budget()
+        return loop._handle_call(tool, args, f"flow_{tool}", [])
 
 
 class _Loop:
@@ -225,7 +237,8 @@ class _Loop:
         if edited:
             content = (f"Note: a reviewer changed the arguments to {json.dumps(clean, sort_keys=True)} before "
                        f"running the call. Result: {content}")
-        return ToolOutcome(name, clean, done["status"], content, screening["verdict"], approval_id, edited)
+        return ToolOutcome(name, clean, done["status"], content, screening["verdict"], approval_id, edited,
+                           done.get("result"))
 
     def run(self, task_text: str) -> AgentResult:
         from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage, messages_from_dict
@@ -276,7 +289,7 @@ def _reason_for(messages: list[Any], tool_name: str) -> str:
         text = _as_text(getattr(message, "content", "")).strip()
         if text and message.type == "ai":
             return text[:1000]
-    return f"the agent proposed {tool_name}"
+    return f"the flow called {tool_name}" if not messages else f"the agent proposed {tool_name}"
 
 
 def _as_text(value: Any) -> str:
