@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -11,6 +12,8 @@ from agentops.errors import ConfigError
 from agentops.settings import get_settings
 
 _loaded: set[Path] = set()
+project_import_lock = threading.RLock()
+"""Held while project files are imported: a thread must never see a half-imported flows/ or tools/ module."""
 
 
 def project_root() -> Path:
@@ -22,6 +25,14 @@ def load_project(root: Path | None = None) -> Path:
     root = (root or project_root()).resolve()
     if root in _loaded:
         return root
+    with project_import_lock:
+        if root not in _loaded:
+            _import_flows(root)
+            _loaded.add(root)
+    return root
+
+
+def _import_flows(root: Path) -> None:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     importlib.import_module("agentops.chat")
@@ -34,8 +45,6 @@ def load_project(root: Path | None = None) -> Path:
                 import_project_file(f"flows.{path.stem}", path)
             except Exception as exc:
                 raise ConfigError(f"cannot load {path.relative_to(root)}: {type(exc).__name__}: {exc}") from None
-    _loaded.add(root)
-    return root
 
 
 def import_project_file(name: str, path: Path) -> ModuleType:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +82,21 @@ def timeline_rows(steps: list[StepRun], now: float | None = None) -> list[dict[s
                      "start": step.started_at * 1000, "end": max(end, step.started_at + 0.001) * 1000,
                      "duration_ms": step.duration_ms or (end - step.started_at) * 1000})
     return rows
+
+
+def chart_image(sha256: str) -> bytes | None:
+    """A stored chart (charts are kept once, by content hash, under .agentops/charts/)."""
+    from agentops.data.query import CHARTS_DIR
+    from agentops.project import project_root
+
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return None
+    path = project_root() / CHARTS_DIR / f"{sha256}.png"
+    return path.read_bytes() if path.is_file() else None
+
+
+def attachments(mail: Any) -> list[dict[str, Any]]:
+    return decoded(mail.attachments) or [] if mail.attachments else []
 
 
 def outbox(limit: int = 100) -> list[Any]:

@@ -278,3 +278,26 @@ def run_flow_names() -> list[str]:
 
 def audit_count() -> int:
     return store().ledger_count()
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def list_datasets() -> list[str]:
+    from agentops.data import list_datasets as datasets_under
+
+    return sorted(datasets_under(project_path()))
+
+
+def ask_data(dataset: str, question: str, *, user: str | None) -> dict[str, Any]:
+    """A question to a dataset from a person (the app's Data page); recorded in the ledger."""
+    from agentops.data import answer_question
+
+    st = store()
+    require_user(st, user, CAN_OPERATE, "asking the data")
+    result = answer_question(dataset, question, root=project_path())
+    record = result.to_record(max_rows=200)
+    st.append_events([Event(actor=actor_of(user), action="data.query",
+                            payload={"dataset": dataset, "question": question, "method": result.method,
+                                     "sql": result.sql, "code": result.code, "answer": result.answer})])
+    return record | {"chart_png": result.chart_png}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentops.errors import ConfigError
-from agentops.project import import_project_file
+from agentops.project import import_project_file, project_import_lock
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -69,6 +69,13 @@ def load_tools(root: Path) -> dict[str, BaseTool]:
     root = root.resolve()
     if root in _tools:
         return _tools[root]
+    with project_import_lock:
+        if root not in _tools:
+            _tools[root] = _import_tools(root)
+    return _tools[root]
+
+
+def _import_tools(root: Path) -> dict[str, BaseTool]:
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     found: dict[str, BaseTool] = {}
@@ -83,7 +90,6 @@ def load_tools(root: Path) -> dict[str, BaseTool]:
             if tool.name in found:
                 raise ConfigError(f"tool name '{tool.name}' is defined twice (tools/{path.name})")
             found[tool.name] = tool
-    _tools[root] = found
     return found
 
 

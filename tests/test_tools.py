@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agentops.settings import reset_settings
@@ -118,7 +120,7 @@ def test_http_tool_refuses_hosts_outside_the_allowlist(tools) -> None:
     with TicketAPI() as local:
         ok = tools["http_request"].invoke({"url": f"{local.url}/tickets", "method": "GET"})
         assert ok["status_code"] == 401
-    with pytest.raises(PermissionError, match="host 'example.org' is not in the allowlist"):
+    with pytest.raises(PermissionError, match=r"host 'example\.org' is not in the allowlist"):
         tools["http_request"].invoke({"url": "http://example.org/", "method": "GET"})
 
 
@@ -130,3 +132,25 @@ def test_seeding_twice_changes_nothing(ops_project) -> None:
     lines = list(init_project())
     assert not any("seeded" in line for line in lines)
     assert store.count_metric_samples() == samples and len(store.deployments()) == 4
+
+
+def test_tools_loaded_from_many_threads_at_once_are_complete(ops_project: Path) -> None:
+    """The worker, the scheduler and the app load tools concurrently; none may see a half-imported module."""
+    import threading
+
+    from agentops import toolkit
+
+    toolkit._tools.clear()
+    barrier, seen = threading.Barrier(8), []
+
+    def load() -> None:
+        barrier.wait()
+        seen.append(set(toolkit.load_tools(ops_project)))
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(seen) == 8 and len({frozenset(s) for s in seen}) == 1
+    assert {"send_email", "query_data", "scale_deployment", "create_ticket", "http_request"} <= seen[0]

@@ -18,6 +18,10 @@ with outbox:
         with st.expander(f"{when(mail.created_at)} · {mail.subject} → {mail.to}"):
             st.caption(f"from {mail.sender} · run `{mail.run_id or '-'}` · key `{mail.idempotency_key}`")
             st.text(mail.body)
+            for item in queries.attachments(mail):
+                image = queries.chart_image(item.get("chart", ""))
+                if image:
+                    st.image(image, caption=item.get("name"))
 
 with tickets:
     st.dataframe([{"id": t.id, "title": t.title, "priority": t.priority, "status": t.status,
