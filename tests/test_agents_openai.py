@@ -48,8 +48,9 @@ class Args(BaseModel):
 
 def slow_effect(note: str) -> dict:
     """Perform the effect, then block: a kill -9 here is after the effect but before the step is recorded."""
-    row, created = open_store().outbox_add({"idempotency_key": idempotency_key(), "sender": "a@example.com",
-                                            "to": "b@example.com", "subject": note, "body": "", "created_at": time.time()})
+    message = {"idempotency_key": idempotency_key(), "sender": "a@example.com", "to": "b@example.com",
+               "subject": note, "body": "", "created_at": time.time()}
+    row, created = open_store().outbox_add(message)
     with open(MARKS / "effect", "a") as fh:
         fh.write(f"created={created}\\n")
     while not (MARKS / "release").exists():
@@ -106,9 +107,9 @@ def test_tool_calls_and_usage_through_the_real_openai_client(llm_project: Path, 
 
 
 def test_malformed_arguments_and_unknown_tools_are_recorded_not_fatal(llm_project: Path, monkeypatch) -> None:
-    with ScriptedOpenAIServer([tool_reply("scale_deployment", '{"name": "web-app", "replicas": ', "c1"),
-                               tool_reply("rm_rf", {"path": "/"}, "c2"),
-                               text_reply("")] + [text_reply("")]) as server:
+    replies = [tool_reply("scale_deployment", '{"name": "web-app", "replicas": ', "c1"),
+               tool_reply("rm_rf", {"path": "/"}, "c2"), text_reply(""), text_reply("")]
+    with ScriptedOpenAIServer(replies) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         out = run_flow()
     statuses = [tuple(c[:2]) for c in out["calls"]]

@@ -131,7 +131,7 @@ def test_audit_page_verifies_the_chain(incident: PendingIncident) -> None:
     at = logged_in("vera")
     at.switch_page("app_pages/audit.py").run()
     at.button(key="audit-verify").click().run()
-    assert [s.value for s in at.success][0].startswith("OK: ")
+    assert next(s.value for s in at.success).startswith("OK: ")
     at.text_input(key="audit-action").input("approval.requested").run()
     assert list(at.dataframe[0].value["action"]) == ["approval.requested"]
 

@@ -11,15 +11,25 @@ BAR = "#4C78A8"
 HIGHLIGHT = "#E45756"
 
 
-def _figure():  # type: ignore[no-untyped-def]
+def _compact(value: float, _position: object = None) -> str:
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:g}"
+
+
+def _figure(rotated_labels: bool):  # type: ignore[no-untyped-def]
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=SIZE_INCHES, dpi=DPI)
-    return fig, fig.subplots()
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.9, bottom=0.3 if rotated_labels else 0.12)
+    ax = fig.subplots()
+    ax.yaxis.set_major_formatter(FuncFormatter(_compact))
+    return fig, ax
 
 
 def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
-    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
@@ -28,22 +38,24 @@ def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str,
               reference: float | None = None, reference_label: str = "average") -> bytes:
     """Bars in the given order; a dashed reference line (e.g. the average) when given."""
-    fig, ax = _figure()
+    fig, ax = _figure(rotated_labels=len(labels) > 5 or any(len(str(label)) > 10 for label in labels))
     below = [reference is not None and v < reference for v in values]
     ax.bar(list(labels), list(values), color=[HIGHLIGHT if b else BAR for b in below])
     if reference is not None:
-        ax.axhline(reference, color="#333333", linestyle="--", linewidth=1, label=f"{reference_label} {reference:,.0f}")
-        ax.legend(fontsize=8, loc="upper left")
+        ax.axhline(reference, color="#333333", linestyle="--", linewidth=1,
+                   label=f"{reference_label} {_compact(reference)}")
+        ax.set_ylim(0, max([*values, reference]) * 1.2)
+        ax.legend(fontsize=8, loc="upper right", ncols=1, frameon=False)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel, fontsize=9)
     ax.tick_params(labelsize=8)
-    if len(labels) > 5:
+    if len(labels) > 5 or any(len(str(label)) > 10 for label in labels):
         ax.tick_params(axis="x", labelrotation=30)
     return _png(fig)
 
 
 def line_chart(labels: Sequence[str], values: Sequence[float], *, title: str, ylabel: str) -> bytes:
-    fig, ax = _figure()
+    fig, ax = _figure(rotated_labels=len(labels) > 6)
     ax.plot(list(labels), list(values), marker="o", color=BAR, linewidth=1.5, markersize=3)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(ylabel, fontsize=9)

@@ -9,12 +9,14 @@ import hashlib
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Method = Literal["duckdb-shape", "pandasai", "unanswerable"]
 
 
 class QueryResult(BaseModel):
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64", protected_namespaces=())
+
     question: str
     dataset: str
     method: Method
@@ -32,6 +34,8 @@ class QueryResult(BaseModel):
     """The model that wrote the code, for method "pandasai"."""
     error: str | None = None
     """Why model-written code produced no answer (generation or sandbox failure)."""
+    refusals: list[str] = Field(default_factory=list)
+    """Operations the sandbox refused that the model-written code caught and survived."""
     elapsed_ms: float = 0.0
 
     @property
@@ -45,7 +49,8 @@ class QueryResult(BaseModel):
             "question": self.question, "dataset": self.dataset, "method": self.method, "answer": self.answer,
             "sql": self.sql, "code": self.code, "columns": list(self.columns), "table": rows,
             "rows": len(self.table), "truncated": len(rows) < len(self.table), "model": self.model,
-            "error": self.error, "elapsed_ms": round(self.elapsed_ms, 1), "chart": None}
+            "error": self.error, "refusals": list(self.refusals), "elapsed_ms": round(self.elapsed_ms, 1),
+            "chart": None}
         if self.chart_png:
             chart: dict[str, Any] = {"sha256": self.chart_sha256, "bytes": len(self.chart_png), "mime": "image/png"}
             if chart_data:

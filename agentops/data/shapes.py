@@ -30,8 +30,8 @@ NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, 
 LEAD_INS = {"show", "me", "us", "what", "which", "who", "are", "is", "were", "was", "the", "give", "list", "plot",
             "chart", "display", "tell", "please", "can", "could", "you", "our", "my", "get", "find", "how", "did",
             "does", "do", "about", "a", "and"}
-FILLERS = {"the", "total", "totals", "sum", "of", "overall", "all", "monthly", "trend", "trends", "performance",
-           "numbers", "figures", "in", "terms", "our"}
+FILLERS = {"the", "total", "totals", "sum", "of", "overall", "all", "numbers", "figures", "in", "terms", "our"}
+"""Words that do not change a sum. Anything else left over ("monthly", "trend", "in march") makes it not a shape."""
 DIMENSION_FILLERS = {"selling", "performing", "earning", "grossing", "the", "our", "most", "best", "top"}
 AGGREGATES = {"average", "avg", "mean", "median", "count", "number", "max", "maximum", "min", "minimum", "share",
               "percentage", "percent", "growth", "change", "ratio", "distinct", "unique"}
@@ -60,7 +60,7 @@ class Shape:
 
 
 def normalise(question: str) -> list[str]:
-    """Lowercase words; None when the question holds characters no shape uses (quotes, semicolons, ...)."""
+    """Lowercase words. Punctuation stays attached, so a word like `revenue;` matches no column."""
     text = question.strip().lower().rstrip("?.! ")
     text = re.sub(r"\s+", " ", text.replace(",", " "))
     return text.split(" ") if text else []
@@ -104,7 +104,7 @@ def _measure(words: list[str], columns: list[Column]) -> Column | None:
         return None
     meaningful = [w for w in words if w not in FILLERS]
     if not meaningful:
-        return default_measure(columns) if words or True else None
+        return default_measure(columns)
     if len(meaningful) == 1 and meaningful[0] in DEFAULT_MEASURE_WORDS:
         return default_measure(columns)
     column = _column(meaningful, columns)
@@ -138,12 +138,10 @@ def parse_question(question: str, columns: list[Column]) -> Shape | None:
 
 
 def _parse_top_n(words: list[str], columns: list[Column]) -> Shape | None:
-    for index, word in enumerate(words):
-        if word in DESCENDING | ASCENDING:
-            lead, rest = words[:index], words[index + 1:]
-            break
-    else:
+    index = next((i for i, w in enumerate(words) if w in DESCENDING | ASCENDING), None)
+    if index is None:
         return None
+    direction, lead, rest = words[index], words[:index], words[index + 1:]
     if _strip_leading(lead, LEAD_INS) or not rest:
         return None
     limit = DEFAULT_LIMIT
@@ -156,7 +154,7 @@ def _parse_top_n(words: list[str], columns: list[Column]) -> Shape | None:
     dimension, measure = _dimension(split[0], columns), _measure(split[1], columns)
     if dimension is None or measure is None:
         return None
-    return Shape("top_n", measure.name, dimension.name, limit, descending=word in DESCENDING)
+    return Shape("top_n", measure.name, dimension.name, limit, descending=direction in DESCENDING)
 
 
 def _parse_by_month(words: list[str], columns: list[Column]) -> Shape | None:
@@ -165,10 +163,10 @@ def _parse_by_month(words: list[str], columns: list[Column]) -> Shape | None:
     if len(words) >= 2 and words[-1] == "month" and words[-2] in {"by", "per", "each", "every", "over", "across"}:
         phrase = words[:-2]
     elif "monthly" in words:
-        phrase = [w for w in words if w != "monthly"]
+        phrase = words
     else:
         return None
-    phrase = _strip_leading(phrase, LEAD_INS)
+    phrase = [w for w in _strip_leading(phrase, LEAD_INS) if w not in {"monthly", "trend", "trends"}]
     measure = _measure(phrase, columns)
     return Shape("by_month", measure.name) if measure is not None else None
 
@@ -241,8 +239,8 @@ def _label(name: str) -> str:
 
 
 def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duckdb.DuckDBPyConnection,
-                 question: str) -> QueryResult:
-    """Run the shape's SQL and describe the result in a sentence, with a chart."""
+                 question: str, *, chart: bool = True) -> QueryResult:
+    """Run the shape's SQL and describe the result in a sentence, with a chart unless `chart` is False."""
     from agentops.data import charts
 
     sql = shape_sql(shape, dataset, columns)
@@ -250,25 +248,25 @@ def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duc
     names = [d[0] for d in cursor.description]
     table = rows_as_records(names, cursor.fetchall())
     measure = _label(shape.measure)
-    chart: bytes | None = None
+    png: bytes | None = None
     if shape.kind == "top_n":
         which = "Top" if shape.descending else "Bottom"
         things = f"{shape.dimension}s" if len(table) != 1 else str(shape.dimension)
         listing = ", ".join(f"{row[shape.dimension or '']} ({_fmt(row[shape.measure])})" for row in table)
         answer = f"{which} {len(table)} {_label(things)} by {measure}: {listing}." if table else "No rows to rank."
-        if table:
-            chart = charts.bar_chart([str(r[shape.dimension or ""]) for r in table],
+        if table and chart:
+            png = charts.bar_chart([str(r[shape.dimension or ""]) for r in table],
                                      [float(r[shape.measure] or 0) for r in table],
                                      title=f"{which} {len(table)} {_label(things)} by {measure}", ylabel=measure)
     elif shape.kind == "by_month":
-        answer, chart = _by_month_answer(table, shape.measure)
+        answer, png = _by_month_answer(table, shape.measure, chart)
     else:
-        answer, chart = _below_average_answer(table, shape, dataset, con)
+        answer, png = _below_average_answer(table, shape, dataset, con, chart)
     return QueryResult(question=question, dataset=dataset.name, method="duckdb-shape", answer=answer, sql=sql,
-                       table=table, columns=names, chart_png=chart)
+                       table=table, columns=names, chart_png=png)
 
 
-def _by_month_answer(table: list[dict[str, object]], measure_column: str) -> tuple[str, bytes | None]:
+def _by_month_answer(table: list[dict[str, object]], measure_column: str, chart: bool) -> tuple[str, bytes | None]:
     from agentops.data import charts
 
     measure = _label(measure_column)
@@ -282,29 +280,28 @@ def _by_month_answer(table: list[dict[str, object]], measure_column: str) -> tup
     if len(values) > 1 and values[0]:
         change = 100 * (values[-1] / values[0] - 1)
         answer += f"; {months[-1]} is {abs(change):.0f}% {'above' if change >= 0 else 'below'} {months[0]}"
-    chart = charts.line_chart(months, values, title=f"{measure.capitalize()} by month", ylabel=measure)
-    return answer + ".", chart
+    png = charts.line_chart(months, values, title=f"{measure.capitalize()} by month", ylabel=measure) if chart else None
+    return answer + ".", png
 
 
 def _below_average_answer(table: list[dict[str, object]], shape: Shape, dataset: Dataset,
-                          con: duckdb.DuckDBPyConnection) -> tuple[str, bytes | None]:
+                          con: duckdb.DuckDBPyConnection, chart: bool) -> tuple[str, bytes | None]:
     from agentops.data import charts
 
     dim, measure = shape.dimension or "", _label(shape.measure)
-    average_column = f"average_{shape.measure}"
+    dim_sql, measure_sql = quote_identifier(dim), quote_identifier(shape.measure)
+    totals = con.execute(f"SELECT {dim_sql}, SUM({measure_sql}) FROM {quote_identifier(dataset.name)} "
+                         f"WHERE {dim_sql} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    values = [float(total or 0) for _, total in totals]
+    average = sum(values) / len(values) if values else 0.0
+    title = f"{measure.capitalize()} by {_label(dim)} (below average in red)"
+    png = charts.bar_chart([str(name) for name, _ in totals], values, reference=average, ylabel=measure,
+                           title=title) if totals and chart else None
     if not table:
-        dim_sql, measure_sql = quote_identifier(dim), quote_identifier(shape.measure)
-        row = con.execute(f"SELECT AVG(t) FROM (SELECT SUM({measure_sql}) AS t FROM {quote_identifier(dataset.name)} "
-                          f"WHERE {dim_sql} IS NOT NULL GROUP BY {dim_sql})").fetchone()
-        average = float(row[0]) if row and row[0] is not None else 0.0
-        return f"No {_label(dim)} is below the average {measure} of {_fmt(average)} per {_label(dim)}.", None
-    average = float(table[0][average_column])  # type: ignore[arg-type]
+        return f"No {_label(dim)} is below the average {measure} of {_fmt(average)} per {_label(dim)}.", png
     listing = ", ".join(f"{r[dim]} ({_fmt(r[shape.measure])}, {r['vs_average_pct']}% vs average)" for r in table)
     things = _label(dim) if len(table) == 1 else f"{_label(dim)}s"
     verb = "is" if len(table) == 1 else "are"
     answer = (f"{len(table)} {things} {verb} below the average {measure} of {_fmt(average)} per {_label(dim)}: "
               f"{listing}.")
-    chart = charts.bar_chart([str(r[dim]) for r in table], [float(r[shape.measure] or 0) for r in table],  # type: ignore[arg-type]
-                             title=f"{_label(dim).capitalize()}s below the average {measure}", ylabel=measure,
-                             reference=average)
-    return answer, chart
+    return answer, png

@@ -1,0 +1,214 @@
+"""Run model-written Python over a dataset in a separate, locked-down process.
+
+The child (agentops/data/_sandbox_child.py) starts in Python's isolated mode with an environment of four
+variables (no secrets: no API keys, no AGENTOPS_*), under CPU, memory, file-size and open-file limits, in a fresh
+scratch directory, with a wall-clock timeout after which its whole process group is killed. Inside it, Landlock
+(where the kernel has it) and an audit hook confine reads to the dataset and Python's own files, and writes to
+the scratch directory; process creation and sockets are refused. The code sees `df` (the dataset), `pd`, `np`,
+`execute_sql_query(sql)` (DuckDB over the dataset) and, when it plots, `plt`; it sets `result` the way pandasai
+code does: {"type": "dataframe" | "number" | "string" | "plot", "value": ...}.
+
+This is defence in depth for code a model wrote, not a boundary for an attacker who controls the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentops.data.datasets import Dataset
+from agentops.errors import AgentOpsError
+
+CHILD_SCRIPT = Path(__file__).with_name("_sandbox_child.py")
+MAX_OUTCOME_BYTES = 20 * 1024 * 1024
+PLOT_WORDS = ("plt", "matplotlib", "plot", "chart", "savefig", "figure")
+
+
+class SandboxError(AgentOpsError):
+    """Model-written code failed in the sandbox: an exception, a refused operation, a timeout or a limit."""
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    wall_seconds: float = 30.0
+    """Killed (with its process group) after this long."""
+    cpu_seconds: int = 10
+    memory_bytes: int = 2 * 1024**3
+    """Address space (RLIMIT_AS)."""
+    file_bytes: int = 50 * 1024**2
+    """Largest file the code may write (RLIMIT_FSIZE)."""
+    open_files: int = 256
+
+
+@dataclass
+class SandboxOutput:
+    kind: str
+    """dataframe | number | string | plot"""
+    value: Any = None
+    """Rows (lists, in `columns` order) for a dataframe; the number or text otherwise."""
+    columns: list[str] = field(default_factory=list)
+    row_count: int = 0
+    chart_png: bytes | None = None
+    sql: list[str] = field(default_factory=list)
+    """Every query the code ran through execute_sql_query, in order."""
+    refusals: list[str] = field(default_factory=list)
+    """Operations the sandbox refused but the code survived (it caught the error)."""
+    stdout: str = ""
+    kernel_sandbox: str = ""
+    """'landlock abi N', or why Landlock was not applied."""
+    seconds: float = 0.0
+
+    def records(self) -> list[dict[str, Any]]:
+        if self.kind != "dataframe":
+            return []
+        return [dict(zip(self.columns, row, strict=False)) for row in self.value or []]
+
+
+def child_environment(home: Path) -> dict[str, str]:
+    """The child's whole environment: nothing inherited from this process, so no secrets can leak through it."""
+    return {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(home), "TMPDIR": str(home), "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": str(home / ".matplotlib"), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+
+
+def _rlimits(limits: SandboxLimits) -> list[tuple[int, int]]:
+    wanted = [(resource.RLIMIT_CPU, limits.cpu_seconds), (resource.RLIMIT_AS, limits.memory_bytes),
+              (resource.RLIMIT_FSIZE, limits.file_bytes), (resource.RLIMIT_NOFILE, limits.open_files),
+              (resource.RLIMIT_CORE, 0)]
+    out = []
+    for which, value in wanted:
+        _, hard = resource.getrlimit(which)
+        out.append((which, value if hard == resource.RLIM_INFINITY else min(value, hard)))
+    return out
+
+
+def _limiter(limits: SandboxLimits) -> Callable[[], None]:
+    """The preexec_fn: computed up front, so the forked child only calls setrlimit (no imports, no allocation)."""
+    values = _rlimits(limits)
+    setrlimit = resource.setrlimit
+    cpu = resource.RLIMIT_CPU
+
+    def apply() -> None:
+        for which, value in values:
+            try:
+                setrlimit(which, (value, value + 1 if which == cpu else value))
+            except (ValueError, OSError):  # a limit the platform does not enforce (RLIMIT_AS on macOS)
+                continue
+
+    return apply
+
+
+def _seed_font_cache(home: Path) -> None:
+    """Copy this process's matplotlib font list into the child's config dir, so it does not rebuild it each run."""
+    try:
+        import matplotlib
+        import matplotlib.font_manager
+
+        target = home / ".matplotlib"
+        target.mkdir(exist_ok=True)
+        for cached in Path(matplotlib.get_cachedir()).glob("fontlist-*.json"):
+            shutil.copyfile(cached, target / cached.name)
+    except Exception:
+        return
+
+
+def _fmt_bytes(count: int) -> str:
+    return f"{count / 1024**3:.0f} GiB" if count >= 1024**3 else f"{count / 1024**2:.0f} MiB"
+
+
+def run_sandboxed(code: str, dataset: Dataset, *, table: str | None = None,
+                  limits: SandboxLimits | None = None) -> SandboxOutput:
+    """Run `code` over the dataset in the sandbox. SandboxError (one line) when it fails in any way."""
+    limits = limits or SandboxLimits()
+    plotting = any(word in code for word in PLOT_WORDS)
+    workdir = Path(tempfile.mkdtemp(prefix="agentops-sandbox-"))
+    scratch = workdir / "scratch"
+    scratch.mkdir()
+    if plotting:
+        _seed_font_cache(scratch)
+    job = {"code": code, "scratch": str(scratch), "table": table or dataset.name, "plotting": plotting,
+           "source": {"kind": dataset.kind, "path": str(dataset.path), "table": dataset.table},
+           "duckdb_memory": f"{limits.memory_bytes // 3 // 1024**2}MB",
+           "memory_limit_text": _fmt_bytes(limits.memory_bytes)}
+    started = time.perf_counter()
+    try:
+        with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
+            proc = subprocess.Popen([sys.executable, "-I", str(CHILD_SCRIPT)], stdin=subprocess.PIPE, stdout=out,
+                                    stderr=err, cwd=scratch, env=child_environment(scratch), close_fds=True,
+                                    start_new_session=True, preexec_fn=_limiter(limits))
+            try:
+                proc.communicate(json.dumps(job).encode(), timeout=limits.wall_seconds)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                raise SandboxError(f"the generated code ran longer than {limits.wall_seconds:g} s and was stopped"
+                                   ) from None
+            finally:
+                if proc.poll() is None:
+                    _kill_group(proc)
+        return _read_outcome(proc.returncode, workdir, scratch, limits, time.perf_counter() - started)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _tail(path: Path, limit: int = 2000) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - limit))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _read_outcome(returncode: int, workdir: Path, scratch: Path, limits: SandboxLimits,
+                  seconds: float) -> SandboxOutput:
+    outcome_path = scratch / "outcome.json"
+    if returncode == -signal.SIGXCPU:
+        raise SandboxError(f"the generated code used more than {limits.cpu_seconds} s of CPU and was stopped")
+    if returncode == -signal.SIGKILL and not outcome_path.exists():
+        raise SandboxError(f"the generated code was killed (CPU limit {limits.cpu_seconds} s, memory limit "
+                           f"{_fmt_bytes(limits.memory_bytes)})")
+    if not outcome_path.is_file() or outcome_path.stat().st_size > MAX_OUTCOME_BYTES:
+        last = (_tail(workdir / "stderr.txt").strip().splitlines() or [f"exit status {returncode}"])[-1]
+        raise SandboxError(f"the generated code stopped without a result: {' '.join(last.split())[:300]}")
+    try:
+        outcome = json.loads(outcome_path.read_text())
+    except ValueError:
+        raise SandboxError("the sandbox wrote an unreadable result") from None
+    if not outcome.get("ok"):
+        error = " ".join(str(outcome.get("error") or "unknown error").split())
+        raise SandboxError(f"the generated code failed: {error}")
+    result = outcome.get("result") or {}
+    output = SandboxOutput(kind=str(result.get("type")), sql=list(outcome.get("sql") or []),
+                           refusals=list(outcome.get("refusals") or []), stdout=_tail(workdir / "stdout.txt"),
+                           kernel_sandbox=str(outcome.get("kernel_sandbox", "")), seconds=seconds)
+    if output.kind == "dataframe":
+        output.columns = [str(c) for c in result.get("columns") or []]
+        output.value, output.row_count = result.get("rows") or [], int(result.get("row_count") or 0)
+    elif output.kind == "plot":
+        chart = scratch / "chart.png"
+        if not chart.is_file():
+            raise SandboxError("the generated code returned a plot but no chart file was written")
+        output.chart_png = chart.read_bytes()
+        if not output.chart_png.startswith(b"\x89PNG"):
+            raise SandboxError("the generated code's chart is not a PNG image")
+    else:
+        output.value = result.get("value")
+    return output
