@@ -22,10 +22,13 @@ test: $(STAMP)
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agentops tools flows app tests bench
+	$(VENV)/bin/ruff check agentops tools flows app tests bench scripts
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/engine.py
+	$(VENV)/bin/python bench/scheduler.py
+	$(VENV)/bin/python bench/app_runs_page.py
+	$(VENV)/bin/python bench/data_query.py
 
 clean:
 	rm -rf $(VENV) .agentops

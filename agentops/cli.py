@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from agentops import service
-from agentops.cli_support import emit_json, fmt_duration, fmt_time, parse_params, styled_state
+from agentops.cli_support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.errors import AgentOpsError
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
@@ -22,10 +21,6 @@ runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
 flows_app = typer.Typer(help="The project's flows.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(flows_app, name="flows")
-console = Console()
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-AsUser = Annotated[str | None, typer.Option("--as", envvar="AGENTOPS_USER", help="The person acting.")]
 
 
 @app.callback()

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from agentops import serialization, service
-from agentops.cli_support import emit_json, fmt_time
+from agentops.cli_support import AsUser, JsonOpt, console, emit_json, fmt_time
 from agentops.errors import AgentOpsError
 
 approvals_app = typer.Typer(help="Pending approvals and decisions.", no_args_is_help=True)
@@ -19,14 +19,6 @@ users_app = typer.Typer(help="Local accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
 policy_app = typer.Typer(help="Declarative policies under policies/.", no_args_is_help=True)
 
-AsUser = Annotated[str | None, typer.Option("--as", envvar="AGENTOPS_USER", help="The person acting.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _console():  # type: ignore[no-untyped-def]
-    from agentops.cli import console
-
-    return console
 
 
 @approvals_app.command("list")
@@ -42,14 +34,14 @@ def approvals_list(
     table = Table("id", "action", "arguments", "requester", "status", "reason", "expires", box=None)
     for a in items:
         table.add_row(a.id[:12], a.action, a.args[:60], a.requester, a.status, a.reason[:50], fmt_time(a.expires_at))
-    _console().print(table)
+    console.print(table)
 
 
 def _decided(result: object, approval_id: str) -> None:
     if result is None:
-        _console().print(f"vote recorded on {approval_id}; more approvers are needed")
+        console.print(f"vote recorded on {approval_id}; more approvers are needed")
     else:
-        _console().print(f"{approval_id}: {result.kind}")  # type: ignore[attr-defined]
+        console.print(f"{approval_id}: {result.kind}")  # type: ignore[attr-defined]
 
 
 Digest = Annotated[str | None, typer.Option("--digest", help="The argument digest you reviewed.")]
@@ -108,7 +100,7 @@ def users_add(
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     service.add_user(name, role, password)
-    _console().print(f"user {name} ({role}) created")
+    console.print(f"user {name} ({role}) created")
 
 
 @users_app.command("list")
@@ -121,7 +113,7 @@ def users_list(as_json: JsonOpt = False) -> None:
     table = Table("user", "role", "created", box=None)
     for u in users:
         table.add_row(u.name, u.role, fmt_time(u.created_at))
-    _console().print(table)
+    console.print(table)
 
 
 @audit_app.command("verify")
@@ -132,7 +124,7 @@ def audit_verify(as_json: JsonOpt = False) -> None:
         emit_json({"ok": report.ok, "count": report.count, "first_bad_seq": report.first_bad_seq,
                    "problem": report.problem})
     else:
-        _console().print(("[green]" if report.ok else "[red]") + report.line(), markup=True)
+        console.print(("[green]" if report.ok else "[red]") + report.line(), markup=True)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -184,7 +176,7 @@ def audit_search(actor: Annotated[str | None, typer.Option("--actor")] = None,
     table = Table("seq", "time", "actor", "action", "run", "payload", box=None)
     for e in events:
         table.add_row(str(e.seq), fmt_time(e.ts), e.actor, e.action, (e.run_id or "")[:12], e.payload[:70])
-    _console().print(table)
+    console.print(table)
 
 
 @policy_app.command("check")
@@ -193,7 +185,7 @@ def policy_check(file: Path) -> None:
     from agentops.policy import load_policy
 
     policy = load_policy(file)
-    _console().print(f"OK: {file} ({len(policy.rules)} tools, hash {policy.hash[:12]})")
+    console.print(f"OK: {file} ({len(policy.rules)} tools, hash {policy.hash[:12]})")
 
 
 @policy_app.command("test")
@@ -210,8 +202,8 @@ def policy_test(directory: Annotated[Path | None, typer.Argument(help="Default: 
             total += 1
             if not result.passed:
                 failed += 1
-                _console().print(f"[red]DIFF[/red] {cases.name}: {result}")
-    _console().print(f"{total - failed} passed, {failed} failed")
+                console.print(f"[red]DIFF[/red] {cases.name}: {result}")
+    console.print(f"{total - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
 

