@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -238,7 +239,8 @@ def test_async_flows_run_from_a_thread_whose_event_loop_is_running(store) -> Non
     async def caller() -> RunOutcome:
         return execute_run(run_id, worker_id="w", store=store)
 
-    outcome = asyncio.run(caller())
+    with ThreadPoolExecutor(max_workers=1) as fresh_thread:  # this thread may already run a loop (Playwright's)
+        outcome = fresh_thread.submit(asyncio.run, caller()).result()
     assert (outcome.state, outcome.result) == (State.COMPLETED, 20)
     assert [s.name for s in store.steps_for_run(run_id)] == ["t_async_double", "t_async_double"]
 
