@@ -14,6 +14,24 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class StepUsage:
+    """What a run's model and tool steps have used so far; per-run budgets are checked against it."""
+
+    model_calls: int = 0
+    tool_calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+
+    def add(self, kind: str, *, new_step: bool, tokens: int = 0, cost: float = 0.0) -> None:
+        if new_step and kind == "model":
+            self.model_calls += 1
+        elif new_step and kind == "tool":
+            self.tool_calls += 1
+        self.tokens += tokens
+        self.cost += cost
+
+
+@dataclass
 class RunContext:
     """State shared by every step of one executing flow run."""
 
@@ -29,7 +47,22 @@ class RunContext:
     _logs: list[dict[str, Any]] = field(default_factory=list)
     _logs_lock: threading.Lock = field(default_factory=threading.Lock)
     extras: dict[str, Any] = field(default_factory=dict)
-    """Per-run state of higher layers (the policy in force, budget usage, ...)."""
+    """Per-run state of higher layers (the policy in force, ...)."""
+    _usage: StepUsage = field(default_factory=StepUsage)
+    _usage_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for step in self.recorded.values():
+            self._usage.add(step.kind, new_step=True, tokens=step.tokens or 0, cost=step.cost or 0.0)
+
+    def count_step(self, kind: str, *, new_step: bool, tokens: int = 0, cost: float = 0.0) -> None:
+        """Account for a step this process has just stored (the run executes in one process at a time)."""
+        with self._usage_lock:
+            self._usage.add(kind, new_step=new_step, tokens=tokens, cost=cost)
+
+    def usage(self) -> StepUsage:
+        with self._usage_lock:
+            return StepUsage(**vars(self._usage))
 
     def next_step_no(self) -> int:
         with self._counter_lock:

@@ -416,22 +416,6 @@ class Store:
             rows = conn.execute(select(LOGS).where(LOGS.c.run_id == run_id).order_by(LOGS.c.id).limit(limit))
             return [_row(LogLine, r._mapping) for r in rows]
 
-    def run_usage(self, run_id: str) -> dict[str, float]:
-        """Counts of model and tool steps, and tokens and cost, for budget checks."""
-        query = (select(STEPS.c.kind, func.count(), func.coalesce(func.sum(STEPS.c.tokens), 0),
-                        func.coalesce(func.sum(STEPS.c.cost), 0.0))
-                 .where(STEPS.c.run_id == run_id).group_by(STEPS.c.kind))
-        usage = {"model_calls": 0, "tool_calls": 0, "tokens": 0, "cost": 0.0}
-        with self.read() as conn:
-            for kind, count, tokens, cost in conn.execute(query):
-                if kind == "model":
-                    usage["model_calls"] += count
-                elif kind == "tool":
-                    usage["tool_calls"] += count
-                usage["tokens"] += int(tokens)
-                usage["cost"] += float(cost)
-        return usage
-
     def cache_get(self, key: str, now: float) -> str | None:
         with self.read() as conn:
             found = conn.execute(select(CACHE.c.value, CACHE.c.expires_at).where(CACHE.c.key == key)).first()

@@ -119,7 +119,6 @@ class Task(Generic[P, R]):
         self.kind = kind
         self.describe = describe
         self.is_async = inspect.iscoroutinefunction(fn)
-        self._signature = inspect.signature(fn)
         self._return_adapter: Any = None
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
@@ -156,6 +155,10 @@ class Task(Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     # -- helpers for the step runner ---------------------------------------------------------------
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        return inspect.signature(self.fn)
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -301,6 +304,8 @@ def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State
             ev.run_id, ev.step_no = ctx.run_id, prep.step_no
         events[-1:-1] = facts.events
     ctx.store.record_step(values, events, exists=prep.exists, logs=ctx.take_logs())
+    ctx.count_step(task.kind, new_step=not prep.exists, tokens=(facts.tokens or 0) if facts else 0,
+                   cost=(facts.cost or 0.0) if facts else 0.0)
     prep.exists = True
 
 

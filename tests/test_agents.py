@@ -76,6 +76,21 @@ def test_budget_exhaustion_stops_the_run_with_a_readable_reason(ops_project: Pat
     assert open_store().search_ledger(action="budget.exceeded")[0].run_id == run.id
 
 
+def test_the_budget_counts_the_steps_recorded_before_a_pause(ops_project: Path) -> None:
+    policy = ops_project / "policies" / "default.yaml"
+    policy.write_text(policy.read_text().replace("max_tool_calls: 30", "max_tool_calls: 2"))
+    model, run_id, appr_id = _pause_for_scale(ops_project, [
+        call("get_metrics", {}, "c1"), call("scale_deployment", {"name": "web-app", "replicas": 12}, "c2"),
+        call("get_metrics", {}, "c3"), AIMessage(content="never")])
+    decide(open_store(), appr_id, "approve", user="ada")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    run = open_store().get_run(run_id)
+    assert run.state == "FAILED" and "budget exhausted: 2 tool calls used of 2 allowed" in run.error
+    assert [s.name for s in open_store().steps_for_run(run_id) if s.kind == "tool"] == [
+        "ops.tool:get_metrics", "ops.tool:scale_deployment"]
+    assert len(model.calls) == 3, "the third call was proposed, then stopped by the budget before it ran"
+
+
 def _pause_for_scale(ops_project: Path, replies: list) -> tuple[ScriptedChatModel, str, str]:
     store = open_store()
     add_user(store, "ada", "approver", "correct horse battery")

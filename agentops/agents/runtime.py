@@ -195,10 +195,9 @@ class _Loop:
     def _check_budget(self) -> None:
         from agentops.policy import BudgetUsage
 
-        usage = self.ctx.store.run_usage(self.ctx.run_id)
-        reason = self.policy.check_budget(BudgetUsage(model_calls=int(usage["model_calls"]),
-                                                      tool_calls=int(usage["tool_calls"]),
-                                                      tokens=int(usage["tokens"]), cost_usd=float(usage["cost"])))
+        usage = self.ctx.usage()
+        reason = self.policy.check_budget(BudgetUsage(model_calls=usage.model_calls, tool_calls=usage.tool_calls,
+                                                      tokens=usage.tokens, cost_usd=usage.cost))
         if reason:
             self.ctx.store.append_events([Event(actor="system:policy", action="budget.exceeded",
                                                 run_id=self.ctx.run_id, policy_hash=self.policy.hash,
