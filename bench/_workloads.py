@@ -128,6 +128,8 @@ def prefect_(db_dir: Path) -> dict:
 
     os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{db_dir / 'prefect.db'}")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+    # Its ephemeral server answers 503 while SQLite is locked (PrefectHQ/prefect#18934); the client retries those.
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "30")
     from prefect import flow, task
 
     @task

@@ -72,6 +72,10 @@ def print_table(rows: list[dict]) -> None:
         if "per_step_ms" not in r:
             print(f"{r['framework']:<10} {'-':>14} {'-':>15} {'-':>13}  {r['note']}")
             continue
+        if r["per_step_ms"] <= 0:
+            print(f"{r['framework']:<10} {'-':>14} {r['cold_start_s']:>15.3f} {r['concurrent_200x50ms_s']:>13.3f}  "
+                  "per step unusable: t(1000 steps) < t(100 steps), its client was retrying server errors")
+            continue
         ratio = ""
         if base and r is not base:
             ratio = (f"step x{r['per_step_ms'] / base['per_step_ms']:.1f}, "
