@@ -29,6 +29,9 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/scheduler.py
 	$(VENV)/bin/python bench/app_runs_page.py
 	$(VENV)/bin/python bench/data_query.py
+	$(VENV)/bin/python bench/agent_loop.py
+	$(VENV)/bin/python bench/approvals.py
+	$(VENV)/bin/python bench/ledger.py
 
 clean:
 	rm -rf $(VENV) .agentops
