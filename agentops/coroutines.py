@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -14,6 +13,8 @@ T = TypeVar("T")
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run(coro), or, when this thread's event loop is already running (Jupyter, an async web handler,
     Playwright's sync API), asyncio.run on a helper thread that carries this thread's context variables."""
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

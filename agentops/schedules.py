@@ -14,8 +14,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from agentops import serialization
 from agentops.errors import NotFoundError, ScheduleError
 from agentops.ledger import Event
@@ -44,6 +42,8 @@ class Cadence:
         if (self.cron is None) == (self.interval_seconds is None):
             raise ScheduleError("give exactly one of --cron EXPR or --interval SECONDS")
         zone(self.timezone)
+        from croniter import croniter
+
         if self.cron is not None and not croniter.is_valid(self.cron):
             raise ScheduleError(f"'{self.cron}' is not a cron expression (e.g. \"0 9 * * 1-5\")")
         if self.interval_seconds is not None and not (
@@ -59,6 +59,8 @@ class Cadence:
             steps = math.floor((after - self.anchor) / self.interval_seconds) + 1
             return self.anchor + steps * self.interval_seconds
         start = datetime.fromtimestamp(after, zone(self.timezone))
+        from croniter import croniter
+
         return float(croniter(self.cron, start).get_next(datetime).timestamp())
 
     def first_fire(self) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -379,6 +378,8 @@ def _run_step(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[A
 
 async def _run_step_async(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> Any:
+    import asyncio
+
     prep, output = _prepare(ctx, task, step_no, args, kwargs)
     if prep is None:
         return output
