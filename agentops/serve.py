@@ -46,7 +46,7 @@ def start_app(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     env.setdefault("AGENTOPS_PROJECT_DIR", str(root))
     command = [sys.executable, "-m", "streamlit", "run", str(root / "app" / "main.py"), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]
+               "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
     secrets_file = write_auth_secrets(root, host, port)
     if secrets_file is not None:
         command += ["--secrets.files", str(secrets_file)]

@@ -7,8 +7,9 @@ import json
 import time
 from typing import Any
 
-STATE_ICON = {"COMPLETED": "🟢", "FAILED": "🔴", "CRASHED": "🔴", "CANCELLED": "⚪", "AWAITING_APPROVAL": "🟣",
-              "AWAITING_RETRY": "🟡", "RUNNING": "🔵", "PENDING": "🔷", "SCHEDULED": "🔷"}
+STATE_ICON = {"COMPLETED": "✓", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "○", "AWAITING_APPROVAL": "◆",
+              "AWAITING_RETRY": "↻", "RUNNING": "▶", "PENDING": "…", "SCHEDULED": "◷"}
+"""Plain symbols that common system fonts carry (a server's browser often has no colour-emoji font)."""
 
 
 def when(ts: float | None) -> str:
@@ -16,7 +17,7 @@ def when(ts: float | None) -> str:
 
 
 def state_label(state: str) -> str:
-    return f"{STATE_ICON.get(state, '▫️')} {state}"
+    return f"{STATE_ICON.get(state, '·')} {state}"
 
 
 def countdown(seconds: float | None) -> str:
