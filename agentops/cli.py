@@ -277,14 +277,16 @@ def demo(
     services = Services(host=host, port=port, with_app=not exit_after_setup, on_event=say)
     services.start()
     try:
-        demo_mod.trigger_incident(say)
+        demo_mod.restore_incident_deployment(say)
+        state = demo_mod.trigger_incident(say)
     except Exception:
         services.stop()
         raise
     if exit_after_setup:
         services.stop()
         return
-    say(f"\n[bold]open {services.url}[/bold] and log in as ada (approver) to decide the waiting approval")
+    next_step = "to decide the waiting approval" if state.approval_ids else "to follow the runs"
+    say(f"\n[bold]open {services.url}[/bold] and log in as ada (approver) {next_step}")
     say("Ctrl-C stops the demo; `agentops audit verify` checks the ledger")
     services.wait()
 

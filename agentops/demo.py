@@ -14,7 +14,8 @@ DEMO_USERS = [
     ("vera", "viewer", "vera-views"),
     ("root", "admin", "root-administers"),
 ]
-INCIDENT_MESSAGE = "web-app is at 95% CPU, handle it"
+INCIDENT_DEPLOYMENT = "web-app"
+INCIDENT_MESSAGE = f"{INCIDENT_DEPLOYMENT} is at 95% CPU, handle it"
 
 
 @dataclass
@@ -53,6 +54,19 @@ def seed_schedules(say: Callable[[str], None]) -> list[int]:
     if ids:
         say("scheduled sales_analysis: weekdays 09:00 Europe/Berlin, and every 2 minutes for the demo")
     return ids
+
+
+def restore_incident_deployment(say: Callable[[str], None]) -> None:
+    """Put web-app back to its seeded size, so a second `agentops demo` shows the incident and approval again."""
+    from agentops import cluster_sim, service
+
+    store = service.store()
+    seeded = next(row for row in cluster_sim.seed_rows(time.time()) if row["name"] == INCIDENT_DEPLOYMENT)
+    current = store.deployment(INCIDENT_DEPLOYMENT)
+    if current is not None and current.replicas != seeded["replicas"]:
+        store.upsert_deployment(seeded)
+        say(f"restored the simulated {INCIDENT_DEPLOYMENT} from {current.replicas} to {seeded['replicas']} replicas "
+            "for the demo incident")
 
 
 def trigger_incident(say: Callable[[str], None]) -> DemoState:
