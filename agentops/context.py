@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class StepUsage:
-    """What a run's model and tool steps have used so far; per-run budgets are checked against it."""
+class BudgetUsage:
+    """What a run's model and tool steps have used so far; the policy's per-run budgets are checked against it."""
 
     model_calls: int = 0
     tool_calls: int = 0
     tokens: int = 0
-    cost: float = 0.0
+    cost_usd: float = 0.0
 
     def add(self, kind: str, *, new_step: bool, tokens: int = 0, cost: float = 0.0) -> None:
         if new_step and kind == "model":
@@ -28,7 +28,7 @@ class StepUsage:
         elif new_step and kind == "tool":
             self.tool_calls += 1
         self.tokens += tokens
-        self.cost += cost
+        self.cost_usd += cost
 
 
 @dataclass
@@ -48,7 +48,7 @@ class RunContext:
     _logs_lock: threading.Lock = field(default_factory=threading.Lock)
     extras: dict[str, Any] = field(default_factory=dict)
     """Per-run state of higher layers (the policy in force, ...)."""
-    _usage: StepUsage = field(default_factory=StepUsage)
+    _usage: BudgetUsage = field(default_factory=BudgetUsage)
     _usage_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -60,9 +60,9 @@ class RunContext:
         with self._usage_lock:
             self._usage.add(kind, new_step=new_step, tokens=tokens, cost=cost)
 
-    def usage(self) -> StepUsage:
+    def usage(self) -> BudgetUsage:
         with self._usage_lock:
-            return StepUsage(**vars(self._usage))
+            return BudgetUsage(**vars(self._usage))
 
     def next_step_no(self) -> int:
         with self._counter_lock:

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentops.context import BudgetUsage
 from agentops.errors import ConfigError
 
 VerdictKind = Literal["allow", "require_approval", "deny"]
@@ -194,14 +195,6 @@ class MemoryRateCounter:
 
     def add(self, key: str, ts: float) -> None:
         self.events.append((key, ts))
-
-
-@dataclass
-class BudgetUsage:
-    model_calls: int = 0
-    tool_calls: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
 
 
 def _constraint_problem(name: str, value: Any, c: Constraint) -> str | None:

@@ -193,11 +193,7 @@ class _Loop:
     # -- the loop ------------------------------------------------------------------------------------
 
     def _check_budget(self) -> None:
-        from agentops.policy import BudgetUsage
-
-        usage = self.ctx.usage()
-        reason = self.policy.check_budget(BudgetUsage(model_calls=usage.model_calls, tool_calls=usage.tool_calls,
-                                                      tokens=usage.tokens, cost_usd=usage.cost))
+        reason = self.policy.check_budget(self.ctx.usage())
         if reason:
             self.ctx.store.append_events([Event(actor="system:policy", action="budget.exceeded",
                                                 run_id=self.ctx.run_id, policy_hash=self.policy.hash,
