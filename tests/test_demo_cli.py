@@ -26,6 +26,8 @@ def test_a_second_demo_restores_web_app_and_waits_for_approval_again(sqlite_proj
                         ignore=shutil.ignore_patterns("__pycache__"))
     first = agentops(sqlite_project, "demo", "--exit")
     assert "(incident_response) is AWAITING_APPROVAL" in first
+    unwrapped = " ".join(first.split())
+    assert re.search(r"- start_flow: run_id [0-9a-f]{32}, flow incident_response, state PENDING", unwrapped)
     approval_id = re.search(r"waiting for approval ([0-9a-f]{12})", first).group(1)
     [pending] = [a for a in open_store().list_approvals() if a.id.startswith(approval_id)]
     agentops(sqlite_project, "approvals", "approve", pending.id, "--as", "ada")

@@ -166,8 +166,20 @@ class PlaybookChatModel(BaseChatModel):
         for r in results:
             if _is_metrics(r):
                 continue
-            lines.append(f"- {r.name or 'tool'}: {_text(r)[:300]}")
+            lines.append(f"- {r.name or 'tool'}: {_readable(_text(r))[:300]}")
         return ("Done, per the playbook:\n" + "\n".join(lines)) if lines else nothing
+
+
+def _readable(text: str) -> str:
+    """A tool's JSON object result as `key value` pairs a person reads at a glance; other text as it is."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(data, dict):
+        return text
+    return ", ".join(f"{key} {value if isinstance(value, str | int | float) else json.dumps(value)}"
+                     for key, value in data.items())
 
 
 def _call(name: str, args: dict[str, Any], content: str) -> AIMessage:
