@@ -81,11 +81,16 @@ class Agent:
 
     def use(self, tool: str, **args: Any) -> ToolOutcome:
         """A call the flow makes itself, not the model: whitelisted, screened, approved if the policy says so,
-        and recorded as steps exactly like a model-proposed call."""
+        and recorded as steps exactly like a model-proposed call. The agent's tools, prompt and policy are
+        loaded on its first call in a run and kept for the rest of it."""
         ctx = current_run.get()
         if ctx is None:
             raise AgentOpsError(f"agent '{self.name}' must run inside a flow (its steps are recorded on a run)")
-        loop = _Loop(self, ctx, {})
+        key = f"agent-use:{id(self)}"
+        cached = ctx.extras.get(key)
+        if cached is None or cached[0] is not self:
+            cached = ctx.extras[key] = (self, _Loop(self, ctx, {}))
+        loop = cached[1]
         loop._check_budget()
         return loop._handle_call(tool, args, f"flow_{tool}", [])
 
@@ -115,6 +120,29 @@ class _Loop:
         else:
             self.model, self.model_label = get_chat_model(agent.model or self.settings.model, root=self.root)
         self.actor = f"agent:{agent.name}"
+        self._message_dicts: dict[int, tuple[BaseMessage, dict[str, Any]]] = {}
+        self._bound_model: Any = None
+
+    @property
+    def bound_model(self) -> Any:
+        """The model with the whitelisted tools bound, made on the first live model call and reused."""
+        if self._bound_model is None:
+            tools = list(self.whitelist.values())
+            self._bound_model = self.model.bind_tools(tools) if tools else self.model
+        return self._bound_model
+
+    def _as_dicts(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:
+        """messages_to_dict, converting each message once: every model step records the whole conversation."""
+        from langchain_core.messages import message_to_dict
+
+        out = []
+        for message in messages:
+            cached = self._message_dicts.get(id(message))
+            if cached is None or cached[0] is not message:
+                cached = (message, message_to_dict(message))
+                self._message_dicts[id(message)] = cached
+            out.append(cached[1])
+        return out
 
     # -- steps ---------------------------------------------------------------------------------------
 
@@ -124,7 +152,7 @@ class _Loop:
         from agentops.models.factory import call_model
 
         def call(turn: int) -> dict[str, Any]:
-            result = call_model(self.model, messages, list(self.whitelist.values()))
+            result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
             message = result.message
             return {"message": messages_to_dict([message])[0], "model": result.model_name,
                     "latency_ms": result.latency_ms, "usage": result.usage, "fallback": result.fallback,
@@ -136,7 +164,7 @@ class _Loop:
             usage = out.get("usage") or {}
             meta = {"model": out["model"], "prompt": self.prompt.name, "prompt_hash": self.prompt.hash,
                     "usage": usage, "latency_ms": out["latency_ms"], "fallback": out.get("fallback"),
-                    "proposed": proposed, "messages_in": messages_to_dict(messages)}
+                    "proposed": proposed, "messages_in": self._as_dicts(messages)}
             event = Event(actor=self.actor, action="model.call", payload={
                 "model": out["model"], "prompt_hash": self.prompt.hash, "usage": usage,
                 "latency_ms": round(out["latency_ms"], 2), "fallback": out.get("fallback"), "proposed": proposed})
@@ -209,12 +237,10 @@ class _Loop:
         edited = False
         approval_id = None
         if status == "require_approval":
-            from langchain_core.messages import messages_to_dict
-
             decision = request_approval(
                 name, clean, reason=_reason_for(conversation, name), requester=self.actor,
                 expires_in=self.agent.approval_expires_in, verdict=screening["verdict"],
-                policy_hash=screening["policy_hash"], context={"messages": messages_to_dict(conversation)})
+                policy_hash=screening["policy_hash"], context={"messages": self._as_dicts(conversation)})
             approval_id = decision.approval_id
             if decision.kind == "reject":
                 return ToolOutcome(name, clean, "rejected", f"A reviewer rejected this call: {decision.message}",

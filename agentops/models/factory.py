@@ -10,6 +10,7 @@ from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import Runnable
 
 from agentops.models.playbook import NAME as PLAYBOOK
 from agentops.models.playbook import PlaybookChatModel
@@ -57,11 +58,15 @@ def _cost(model_name: str, usage: dict[str, int]) -> float:
     return 0.0
 
 
-def call_model(model: BaseChatModel, messages: list[BaseMessage], tools: list[Any]) -> ModelCallResult:
-    """One model turn. Connection and API errors fall back to the playbook model, recorded as such."""
+def call_model(model: BaseChatModel, messages: list[BaseMessage], tools: list[Any], *,
+               bound: Runnable[Any, Any] | None = None) -> ModelCallResult:
+    """One model turn. Connection and API errors fall back to the playbook model, recorded as such.
+
+    `bound` is `model.bind_tools(tools)` made once by the caller (binding converts every tool's schema).
+    """
     started = time.perf_counter()
     try:
-        runnable = model.bind_tools(tools) if tools else model
+        runnable = bound if bound is not None else model.bind_tools(tools) if tools else model
         message = runnable.invoke(messages)
         error = fallback = None
     except Exception as exc:
