@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     kubernetes_namespace: str = "default"
     """Namespace of the deployments the scaling tool manages."""
 
+    sandbox_require_landlock: bool = True
+    """Model-written data code runs only where the kernel's Landlock can confine it; false runs it with the
+    sandbox's in-process checks alone (kernels before 5.13, macOS)."""
+
     oidc_server_metadata_url: str | None = None
     """OpenID Connect discovery URL (.../.well-known/openid-configuration); set it to log in with st.login."""
     oidc_client_id: str | None = None

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
 from agentops import flow, serialization
 from agentops.agents import Agent
@@ -158,3 +160,24 @@ def test_playbook_model_runs_the_incident_runbook(ops_project: Path) -> None:
     assert out["calls"][0] == ("get_metrics", {"name": "worker"}, "ok")
     assert out["calls"][1][0] == "create_ticket" and out["calls"][1][1]["priority"] == "P2"
     assert [t.title for t in open_store().tickets_list()] == ["High error rate on worker"]
+
+
+class ChatModelWithoutTools(BaseChatModel):
+    """A chat model that cannot call tools (BaseChatModel.bind_tools raises NotImplementedError)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "no-tools"
+
+    def _generate(self, messages: list, stop: list[str] | None = None, run_manager: object = None,
+                  **kwargs: object) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content="I cannot use tools"))])
+
+
+def test_a_model_that_cannot_bind_tools_falls_back_to_the_playbook_labelled(ops_project: Path) -> None:
+    out = run_agent(ChatModelWithoutTools(), "Check deployment worker.")
+    run = open_store().list_runs()[0]
+    [first, *_] = [json.loads(s.meta) for s in open_store().steps_for_run(run.id) if s.kind == "model"]
+    assert first["fallback"] == "playbook" and first["model"] == "playbook"
+    assert "get_metrics" in [c[0] for c in out["calls"]]
+

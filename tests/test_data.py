@@ -286,6 +286,14 @@ def test_sandboxed_code_cannot_run_forever(sales: Dataset) -> None:
         run_sandboxed("while True:\n    pass", sales, limits=SandboxLimits(wall_seconds=2))
 
 
+def test_sandboxed_code_is_held_to_its_cpu_and_memory_limits(sales: Dataset) -> None:
+    with pytest.raises(SandboxError, match="more than 1 s of CPU"):
+        run_sandboxed("x = 0\nwhile True:\n    x += 1", sales, limits=SandboxLimits(wall_seconds=20, cpu_seconds=1))
+    with pytest.raises(SandboxError, match="out of memory"):
+        run_sandboxed("hog = bytearray(3 * 1024**3)\nresult = {'type': 'number', 'value': len(hog)}", sales,
+                      limits=SandboxLimits(wall_seconds=20, memory_bytes=1024**3))
+
+
 def test_sandboxed_code_cannot_spawn_a_process(sales: Dataset) -> None:
     attempts = ["subprocess.run(['id'])", "os.system('id')", "os.execv('/bin/sh', ['sh', '-c', 'id'])",
                 "os.fork()"]
@@ -303,13 +311,32 @@ def test_c_extensions_cannot_reach_files_either(sales: Dataset, tmp_path: Path) 
     via_duckdb = f"result = {{'type': 'dataframe', 'value': execute_sql_query(\"SELECT * FROM '{secret}'\")}}"
     with pytest.raises(SandboxError, match="disabled by configuration"):
         run_sandboxed(via_duckdb, sales, limits=QUICK)
-    if landlock_abi() < 1:
-        pytest.skip("no Landlock in this kernel: Arrow's own file I/O is not audited, so it is not confined")
     via_arrow = ("from pandas.core.arrays.arrow.array import pa\n"
                  f"result = {{'type': 'string', 'value': pa.OSFile({str(secret)!r}).read()}}")
-    with pytest.raises(SandboxError, match="Permission denied") as caught:
+    with pytest.raises(SandboxError, match="cannot import name 'pa'") as caught:
         run_sandboxed(via_arrow, sales, limits=QUICK)
     assert "the-launch-codes" not in str(caught.value)
+    with pytest.raises(SandboxError, match="refused import of pyarrow"):
+        run_sandboxed("import pyarrow.fs\nresult = {'type': 'string', 'value': 'reached'}", sales, limits=QUICK)
+
+
+def test_without_landlock_model_code_is_refused_unless_the_operator_allows_it() -> None:
+    from agentops.data._sandbox_child import kernel_sandbox_refusal
+
+    missing = "unavailable: the kernel has no Landlock"
+    refusal = kernel_sandbox_refusal(missing, required=True)
+    assert refusal is not None and missing in refusal and "AGENTOPS_SANDBOX_REQUIRE_LANDLOCK=false" in refusal
+    assert kernel_sandbox_refusal(missing, required=False) is None
+    assert kernel_sandbox_refusal("landlock abi 4", required=True) is None
+
+
+def test_the_kernel_sandbox_is_in_force_where_the_kernel_has_landlock(sales: Dataset,
+                                                                      sales_frame: pd.DataFrame) -> None:
+    if landlock_abi() < 1:
+        pytest.skip("this kernel has no Landlock")
+    out = run_sandboxed("result = {'type': 'number', 'value': len(df)}", sales, limits=QUICK)
+    assert out.kernel_sandbox == f"landlock abi {landlock_abi()}"
+    assert out.value == len(sales_frame)
 
 
 # -- model-written code (pandasai prompt, our sandbox) ---------------------------------------------------------------

@@ -125,10 +125,14 @@ class _Loop:
 
     @property
     def bound_model(self) -> Any:
-        """The model with the whitelisted tools bound, made on the first live model call and reused."""
+        """The model with the whitelisted tools bound, made on the first live model call and reused; None when
+        binding fails, so that call_model binds again inside its fallback to the playbook model."""
         if self._bound_model is None:
             tools = list(self.whitelist.values())
-            self._bound_model = self.model.bind_tools(tools) if tools else self.model
+            try:
+                self._bound_model = self.model.bind_tools(tools) if tools else self.model
+            except Exception:
+                return None
         return self._bound_model
 
     def _as_dicts(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:

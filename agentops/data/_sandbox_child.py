@@ -267,8 +267,39 @@ def _plot(value: Any, scratch: str) -> dict[str, Any]:
     return {"type": "plot", "value": CHART}
 
 
+def apply_rlimits(limits: list[list[int]]) -> None:
+    """CPU, memory, file-size and open-file limits, set here rather than by the parent between fork and exec
+    (which is unsafe in the parent's threaded processes). Limits the platform does not enforce are skipped."""
+    import resource
+
+    for which, value in limits:
+        hard = value + 1 if which == resource.RLIMIT_CPU else value
+        try:
+            resource.setrlimit(which, (value, hard))
+        except (ValueError, OSError):
+            continue
+
+
+class _NoPyArrow:
+    """Refuses every import of pyarrow: it reads and writes files in C++, where the audit hook cannot see it,
+    and pandas reaches it through its own modules if it is importable at all."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pyarrow" or name.startswith("pyarrow."):
+            raise ImportError("pyarrow is not available in the sandbox")
+
+
+def kernel_sandbox_refusal(status: str, required: bool) -> str | None:
+    """Why the code must not run, given Landlock's status: it is required unless the operator said otherwise."""
+    if status.startswith("landlock abi") or not required:
+        return None
+    return (f"the kernel sandbox is required but {status} (set AGENTOPS_SANDBOX_REQUIRE_LANDLOCK=false to run "
+            "model-written code with the in-process checks alone)")
+
+
 def main() -> None:
     job = json.loads(sys.stdin.read())
+    apply_rlimits(job.get("rlimits") or [])
     scratch = os.path.realpath(job["scratch"])
     outcome: dict[str, Any] = {"ok": False, "sql": [], "refusals": []}
     started = time.perf_counter()
@@ -281,7 +312,13 @@ def main() -> None:
     prefixes = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
     data_file = os.path.realpath(job["source"]["path"])
     outcome["kernel_sandbox"] = apply_landlock([*prefixes, *SYSTEM_READ_PATHS, data_file], [scratch])
+    refusal = kernel_sandbox_refusal(outcome["kernel_sandbox"], job.get("require_kernel_sandbox", True))
+    if refusal:
+        outcome["error"] = refusal
+        write_outcome()
+        return
     os.makedirs(os.path.join(scratch, "exports", "charts"), exist_ok=True)
+    sys.meta_path.insert(0, _NoPyArrow())  # type: ignore[arg-type]
 
     import numpy as np
     import pandas as pd

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,8 @@ class SandboxLimits:
     file_bytes: int = 50 * 1024**2
     """Largest file the code may write (RLIMIT_FSIZE)."""
     open_files: int = 256
+    require_kernel_sandbox: bool = True
+    """Refuse to run the code where Landlock cannot be applied (AGENTOPS_SANDBOX_REQUIRE_LANDLOCK)."""
 
 
 @dataclass
@@ -94,22 +95,6 @@ def _rlimits(limits: SandboxLimits) -> list[tuple[int, int]]:
     return out
 
 
-def _limiter(limits: SandboxLimits) -> Callable[[], None]:
-    """The preexec_fn: computed up front, so the forked child only calls setrlimit (no imports, no allocation)."""
-    values = _rlimits(limits)
-    setrlimit = resource.setrlimit
-    cpu = resource.RLIMIT_CPU
-
-    def apply() -> None:
-        for which, value in values:
-            try:
-                setrlimit(which, (value, value + 1 if which == cpu else value))
-            except (ValueError, OSError):  # a limit the platform does not enforce (RLIMIT_AS on macOS)
-                continue
-
-    return apply
-
-
 def _seed_font_cache(home: Path) -> None:
     """Copy this process's matplotlib font list into the child's config dir, so it does not rebuild it each run."""
     try:
@@ -131,7 +116,10 @@ def _fmt_bytes(count: int) -> str:
 def run_sandboxed(code: str, dataset: Dataset, *, table: str | None = None,
                   limits: SandboxLimits | None = None) -> SandboxOutput:
     """Run `code` over the dataset in the sandbox. SandboxError (one line) when it fails in any way."""
-    limits = limits or SandboxLimits()
+    if limits is None:
+        from agentops.settings import get_settings
+
+        limits = SandboxLimits(require_kernel_sandbox=get_settings().sandbox_require_landlock)
     plotting = any(word in code for word in PLOT_WORDS)
     workdir = Path(tempfile.mkdtemp(prefix="agentops-sandbox-"))
     scratch = workdir / "scratch"
@@ -141,13 +129,14 @@ def run_sandboxed(code: str, dataset: Dataset, *, table: str | None = None,
     job = {"code": code, "scratch": str(scratch), "table": table or dataset.name, "plotting": plotting,
            "source": {"kind": dataset.kind, "path": str(dataset.path), "table": dataset.table},
            "duckdb_memory": f"{limits.memory_bytes // 3 // 1024**2}MB",
-           "memory_limit_text": _fmt_bytes(limits.memory_bytes)}
+           "memory_limit_text": _fmt_bytes(limits.memory_bytes), "rlimits": _rlimits(limits),
+           "require_kernel_sandbox": limits.require_kernel_sandbox}
     started = time.perf_counter()
     try:
         with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
             proc = subprocess.Popen([sys.executable, "-I", str(CHILD_SCRIPT)], stdin=subprocess.PIPE, stdout=out,
                                     stderr=err, cwd=scratch, env=child_environment(scratch), close_fds=True,
-                                    start_new_session=True, preexec_fn=_limiter(limits))
+                                    start_new_session=True)
             try:
                 proc.communicate(json.dumps(job).encode(), timeout=limits.wall_seconds)
             except subprocess.TimeoutExpired:
