@@ -180,6 +180,17 @@ def test_unknown_dataset_is_one_line_naming_the_available_ones(sales_project: Pa
     assert isinstance(caught.value, AgentOpsError) and isinstance(caught.value, ValueError)
 
 
+def test_a_corrupt_dataset_file_is_one_line_naming_it(sqlite_project: Path) -> None:
+    from agentops.data import DatasetReadError
+
+    (sqlite_project / "data").mkdir()
+    (sqlite_project / "data" / "orders.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(DatasetReadError) as caught:
+        answer_question("orders", "top 5 products by revenue")
+    message = str(caught.value)
+    assert message.startswith("cannot read dataset 'orders' (orders.parquet): ") and "\n" not in message
+
+
 def test_parquet_and_duckdb_tables_are_datasets_too(sqlite_project: Path) -> None:
     import duckdb
 

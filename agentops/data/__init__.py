@@ -9,7 +9,7 @@ runs in a sandbox (agentops.data.sandbox). pandasai is imported only on that pat
 
 from __future__ import annotations
 
-from agentops.data.datasets import Dataset, UnknownDatasetError, list_datasets, resolve_dataset
+from agentops.data.datasets import Dataset, DatasetReadError, UnknownDatasetError, list_datasets, resolve_dataset
 from agentops.data.query import answer_question, save_chart
 from agentops.data.result import QueryResult
 from agentops.data.sandbox import SandboxError, SandboxLimits, SandboxOutput, run_sandboxed
@@ -18,6 +18,7 @@ from agentops.data.shapes import SUPPORTED_SHAPES, Shape, parse_question
 __all__ = [
     "SUPPORTED_SHAPES",
     "Dataset",
+    "DatasetReadError",
     "QueryResult",
     "SandboxError",
     "SandboxLimits",

@@ -12,7 +12,7 @@ from typing import Literal
 
 import duckdb
 
-from agentops.errors import NotFoundError
+from agentops.errors import AgentOpsError, NotFoundError
 
 DATA_DIR = "data"
 FILE_KINDS = {".csv": "csv", ".parquet": "parquet"}
@@ -20,6 +20,10 @@ NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYIN
                  "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
 TEMPORAL_TYPES = ("DATE", "TIMESTAMP")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class DatasetReadError(AgentOpsError):
+    """A dataset file that exists but cannot be read (truncated, corrupt, not what its extension says)."""
 
 
 class UnknownDatasetError(NotFoundError, ValueError):

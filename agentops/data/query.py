@@ -11,15 +11,25 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentops.data.datasets import Column, Dataset, connect, describe, quote_identifier, resolve_dataset
+import duckdb
+
+from agentops.data.datasets import (
+    Column,
+    Dataset,
+    DatasetReadError,
+    connect,
+    describe,
+    quote_identifier,
+    resolve_dataset,
+)
 from agentops.data.result import QueryResult, rows_as_records
 from agentops.data.shapes import SUPPORTED_SHAPES, answer_shape, parse_question
 
 if TYPE_CHECKING:
-    import duckdb
     from langchain_core.language_models.chat_models import BaseChatModel
 
     from agentops.data.sandbox import SandboxLimits, SandboxOutput
@@ -39,6 +49,15 @@ def answer_question(dataset: str, question: str, model: BaseChatModel | None = N
     started = time.perf_counter()
     root = (root or project_root()).resolve()
     found = resolve_dataset(dataset, root)
+    try:
+        return _answer(found, question, model, root=root, limits=limits, chart=chart, started=started)
+    except duckdb.Error as exc:
+        detail = " ".join(str(exc).split("\n")[0].split())
+        raise DatasetReadError(f"cannot read dataset '{found.name}' ({found.path.name}): {detail[:200]}") from None
+
+
+def _answer(found: Dataset, question: str, model: BaseChatModel | None, *, root: Path,
+            limits: SandboxLimits | None, chart: bool, started: float) -> QueryResult:
     con = connect(found)
     try:
         columns = describe(con, found)
@@ -132,7 +151,7 @@ def save_chart(png: bytes, root: Path) -> dict[str, Any]:
     path = root / relative
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial = path.with_suffix(f".{uuid.uuid4().hex}.tmp")  # threads may store the same chart at once
         partial.write_bytes(png)
         os.replace(partial, path)
     return {"path": relative.as_posix(), "sha256": digest, "bytes": len(png), "mime": "image/png"}
