@@ -274,10 +274,10 @@ def demo(
         say(line)
     demo_mod.create_demo_users(say)
     demo_mod.seed_schedules(say)
+    demo_mod.restore_incident_deployment(say)
     services = Services(host=host, port=port, with_app=not exit_after_setup, on_event=say)
     services.start()
     try:
-        demo_mod.restore_incident_deployment(say)
         state = demo_mod.trigger_incident(say)
     except Exception:
         services.stop()

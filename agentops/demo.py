@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentops.errors import AgentOpsError
+from agentops.ledger import Event
 
 DEMO_USERS = [
     ("ada", "approver", "ada-approves"),
@@ -65,6 +66,9 @@ def restore_incident_deployment(say: Callable[[str], None]) -> None:
     current = store.deployment(INCIDENT_DEPLOYMENT)
     if current is not None and current.replicas != seeded["replicas"]:
         store.upsert_deployment(seeded)
+        store.append_events([Event(actor="system:demo", action="demo.deployment_restored",
+                                   payload={"deployment": INCIDENT_DEPLOYMENT, "replicas_before": current.replicas,
+                                            "replicas": seeded["replicas"]})])
         say(f"restored the simulated {INCIDENT_DEPLOYMENT} from {current.replicas} to {seeded['replicas']} replicas "
             "for the demo incident")
 

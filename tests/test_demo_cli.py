@@ -36,5 +36,7 @@ def test_a_second_demo_restores_web_app_and_waits_for_approval_again(sqlite_proj
 
     second = agentops(sqlite_project, "demo", "--exit")
     assert "restored the simulated web-app from 12 to 6 replicas" in second
+    [restored] = open_store().search_ledger(action="demo.deployment_restored")
+    assert restored.actor == "system:demo" and '"replicas_before":12' in restored.payload.replace(" ", "")
     assert "(incident_response) is AWAITING_APPROVAL" in second
     assert "scale_deployment" in second.split("restored")[1]
