@@ -245,6 +245,41 @@ def test_async_flows_run_from_a_thread_whose_event_loop_is_running(store) -> Non
     assert [s.name for s in store.steps_for_run(run_id)] == ["t_async_double", "t_async_double"]
 
 
+def test_an_interrupt_cancels_a_coroutine_running_on_a_helper_thread() -> None:
+    import signal
+
+    from agentops.coroutines import run_coroutine
+
+    cancelled = threading.Event()
+
+    async def long_wait() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def from_a_running_loop() -> None:
+        run_coroutine(long_wait())
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                asyncio.get_running_loop()  # Playwright's, when the e2e tests ran first in this process
+                run_coroutine(long_wait())
+            except RuntimeError:
+                asyncio.run(from_a_running_loop())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert cancelled.is_set(), "the coroutine on the helper thread was cancelled, not left running"
+
+
 @task(log_prints=True)
 def t_chatty() -> int:
     get_run_logger().info("computed %d rows", 42)

@@ -63,9 +63,10 @@ class SandboxOutput:
     row_count: int = 0
     chart_png: bytes | None = None
     sql: list[str] = field(default_factory=list)
-    """Every query the code ran through execute_sql_query, in order."""
+    """Every query the code ran through execute_sql_query, in order, as the child reports it. Code that tampers
+    with its own process can falsify this and `refusals`; the generated code, recorded too, is what ran."""
     refusals: list[str] = field(default_factory=list)
-    """Operations the sandbox refused but the code survived (it caught the error)."""
+    """Operations the sandbox refused but the code survived (it caught the error), as the child reports them."""
     stdout: str = ""
     kernel_sandbox: str = ""
     """'landlock abi N', or why Landlock was not applied."""
