@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -86,13 +85,10 @@ def timeline_rows(steps: list[StepRun], now: float | None = None) -> list[dict[s
 
 def chart_image(sha256: str) -> bytes | None:
     """A stored chart (charts are kept once, by content hash, under .agentops/charts/)."""
-    from agentops.data.query import CHARTS_DIR
+    from agentops.data.query import load_chart
     from agentops.project import project_root
 
-    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        return None
-    path = project_root() / CHARTS_DIR / f"{sha256}.png"
-    return path.read_bytes() if path.is_file() else None
+    return load_chart(sha256, project_root())
 
 
 def attachments(mail: Any) -> list[dict[str, Any]]:

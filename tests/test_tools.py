@@ -32,6 +32,25 @@ def test_embedded_email_lands_in_the_outbox_once_per_key(tools) -> None:
     assert [m.subject for m in open_store().outbox_list()] == ["hi"]
 
 
+def test_chart_attachments_come_from_the_chart_store_and_bad_references_write_nothing(tools, ops_project) -> None:
+    from agentops.data import save_chart
+
+    stored = save_chart(b"\x89PNG a chart", ops_project)
+    token = as_step("run1:2")
+    try:
+        for bad in ("0" * 64, "../../etc/passwd"):
+            with pytest.raises(Exception, match="no stored chart with sha256"):
+                tools["send_email"].invoke({"to": ["oncall@example.com"], "subject": "report", "body": "b",
+                                            "attachments": [{"name": "c.png", "chart": bad}]})
+        assert open_store().outbox_list() == []
+        sent = tools["send_email"].invoke({"to": ["oncall@example.com"], "subject": "report", "body": "b",
+                                           "attachments": [{"name": "c.png", "chart": stored["sha256"]}]})
+    finally:
+        current_tool_call.reset(token)
+    assert sent["status"] == "sent"
+    assert [m.subject for m in open_store().outbox_list()] == ["report"]
+
+
 def test_smtp_delivers_once_per_key(tools, monkeypatch: pytest.MonkeyPatch) -> None:
     with SMTPSink() as smtp:
         monkeypatch.setenv("AGENTOPS_SMTP_URL", smtp.url)
@@ -48,6 +67,26 @@ def test_smtp_delivers_once_per_key(tools, monkeypatch: pytest.MonkeyPatch) -> N
     msg = smtp.messages[0]
     assert msg["Subject"] == "Latency alert" and msg["To"] == "a@example.com" and msg["Cc"] == "b@example.com"
     assert msg["Message-ID"] == "<run1.7@agentops>"
+
+
+def test_smtp_mail_carries_the_stored_chart_as_a_png_attachment(tools, ops_project,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.data import save_chart
+
+    png = b"\x89PNG a chart"
+    stored = save_chart(png, ops_project)
+    with SMTPSink() as smtp:
+        monkeypatch.setenv("AGENTOPS_SMTP_URL", smtp.url)
+        reset_settings()
+        token = as_step("run1:8")
+        try:
+            tools["send_email"].invoke({"to": ["a@example.com"], "subject": "Sales report", "body": "attached",
+                                        "attachments": [{"name": "top.png", "chart": stored["sha256"]}]})
+        finally:
+            current_tool_call.reset(token)
+    [attachment] = [part for part in smtp.messages[0].walk() if part.get_filename()]
+    assert attachment.get_filename() == "top.png" and attachment.get_content_type() == "image/png"
+    assert attachment.get_payload(decode=True) == png
 
 
 def test_tickets_embedded_create_update_list(tools) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -45,15 +44,13 @@ def _smtp_send(url: str, message: EmailMessage) -> None:
 def _attachment(item: dict[str, str]) -> tuple[bytes, str]:
     """An attachment's bytes: inline base64, or a chart stored by content under .agentops/charts/."""
     if "chart" in item:
-        from agentops.data.query import CHARTS_DIR
+        from agentops.data.query import load_chart
         from agentops.project import project_root
 
-        if not re.fullmatch(r"[0-9a-f]{64}", item["chart"]):
-            raise ValueError("a chart attachment names its chart by sha256 (64 hex digits)")
-        path = project_root() / CHARTS_DIR / f"{item['chart']}.png"
-        if not path.is_file():
-            raise ValueError(f"no stored chart {item['chart'][:12]}")
-        return path.read_bytes(), "image/png"
+        png = load_chart(item["chart"], project_root())
+        if png is None:
+            raise ValueError(f"no stored chart with sha256 {item['chart'][:64]!r} (query_data returns the digest)")
+        return png, "image/png"
     return base64.b64decode(item["content_base64"]), item.get("mime", "application/octet-stream")
 
 
@@ -64,8 +61,7 @@ def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = No
     A repeated idempotency key finds the outbox row and sends nothing.
     """
     key = idempotency_key()
-    for item in attachments or []:
-        _attachment(item)
+    files = [(item.get("name", "attachment"), *_attachment(item)) for item in attachments or []]
     row, created = open_store().outbox_add({
         "idempotency_key": key, "sender": SENDER, "to": ", ".join([*to, *(cc or [])]), "subject": subject,
         "body": body, "attachments": serialization.dumps(attachments) if attachments else None,
@@ -79,10 +75,9 @@ def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = No
             message["Cc"] = ", ".join(cc)
         message["Message-ID"] = f"<{key.replace(':', '.')}@agentops>"
         message.set_content(body)
-        for item in attachments or []:
-            content, mime = _attachment(item)
+        for name, content, mime in files:
             maintype, _, subtype = mime.partition("/")
-            message.add_attachment(content, maintype=maintype, subtype=subtype, filename=item.get("name", "attachment"))
+            message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
         _smtp_send(smtp_url, message)
         delivered = "smtp"
     return {"status": "sent" if created else "already sent", "outbox_id": row["id"], "delivered_via": delivered,

@@ -10,7 +10,7 @@ runs in a sandbox (agentops.data.sandbox). pandasai is imported only on that pat
 from __future__ import annotations
 
 from agentops.data.datasets import Dataset, DatasetReadError, UnknownDatasetError, list_datasets, resolve_dataset
-from agentops.data.query import answer_question, save_chart
+from agentops.data.query import answer_question, load_chart, save_chart
 from agentops.data.result import QueryResult
 from agentops.data.sandbox import SandboxError, SandboxLimits, SandboxOutput, run_sandboxed
 from agentops.data.shapes import SUPPORTED_SHAPES, Shape, parse_question
@@ -27,6 +27,7 @@ __all__ = [
     "UnknownDatasetError",
     "answer_question",
     "list_datasets",
+    "load_chart",
     "parse_question",
     "resolve_dataset",
     "run_sandboxed",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -155,3 +156,11 @@ def save_chart(png: bytes, root: Path) -> dict[str, Any]:
         partial.write_bytes(png)
         os.replace(partial, path)
     return {"path": relative.as_posix(), "sha256": digest, "bytes": len(png), "mime": "image/png"}
+
+
+def load_chart(sha256: str, root: Path) -> bytes | None:
+    """The PNG stored by save_chart under this digest; None when the digest is malformed or nothing is stored."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        return None
+    path = root / CHARTS_DIR / f"{sha256}.png"
+    return path.read_bytes() if path.is_file() else None
