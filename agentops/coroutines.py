@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Coroutine
@@ -18,8 +19,6 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     On the helper thread the caller's loop is blocked until the coroutine finishes, and objects bound to the
     caller's loop cannot be used inside it. An interrupt (Ctrl-C) cancels the coroutine and is re-raised here.
     """
-    import asyncio
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -29,8 +28,6 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 class _LoopThread:
     def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
-        import asyncio
-
         self.loop = asyncio.new_event_loop()
         self.coro = coro
         self.task: asyncio.Task[Any] | None = None
@@ -42,8 +39,6 @@ class _LoopThread:
                                        daemon=True)
 
     def _run(self) -> None:
-        import asyncio
-
         asyncio.set_event_loop(self.loop)
         try:
             self.task = self.loop.create_task(self.coro)

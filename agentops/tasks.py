@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -118,6 +119,7 @@ class Task(Generic[P, R]):
         self.kind = kind
         self.describe = describe
         self.is_async = inspect.iscoroutinefunction(fn)
+        self._signature = inspect.signature(fn)
         self._return_adapter: Any = None
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
@@ -154,10 +156,6 @@ class Task(Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     # -- helpers for the step runner ---------------------------------------------------------------
-
-    @functools.cached_property
-    def _signature(self) -> inspect.Signature:
-        return inspect.signature(self.fn)
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -303,8 +301,8 @@ def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State
             ev.run_id, ev.step_no = ctx.run_id, prep.step_no
         events[-1:-1] = facts.events
     ctx.store.record_step(values, events, exists=prep.exists, logs=ctx.take_logs())
-    ctx.count_step(task.kind, new_step=not prep.exists, tokens=(facts.tokens or 0) if facts else 0,
-                   cost=(facts.cost or 0.0) if facts else 0.0)
+    ctx.count_step(task.kind, new_step=not prep.exists, tokens=values.get("tokens") or 0,
+                   cost=values.get("cost") or 0.0)
     prep.exists = True
 
 
@@ -378,8 +376,6 @@ def _run_step(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[A
 
 async def _run_step_async(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
                           kwargs: dict[str, Any]) -> Any:
-    import asyncio
-
     prep, output = _prepare(ctx, task, step_no, args, kwargs)
     if prep is None:
         return output
