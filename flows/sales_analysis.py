@@ -23,7 +23,7 @@ def write_report(dataset: str, findings: list[dict]) -> dict:
         lines.append(f"* {finding['question']}")
         lines.append(f"  {finding['answer']}")
         for row in finding.get("rows", [])[:12]:
-            lines.append("    " + ", ".join(f"{k}: {v}" for k, v in row.items()))
+            lines.append("    " + ", ".join(f"{k}: {_cell(v)}" for k, v in row.items()))
         lines.append("")
     lines.append("Answers come from the data (DuckDB over the dataset); the SQL is recorded on each run step.")
     charts = [{"name": f"chart-{n}.png", "chart": f["chart"]["sha256"]}
@@ -31,6 +31,10 @@ def write_report(dataset: str, findings: list[dict]) -> dict:
     answered = sum(1 for f in findings if f["answered"])
     return {"subject": f"Sales analysis: {answered} of {len(findings)} questions answered", "body": "\n".join(lines),
             "attachments": charts}
+
+
+def _cell(value: object) -> str:
+    return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
 @flow
