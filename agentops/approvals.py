@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentops import serialization, transitions
 from agentops.context import current_run
@@ -19,8 +19,10 @@ from agentops.errors import AgentOpsError, ApprovalError, FlowPaused, NonDetermi
 from agentops.ledger import Event
 from agentops.states import State
 from agentops.store import Store
-from agentops.tables import Approval
 from agentops.users import CAN_DECIDE, require_user
+
+if TYPE_CHECKING:
+    from agentops.tables import Approval
 
 DecisionKind = Literal["approve", "edit", "reject", "respond", "expired"]
 VOTE_KINDS = ("approve", "edit", "reject", "respond")

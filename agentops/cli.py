@@ -14,6 +14,8 @@ from rich.table import Table
 from agentops import service
 from agentops.cli_support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.errors import AgentOpsError
+from agentops.records import as_dict
+from agentops.states import State
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -90,25 +92,26 @@ def _with_progress(run_id: str, work: Any, *, quiet: bool) -> Any:
 
 
 def _print_run(run_id: str) -> None:
-    detail = service.run_detail(run_id)
-    run = detail.run
+    run = service.get_run(run_id)
+    steps = service.store().steps_for_run(run.id)
+    logs = service.store().logs_for_run(run.id)
     console.print(f"run [bold]{run.id}[/bold]  flow [bold]{run.flow_name}[/bold]  {styled_state(run.state)}"
                   f"  trigger {run.trigger}  created {fmt_time(run.created_at)}")
     if run.error:
         console.print(f"[red]error:[/red] {run.error}")
-    if detail.steps:
+    if steps:
         table = Table("step", "task", "kind", "state", "attempts", "duration", "output / error", box=None)
-        for step in detail.steps:
+        for step in steps:
             shown = step.error or step.output or ""
             table.add_row(str(step.step_no), step.name, step.kind, styled_state(step.state), str(step.attempts),
                           fmt_duration(step.duration_ms), shown[:80])
         console.print(table)
-    for appr in detail.approvals:
-        if appr.status == "pending":
+    if run.state == State.AWAITING_APPROVAL:
+        for appr in service.pending_approvals_for(run.id):
             console.print(f"[magenta]awaiting approval[/magenta] {appr.id}: {appr.action} {appr.args}")
-    if detail.logs:
+    if logs:
         console.print("[bold]logs[/bold]")
-        for line in detail.logs[-50:]:
+        for line in logs[-50:]:
             where = f"step {line.step_no}" if line.step_no else "run"
             console.print(f"  {fmt_time(line.ts)} {line.level:<7} {where}: {line.message}", markup=False)
     if run.result is not None and run.state == "COMPLETED":
@@ -125,7 +128,7 @@ def runs_list(
     """List recent runs, newest first."""
     runs = service.list_runs(state=state, flow=flow, limit=limit)
     if as_json:
-        emit_json([r.model_dump() for r in runs])
+        emit_json([as_dict(r) for r in runs])
         return
     table = Table("run", "flow", "state", "trigger", "created", "duration", box=None)
     for r in runs:
@@ -140,8 +143,8 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
     """Show a run: its steps, states, attempts, durations, logs and state history."""
     if as_json:
         detail = service.run_detail(run_id)
-        emit_json({"run": detail.run.model_dump(), "steps": [s.model_dump() for s in detail.steps],
-                   "logs": [x.model_dump() for x in detail.logs],
+        emit_json({"run": as_dict(detail.run), "steps": [as_dict(s) for s in detail.steps],
+                   "logs": [as_dict(x) for x in detail.logs],
                    "history": [service.ledger_record(e) for e in detail.history if e.action.endswith(".state")],
                    "approvals": [a.model_dump() for a in detail.approvals]})
         return

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentops.records import StepRecord
     from agentops.store import Store
-    from agentops.tables import StepRun
 
 
 @dataclass
@@ -38,7 +38,7 @@ class RunContext:
     run_id: str
     flow_name: str
     store: Store
-    recorded: dict[int, StepRun]
+    recorded: dict[int, StepRecord]
     worker_id: str
     log_prints: bool = False
     cancel_requested: threading.Event = field(default_factory=threading.Event)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentops import serialization
+from agentops.records import StepRecord
 from agentops.store import open_store
-from agentops.tables import Approval, StepRun
+from agentops.tables import Approval
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def conversation_lines(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return lines
 
 
-def step_facts(step: StepRun) -> dict[str, Any]:
+def step_facts(step: StepRecord) -> dict[str, Any]:
     """A step's recorded facts, decoded: inputs, output, meta (model, usage, verdict...)."""
     return {"inputs": decoded(step.inputs), "output": decoded(step.output), "meta": decoded(step.meta) or {}}
 
@@ -69,7 +70,7 @@ def decoded(text: str | None) -> Any:
         return text
 
 
-def timeline_rows(steps: list[StepRun], now: float | None = None) -> list[dict[str, Any]]:
+def timeline_rows(steps: list[StepRecord], now: float | None = None) -> list[dict[str, Any]]:
     """One bar per step for the Gantt chart; a running step extends to now."""
     now = time.time() if now is None else now
     rows = []

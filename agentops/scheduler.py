@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agentops import serialization
 from agentops.errors import AgentOpsError
@@ -21,7 +22,9 @@ from agentops.ledger import Event
 from agentops.runner import prepare_run
 from agentops.schedules import Cadence
 from agentops.store import ScheduleFire, Store
-from agentops.tables import Schedule
+
+if TYPE_CHECKING:
+    from agentops.tables import Schedule
 
 log = logging.getLogger("agentops.scheduler")
 

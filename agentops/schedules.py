@@ -11,15 +11,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentops import serialization
 from agentops.errors import NotFoundError, ScheduleError
 from agentops.ledger import Event
 from agentops.store import Store, open_store
-from agentops.tables import Schedule
 from agentops.users import CAN_OPERATE, require_user
+
+if TYPE_CHECKING:
+    from agentops.tables import Schedule
 
 CATCHUP_POLICIES = ("skip", "once")
 MIN_INTERVAL_SECONDS = 1.0

@@ -7,18 +7,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentops import approvals, serialization
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.flows import Flow, get_flow, registered_flows
 from agentops.ledger import Event, VerifyReport, verify_rows
 from agentops.project import load_project
+from agentops.records import LogRecord, RunRecord, StepRecord
 from agentops.runner import RunOutcome, cancel_run, create_run, execute_run, local_worker_id, resume_run
 from agentops.states import State
 from agentops.store import Store, open_store
-from agentops.tables import Approval, FlowRun, LedgerEvent, LogLine, StepRun
 from agentops.users import CAN_ADMIN, CAN_OPERATE, require_user
+
+if TYPE_CHECKING:
+    from agentops.tables import Approval, LedgerEvent
 
 
 def store() -> Store:
@@ -76,7 +79,7 @@ def resolve_run_id(run_id: str) -> str:
     raise NotFoundError(f"no run with id '{run_id}'")
 
 
-def get_run(run_id: str) -> FlowRun:
+def get_run(run_id: str) -> RunRecord:
     run = store().get_run(resolve_run_id(run_id))
     assert run is not None
     return run
@@ -84,7 +87,7 @@ def get_run(run_id: str) -> FlowRun:
 
 def list_runs(*, state: str | None = None, flow: str | None = None, trigger: str | None = None,
               since: float | None = None, until: float | None = None, limit: int = 50,
-              offset: int = 0) -> list[FlowRun]:
+              offset: int = 0) -> list[RunRecord]:
     if state:
         try:
             state = State(state.upper()).value
@@ -101,9 +104,9 @@ def count_runs(**filters: Any) -> int:
 
 @dataclass
 class RunDetail:
-    run: FlowRun
-    steps: list[StepRun]
-    logs: list[LogLine]
+    run: RunRecord
+    steps: list[StepRecord]
+    logs: list[LogRecord]
     history: list[LedgerEvent]
     approvals: list[Approval]
 
@@ -160,7 +163,7 @@ def pending_approvals_for(run_id: str) -> list[Approval]:
     return store().list_approvals(status="pending", run_id=run_id)
 
 
-def follow_run(run_id: str, *, execute_if_unclaimed_after: float | None = 0.5) -> FlowRun:
+def follow_run(run_id: str, *, execute_if_unclaimed_after: float | None = 0.5) -> RunRecord:
     """Wait for a queued run to start (a worker may claim it); run it here if nobody does. Returns its row."""
     st = store()
     deadline = time.time() + (execute_if_unclaimed_after or 0)

@@ -5,78 +5,56 @@ SQLite start with BEGIN IMMEDIATE and are serialised in-process by a lock, so no
 SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by an advisory lock.
 Every state change appends its audit events in the same transaction, so the ledger never disagrees
 with the tables.
+
+The engine's own path (runs, steps, logs, cache, the ledger) is written as SQL text that both databases
+accept. On SQLite it runs on plain sqlite3 connections, so `agentops run` never imports SQLAlchemy;
+everything else is built with SQLAlchemy Core on the SQLModel tables, imported on first use.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import (
-    Connection,
-    Engine,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.exc import IntegrityError
+from typing import TYPE_CHECKING, Any
 
 from agentops import ledger
+from agentops.deferred import DeferredModule
 from agentops.ledger import GENESIS, Event
-from agentops.tables import (
-    Approval,
-    ApprovalVote,
-    CacheEntry,
-    ChatMessage,
-    Deployment,
-    FlowRun,
-    Lease,
-    LedgerEvent,
-    LogLine,
-    MetricSample,
-    OutboxEmail,
-    RateEvent,
-    ScaleEvent,
-    Schedule,
-    StepRun,
-    Ticket,
-    User,
-)
+from agentops.records import LogRecord, RunRecord, StepRecord, column_defaults, column_names
 
-RUNS = FlowRun.__table__
-STEPS = StepRun.__table__
-LOGS = LogLine.__table__
-CACHE = CacheEntry.__table__
-LEDGER = LedgerEvent.__table__
-APPROVALS = Approval.__table__
-VOTES = ApprovalVote.__table__
-USERS = User.__table__
-SCHEDULES = Schedule.__table__
-LEASES = Lease.__table__
-RATES = RateEvent.__table__
-OUTBOX = OutboxEmail.__table__
-TICKETS = Ticket.__table__
-DEPLOYMENTS = Deployment.__table__
-SCALES = ScaleEvent.__table__
-METRICS = MetricSample.__table__
-CHAT = ChatMessage.__table__
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy import Connection, Engine
+
+    from agentops import tables as schema
+    from agentops.tables import (
+        Approval,
+        ApprovalVote,
+        ChatMessage,
+        Deployment,
+        LedgerEvent,
+        MetricSample,
+        OutboxEmail,
+        ScaleEvent,
+        Schedule,
+        Ticket,
+        User,
+    )
+else:
+    sa = DeferredModule("sqlalchemy")
+    schema = DeferredModule("agentops.tables")
 
 CLAIMABLE = ("PENDING", "CRASHED")
 _LEDGER_INSERT = ("INSERT INTO ledger (ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, "
                   "prev_hash, hash) VALUES (:ts, :actor, :action, :run_id, :step_no, :approval_id, :payload, "
                   ":policy_hash, :prev_hash, :hash)")
+_LOG_INSERT = ("INSERT INTO log_lines (run_id, step_no, ts, level, message) "
+               "VALUES (:run_id, :step_no, :ts, :level, :message)")
 LEDGER_LOCK_KEY = 7_246_318
 
 
@@ -95,28 +73,113 @@ def _row(table_model: type, mapping: Any) -> Any:
     return table_model(**dict(mapping))
 
 
+def _record(record: type, mapping: Any) -> Any:
+    return record(**dict(mapping))
+
+
+def _insert_sql(table: str, columns: Iterable[str]) -> str:
+    columns = list(columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+
+
+def _in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """`(:name0, :name1, ...)` and its parameters, for an IN over a list in SQL text."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(":" + k for k in params) + ")", params
+
+
+RUN_COLUMNS = ", ".join(column_names(RunRecord))
+STEP_COLUMNS = ", ".join(column_names(StepRecord))
+LOG_COLUMNS = ", ".join(column_names(LogRecord))
+
+
+def _complete(record: type, row: dict[str, Any]) -> dict[str, Any]:
+    """The row with the table's defaults filled in, so one INSERT text fits every row (and no column is unknown)."""
+    unknown = row.keys() - set(column_names(record))
+    if unknown:
+        raise ValueError(f"not columns of {record.__name__}: {', '.join(sorted(unknown))}")
+    return {**column_defaults(record), **row}
+
+
+class SqlText:
+    """Runs the engine's SQL text on a plain sqlite3 connection or inside a SQLAlchemy transaction.
+
+    Both take `:name` parameters, so one statement serves SQLite and PostgreSQL.
+    """
+
+    def __init__(self, conn: sqlite3.Connection | Connection) -> None:
+        self.conn = conn
+        self.raw = isinstance(conn, sqlite3.Connection)
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        if self.raw:
+            return self.conn.execute(sql, params or {}).rowcount  # type: ignore[union-attr]
+        return self.conn.execute(sa.text(sql), params or {}).rowcount  # type: ignore[union-attr]
+
+    def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.raw:
+            self.conn.executemany(sql, rows)  # type: ignore[union-attr]
+        else:
+            self.conn.execute(sa.text(sql), list(rows))
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.raw:
+            cursor = self.conn.execute(sql, params or {})  # type: ignore[union-attr]
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor]
+        return [dict(m) for m in self.conn.execute(sa.text(sql), params or {}).mappings()]
+
+    def first(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
 class Store:
     """Database access for the whole engine. Build one with `open_store(url)`."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = self._create_engine(url)
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
         self._write_lock = threading.RLock() if self.is_sqlite else None
-        self._raw_writer: Any = None
+        self._sqlite_path = url.split("///", 1)[-1] if self.is_sqlite else ""
+        self._raw_writer: sqlite3.Connection | None = None
+        self._idle_readers: list[sqlite3.Connection] = []
+        if self.is_sqlite and self._sqlite_path and self._sqlite_path != ":memory:":
+            Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        if not self.is_sqlite:
+            self._engine = self._create_engine(url)
 
     # -- connection plumbing ---------------------------------------------------------------------
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine; on SQLite it is built on first use, off the engine's own path."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._create_engine(self.url)
+        return self._engine
+
     def _create_engine(self, url: str) -> Engine:
         if not self.is_sqlite:
-            return create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8,
-                               max_overflow=64)
+            return sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8,
+                                  max_overflow=64)
 
-        @event.listens_for(engine, "connect")
+        @sa.event.listens_for(engine, "connect")
         def _configure(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
@@ -125,7 +188,7 @@ class Store:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        @event.listens_for(engine, "begin")
+        @sa.event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
@@ -146,47 +209,83 @@ class Store:
         with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def _write_sql(self) -> Iterator[SqlText]:
+        """A write transaction for SQL text: plain sqlite3 under the write lock, or SQLAlchemy on PostgreSQL."""
+        if self._write_lock is None:
+            with self.write() as conn:
+                yield SqlText(conn)
+            return
+        with self._write_lock:
+            if self._raw_writer is None:
+                self._raw_writer = _connect_sqlite(self._sqlite_path)
+            raw = self._raw_writer
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqlText(raw)
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            raw.execute("COMMIT")
+
+    @contextmanager
+    def _read_sql(self) -> Iterator[SqlText]:
+        """Reads for SQL text: a pooled sqlite3 connection, or a SQLAlchemy read transaction."""
+        if not self.is_sqlite:
+            with self.read() as conn:
+                yield SqlText(conn)
+            return
+        with self._lock:
+            reader = self._idle_readers.pop() if self._idle_readers else None
+        if reader is None:
+            reader = _connect_sqlite(self._sqlite_path)
+        reader.execute("BEGIN")
+        try:
+            yield SqlText(reader)
+        finally:
+            reader.execute("COMMIT")
+            with self._lock:
+                self._idle_readers.append(reader)
+
     def dispose(self) -> None:
-        if self._raw_writer is not None:
-            self._raw_writer.close()
-            self._raw_writer = None
-        self.engine.dispose()
-
-    def _sqlite_writer(self) -> Any:
-        """A plain sqlite3 connection for the per-step hot path (called under the write lock)."""
-        if self._raw_writer is None:
-            import sqlite3
-
-            raw = sqlite3.connect(self.url.split("///", 1)[-1], isolation_level=None, check_same_thread=False,
-                                  timeout=30)
-            raw.execute("PRAGMA journal_mode=WAL")
-            raw.execute("PRAGMA synchronous=NORMAL")
-            raw.execute("PRAGMA busy_timeout=30000")
-            self._raw_writer = raw
-        return self._raw_writer
+        with self._lock:
+            for conn in self._idle_readers:
+                conn.close()
+            self._idle_readers.clear()
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._raw_writer is not None:
+                    self._raw_writer.close()
+                    self._raw_writer = None
+        if self._engine is not None:
+            self._engine.dispose()
 
     # -- ledger ------------------------------------------------------------------------------------
 
-    def _append(self, conn: Connection, events: Sequence[Event]) -> None:
+    def _chain(self, tx: SqlText, events: Sequence[Event]) -> None:
+        """Append events to the hash chain inside the caller's transaction."""
         if not events:
             return
         if not self.is_sqlite:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LEDGER_LOCK_KEY})
-        prev = conn.execute(select(LEDGER.c.hash).order_by(LEDGER.c.seq.desc()).limit(1)).scalar()
-        conn.execute(insert(LEDGER), ledger.chain(prev or GENESIS, events))
+            tx.execute("SELECT pg_advisory_xact_lock(:k)", {"k": LEDGER_LOCK_KEY})
+        last = tx.first("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1")
+        tx.execute_many(_LEDGER_INSERT, ledger.chain(last["hash"] if last else GENESIS, events))
+
+    def _append(self, conn: Connection, events: Sequence[Event]) -> None:
+        self._chain(SqlText(conn), events)
 
     def append_events(self, events: Sequence[Event]) -> None:
-        with self.write() as conn:
-            self._append(conn, events)
+        with self._write_sql() as tx:
+            self._chain(tx, events)
 
     def iter_ledger(self, chunk: int = 50_000) -> Iterator[ledger.LedgerRow]:
-        cols = [LEDGER.c[n] for n in ("seq", "ts", "actor", "action", "run_id", "step_no", "approval_id",
+        cols = [schema.LEDGER.c[n] for n in ("seq", "ts", "actor", "action", "run_id", "step_no", "approval_id",
                                         "payload", "policy_hash", "prev_hash", "hash")]
         after = 0
         while True:
             with self.read() as conn:
                 rows = conn.execute(
-                    select(*cols).where(LEDGER.c.seq > after).order_by(LEDGER.c.seq).limit(chunk)
+                    sa.select(*cols).where(schema.LEDGER.c.seq > after).order_by(schema.LEDGER.c.seq).limit(chunk)
                 ).all()
             if not rows:
                 return
@@ -205,26 +304,26 @@ class Store:
         ascending: bool = False,
         after_seq: int | None = None,
     ) -> list[LedgerEvent]:
-        query = select(LEDGER)
+        query = sa.select(schema.LEDGER)
         if after_seq is not None:
-            query = query.where(LEDGER.c.seq > after_seq)
+            query = query.where(schema.LEDGER.c.seq > after_seq)
         if actor:
-            query = query.where(LEDGER.c.actor == actor)
+            query = query.where(schema.LEDGER.c.actor == actor)
         if action:
-            query = query.where(LEDGER.c.action.like(f"{action}%"))
+            query = query.where(schema.LEDGER.c.action.like(f"{action}%"))
         if run_id:
-            query = query.where(LEDGER.c.run_id == run_id)
+            query = query.where(schema.LEDGER.c.run_id == run_id)
         if since is not None:
-            query = query.where(LEDGER.c.ts >= since)
+            query = query.where(schema.LEDGER.c.ts >= since)
         if until is not None:
-            query = query.where(LEDGER.c.ts < until)
-        order = LEDGER.c.seq.asc() if ascending else LEDGER.c.seq.desc()
+            query = query.where(schema.LEDGER.c.ts < until)
+        order = schema.LEDGER.c.seq.asc() if ascending else schema.LEDGER.c.seq.desc()
         with self.read() as conn:
-            return [_row(LedgerEvent, r._mapping) for r in conn.execute(query.order_by(order).limit(limit))]
+            return [_row(schema.LedgerEvent, r._mapping) for r in conn.execute(query.order_by(order).limit(limit))]
 
     def ledger_count(self) -> int:
         with self.read() as conn:
-            return conn.execute(select(func.count()).select_from(LEDGER)).scalar_one()
+            return conn.execute(sa.select(sa.func.count()).select_from(schema.LEDGER)).scalar_one()
 
     # -- runs --------------------------------------------------------------------------------------
 
@@ -233,18 +332,21 @@ class Store:
 
     def create_runs(self, rows: Sequence[dict[str, Any]], events: Sequence[Event]) -> None:
         """Insert runs and their events in one transaction (an import, a backfill)."""
-        with self.write() as conn:
-            conn.execute(insert(RUNS), list(rows))
-            self._append(conn, events)
+        complete = [_complete(RunRecord, row) for row in rows]
+        with self._write_sql() as tx:
+            if complete:
+                tx.execute_many(_insert_sql("flow_runs", complete[0]), complete)
+            self._chain(tx, events)
 
-    def get_run(self, run_id: str) -> FlowRun | None:
-        with self.read() as conn:
-            found = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).first()
-        return _row(FlowRun, found._mapping) if found else None
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._read_sql() as tx:
+            found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+        return RunRecord(**found) if found else None
 
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         with self.read() as conn:
-            return list(conn.execute(select(RUNS.c.id).where(RUNS.c.id.like(f"{prefix}%")).limit(limit)).scalars())
+            query = sa.select(schema.RUNS.c.id).where(schema.RUNS.c.id.like(f"{prefix}%")).limit(limit)
+            return list(conn.execute(query).scalars())
 
     def set_run_state(
         self,
@@ -257,60 +359,65 @@ class Store:
     ) -> bool:
         """Move a run to `state` (only from one of `expect`, if given). False if the run was not there."""
         values = {"state": state, "updated_at": time.time(), **(fields or {})}
-        query = update(RUNS).where(RUNS.c.id == run_id)
+        assignments = ", ".join(f"{column} = :{column}" for column in values)
+        sql = f"UPDATE flow_runs SET {assignments} WHERE id = :where_id"
+        params = {**values, "where_id": run_id}
         if expect is not None:
-            query = query.where(RUNS.c.state.in_(list(expect)))
-        with self.write() as conn:
-            if conn.execute(query.values(**values)).rowcount != 1:
+            expected, expected_params = _in_list("expect_", list(expect))
+            sql += f" AND state IN {expected}"
+            params |= expected_params
+        with self._write_sql() as tx:
+            if tx.execute(sql, params) != 1:
                 return False
-            self._append(conn, events)
+            self._chain(tx, events)
         return True
 
     def _run_filters(self, query: Any, state: str | None, flow: str | None, trigger: str | None,
                      since: float | None, until: float | None) -> Any:
         if state:
-            query = query.where(RUNS.c.state == state)
+            query = query.where(schema.RUNS.c.state == state)
         if flow:
-            query = query.where(RUNS.c.flow_name == flow)
+            query = query.where(schema.RUNS.c.flow_name == flow)
         if trigger:
-            query = query.where(RUNS.c.trigger == trigger)
+            query = query.where(schema.RUNS.c.trigger == trigger)
         if since is not None:
-            query = query.where(RUNS.c.created_at >= since)
+            query = query.where(schema.RUNS.c.created_at >= since)
         if until is not None:
-            query = query.where(RUNS.c.created_at < until)
+            query = query.where(schema.RUNS.c.created_at < until)
         return query
 
     def list_runs(self, *, state: str | None = None, flow: str | None = None, trigger: str | None = None,
                   since: float | None = None, until: float | None = None, limit: int = 50,
-                  offset: int = 0) -> list[FlowRun]:
-        query = self._run_filters(select(RUNS), state, flow, trigger, since, until)
-        query = query.order_by(RUNS.c.created_at.desc()).limit(limit).offset(offset)
+                  offset: int = 0) -> list[RunRecord]:
+        query = self._run_filters(sa.select(schema.RUNS), state, flow, trigger, since, until)
+        query = query.order_by(schema.RUNS.c.created_at.desc()).limit(limit).offset(offset)
         with self.read() as conn:
-            return [_row(FlowRun, r._mapping) for r in conn.execute(query)]
+            return [_record(RunRecord, r._mapping) for r in conn.execute(query)]
 
     def count_runs(self, *, state: str | None = None, flow: str | None = None, trigger: str | None = None,
                    since: float | None = None, until: float | None = None) -> int:
-        query = self._run_filters(select(func.count()).select_from(RUNS), state, flow, trigger, since, until)
+        query = self._run_filters(sa.select(sa.func.count()).select_from(schema.RUNS), state, flow, trigger, since,
+                                  until)
         with self.read() as conn:
             return conn.execute(query).scalar_one()
 
     def flow_names(self) -> list[str]:
         with self.read() as conn:
-            return list(conn.execute(select(RUNS.c.flow_name).distinct()).scalars())
+            return list(conn.execute(sa.select(schema.RUNS.c.flow_name).distinct()).scalars())
 
-    def claim_run(self, worker_id: str, now: float, events_for: Any) -> FlowRun | None:
+    def claim_run(self, worker_id: str, now: float, events_for: Any) -> RunRecord | None:
         """Take the oldest queued (or crashed) run for this worker; `events_for(run)` builds its audit events."""
-        query = (select(RUNS).where(RUNS.c.state.in_(CLAIMABLE))
-                 .where(or_(RUNS.c.wake_at.is_(None), RUNS.c.wake_at <= now))
-                 .order_by(RUNS.c.created_at).limit(1))
+        query = (sa.select(schema.RUNS).where(schema.RUNS.c.state.in_(CLAIMABLE))
+                 .where(sa.or_(schema.RUNS.c.wake_at.is_(None), schema.RUNS.c.wake_at <= now))
+                 .order_by(schema.RUNS.c.created_at).limit(1))
         if not self.is_sqlite:
             query = query.with_for_update(skip_locked=True)
         with self.write() as conn:
             found = conn.execute(query).first()
             if found is None:
                 return None
-            run = _row(FlowRun, found._mapping)
-            conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(
+            run = _record(RunRecord, found._mapping)
+            conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == run.id).values(
                 state="RUNNING", worker_id=worker_id, heartbeat_at=now, updated_at=now,
                 started_at=run.started_at or now))
             self._append(conn, events_for(run))
@@ -319,37 +426,39 @@ class Store:
 
     def has_claimable(self, now: float) -> bool:
         with self.read() as conn:
-            return conn.execute(select(RUNS.c.id).where(RUNS.c.state.in_(CLAIMABLE))
-                                .where(or_(RUNS.c.wake_at.is_(None), RUNS.c.wake_at <= now))
+            return conn.execute(sa.select(schema.RUNS.c.id).where(schema.RUNS.c.state.in_(CLAIMABLE))
+                                .where(sa.or_(schema.RUNS.c.wake_at.is_(None), schema.RUNS.c.wake_at <= now))
                                 .limit(1)).first() is not None
 
     def heartbeat(self, run_ids: Sequence[str], worker_id: str, now: float) -> set[str]:
         """Refresh the heartbeat of runs this worker holds; returns those no longer RUNNING here."""
         if not run_ids:
             return set()
-        with self.write() as conn:
-            conn.execute(update(RUNS).where(RUNS.c.id.in_(list(run_ids)), RUNS.c.state == "RUNNING",
-                                            RUNS.c.worker_id == worker_id).values(heartbeat_at=now))
-            alive = set(conn.execute(select(RUNS.c.id).where(
-                RUNS.c.id.in_(list(run_ids)), RUNS.c.state == "RUNNING", RUNS.c.worker_id == worker_id)).scalars())
+        ids, params = _in_list("run_", list(run_ids))
+        held = f"id IN {ids} AND state = 'RUNNING' AND worker_id = :worker_id"
+        params |= {"worker_id": worker_id, "now": now}
+        with self._write_sql() as tx:
+            tx.execute(f"UPDATE flow_runs SET heartbeat_at = :now WHERE {held}", params)
+            alive = {row["id"] for row in tx.rows(f"SELECT id FROM flow_runs WHERE {held}", params)}
         return set(run_ids) - alive
 
-    def stale_runs(self, stale_before: float) -> list[FlowRun]:
+    def stale_runs(self, stale_before: float) -> list[RunRecord]:
         with self.read() as conn:
-            rows = conn.execute(select(RUNS).where(RUNS.c.state == "RUNNING",
-                                                   or_(RUNS.c.heartbeat_at.is_(None),
-                                                       RUNS.c.heartbeat_at < stale_before)))
-            return [_row(FlowRun, r._mapping) for r in rows]
+            rows = conn.execute(sa.select(schema.RUNS).where(schema.RUNS.c.state == "RUNNING",
+                                                   sa.or_(schema.RUNS.c.heartbeat_at.is_(None),
+                                                       schema.RUNS.c.heartbeat_at < stale_before)))
+            return [_record(RunRecord, r._mapping) for r in rows]
 
-    def mark_crashed(self, run: FlowRun, stale_before: float, events: Sequence[Event]) -> bool:
+    def mark_crashed(self, run: RunRecord, stale_before: float, events: Sequence[Event]) -> bool:
         with self.write() as conn:
-            changed = conn.execute(update(RUNS).where(
-                RUNS.c.id == run.id, RUNS.c.state == "RUNNING",
-                or_(RUNS.c.heartbeat_at.is_(None), RUNS.c.heartbeat_at < stale_before),
+            changed = conn.execute(sa.update(schema.RUNS).where(
+                schema.RUNS.c.id == run.id, schema.RUNS.c.state == "RUNNING",
+                sa.or_(schema.RUNS.c.heartbeat_at.is_(None), schema.RUNS.c.heartbeat_at < stale_before),
             ).values(state="CRASHED", worker_id=None, updated_at=time.time(),
                      state_message="worker stopped heartbeating")).rowcount
             if changed:
-                conn.execute(update(STEPS).where(STEPS.c.run_id == run.id, STEPS.c.state == "RUNNING")
+                steps = schema.STEPS
+                conn.execute(sa.update(steps).where(steps.c.run_id == run.id, steps.c.state == "RUNNING")
                              .values(state="CRASHED"))
                 self._append(conn, events)
         return bool(changed)
@@ -357,125 +466,103 @@ class Store:
     def delete_run(self, run_id: str) -> None:
         """Remove a run that never started (a failed enqueue); its ledger events stay."""
         with self.write() as conn:
-            conn.execute(delete(RUNS).where(RUNS.c.id == run_id))
+            conn.execute(sa.delete(schema.RUNS).where(schema.RUNS.c.id == run_id))
 
     # -- steps, logs and cache ---------------------------------------------------------------------
 
-    def steps_for_run(self, run_id: str) -> list[StepRun]:
-        with self.read() as conn:
-            rows = conn.execute(select(STEPS).where(STEPS.c.run_id == run_id).order_by(STEPS.c.step_no))
-            return [_row(StepRun, r._mapping) for r in rows]
+    def steps_for_run(self, run_id: str) -> list[StepRecord]:
+        with self._read_sql() as tx:
+            rows = tx.rows(f"SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = :run_id ORDER BY step_no",
+                           {"run_id": run_id})
+        return [StepRecord(**row) for row in rows]
 
     def record_step(self, values: dict[str, Any], events: Sequence[Event], *, exists: bool,
                     logs: Sequence[dict[str, Any]] = ()) -> None:
         """Insert or update the step row, with its audit events and buffered log lines, atomically."""
-        if self.is_sqlite and not exists:
-            self._record_step_sqlite(values, events, logs)
-            return
-        with self.write() as conn:
+        with self._write_sql() as tx:
             if exists:
-                conn.execute(update(STEPS).where(STEPS.c.run_id == values["run_id"],
-                                                 STEPS.c.step_no == values["step_no"]).values(**values))
+                assignments = ", ".join(f"{c} = :{c}" for c in values if c not in ("run_id", "step_no"))
+                tx.execute(f"UPDATE step_runs SET {assignments} WHERE run_id = :run_id AND step_no = :step_no",
+                           values)
             else:
-                conn.execute(insert(STEPS), values)
-            if logs:
-                conn.execute(insert(LOGS), list(logs))
-            self._append(conn, events)
-
-    def _record_step_sqlite(self, values: dict[str, Any], events: Sequence[Event],
-                            logs: Sequence[dict[str, Any]]) -> None:
-        """The same statements as record_step, on a plain sqlite3 connection: SQLAlchemy's per-statement
-        overhead was most of a durable step's cost."""
-        assert self._write_lock is not None
-        values = {"tokens": 0, "cost": 0.0, **values}
-        with self._write_lock:
-            raw = self._sqlite_writer()
-            raw.execute("BEGIN IMMEDIATE")
-            try:
-                columns = ", ".join(values)
-                raw.execute(f"INSERT INTO step_runs ({columns}) VALUES ({', '.join(':' + c for c in values)})",
-                            values)
-                if logs:
-                    raw.executemany("INSERT INTO log_lines (run_id, step_no, ts, level, message) "
-                                    "VALUES (:run_id, :step_no, :ts, :level, :message)", logs)
-                if events:
-                    last = raw.execute("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-                    raw.executemany(_LEDGER_INSERT, ledger.chain(last[0] if last else GENESIS, events))
-                raw.execute("COMMIT")
-            except BaseException:
-                raw.execute("ROLLBACK")
-                raise
+                row = _complete(StepRecord, values)
+                tx.execute(_insert_sql("step_runs", row), row)
+            tx.execute_many(_LOG_INSERT, logs)
+            self._chain(tx, events)
 
     def add_logs(self, logs: Sequence[dict[str, Any]]) -> None:
         if logs:
-            with self.write() as conn:
-                conn.execute(insert(LOGS), list(logs))
+            with self._write_sql() as tx:
+                tx.execute_many(_LOG_INSERT, logs)
 
-    def logs_for_run(self, run_id: str, limit: int = 5000) -> list[LogLine]:
-        with self.read() as conn:
-            rows = conn.execute(select(LOGS).where(LOGS.c.run_id == run_id).order_by(LOGS.c.id).limit(limit))
-            return [_row(LogLine, r._mapping) for r in rows]
+    def logs_for_run(self, run_id: str, limit: int = 5000) -> list[LogRecord]:
+        with self._read_sql() as tx:
+            rows = tx.rows(f"SELECT {LOG_COLUMNS} FROM log_lines WHERE run_id = :run_id ORDER BY id LIMIT :limit",
+                           {"run_id": run_id, "limit": limit})
+        return [LogRecord(**row) for row in rows]
 
     def cache_get(self, key: str, now: float) -> str | None:
-        with self.read() as conn:
-            found = conn.execute(select(CACHE.c.value, CACHE.c.expires_at).where(CACHE.c.key == key)).first()
-        if found is None or (found.expires_at is not None and found.expires_at <= now):
+        with self._read_sql() as tx:
+            found = tx.first("SELECT value, expires_at FROM task_cache WHERE key = :key", {"key": key})
+        if found is None or (found["expires_at"] is not None and found["expires_at"] <= now):
             return None
-        return found.value
+        return found["value"]
 
     def cache_put(self, key: str, value: str, now: float, expires_at: float | None) -> None:
-        with self.write() as conn:
-            conn.execute(delete(CACHE).where(CACHE.c.key == key))
-            conn.execute(insert(CACHE), {"key": key, "value": value, "created_at": now, "expires_at": expires_at})
+        with self._write_sql() as tx:
+            tx.execute("DELETE FROM task_cache WHERE key = :key", {"key": key})
+            tx.execute(_insert_sql("task_cache", ("key", "value", "created_at", "expires_at")),
+                       {"key": key, "value": value, "created_at": now, "expires_at": expires_at})
 
     # -- approvals ---------------------------------------------------------------------------------
 
     def create_approval(self, values: dict[str, Any], events: Sequence[Event]) -> None:
         with self.write() as conn:
-            conn.execute(insert(APPROVALS), values)
+            conn.execute(sa.insert(schema.APPROVALS), values)
             self._append(conn, events)
 
     def open_approval(self, approval: dict[str, Any], step: dict[str, Any], *, step_exists: bool,
                       events: Sequence[Event]) -> None:
         """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically."""
         with self.write() as conn:
-            conn.execute(insert(APPROVALS), approval)
+            conn.execute(sa.insert(schema.APPROVALS), approval)
             if step_exists:
-                conn.execute(update(STEPS).where(STEPS.c.run_id == step["run_id"],
-                                                 STEPS.c.step_no == step["step_no"]).values(**step))
+                conn.execute(sa.update(schema.STEPS).where(schema.STEPS.c.run_id == step["run_id"],
+                                                 schema.STEPS.c.step_no == step["step_no"]).values(**step))
             else:
-                conn.execute(insert(STEPS), step)
-            conn.execute(update(RUNS).where(RUNS.c.id == step["run_id"])
+                conn.execute(sa.insert(schema.STEPS), step)
+            conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == step["run_id"])
                          .values(state="AWAITING_APPROVAL", worker_id=None, heartbeat_at=None,
                                  updated_at=time.time(), state_message=f"awaiting approval {approval['id']}"))
             self._append(conn, events)
 
     def get_approval(self, approval_id: str) -> Approval | None:
         with self.read() as conn:
-            found = conn.execute(select(APPROVALS).where(APPROVALS.c.id == approval_id)).first()
-        return _row(Approval, found._mapping) if found else None
+            found = conn.execute(sa.select(schema.APPROVALS).where(schema.APPROVALS.c.id == approval_id)).first()
+        return _row(schema.Approval, found._mapping) if found else None
 
     def approval_for_step(self, run_id: str, step_no: int) -> Approval | None:
         with self.read() as conn:
-            found = conn.execute(select(APPROVALS).where(APPROVALS.c.run_id == run_id,
-                                                         APPROVALS.c.step_no == step_no)).first()
-        return _row(Approval, found._mapping) if found else None
+            found = conn.execute(sa.select(schema.APPROVALS).where(schema.APPROVALS.c.run_id == run_id,
+                                                         schema.APPROVALS.c.step_no == step_no)).first()
+        return _row(schema.Approval, found._mapping) if found else None
 
     def list_approvals(self, *, status: str | None = "pending", run_id: str | None = None,
                        limit: int = 200) -> list[Approval]:
-        query = select(APPROVALS)
+        query = sa.select(schema.APPROVALS)
         if status:
-            query = query.where(APPROVALS.c.status == status)
+            query = query.where(schema.APPROVALS.c.status == status)
         if run_id:
-            query = query.where(APPROVALS.c.run_id == run_id)
+            query = query.where(schema.APPROVALS.c.run_id == run_id)
         with self.read() as conn:
-            rows = conn.execute(query.order_by(APPROVALS.c.created_at.desc()).limit(limit))
-            return [_row(Approval, r._mapping) for r in rows]
+            rows = conn.execute(query.order_by(schema.APPROVALS.c.created_at.desc()).limit(limit))
+            return [_row(schema.Approval, r._mapping) for r in rows]
 
     def votes_for(self, approval_id: str) -> list[ApprovalVote]:
         with self.read() as conn:
-            rows = conn.execute(select(VOTES).where(VOTES.c.approval_id == approval_id).order_by(VOTES.c.id))
-            return [_row(ApprovalVote, r._mapping) for r in rows]
+            votes = schema.VOTES
+            rows = conn.execute(sa.select(votes).where(votes.c.approval_id == approval_id).order_by(votes.c.id))
+            return [_row(schema.ApprovalVote, r._mapping) for r in rows]
 
     def record_vote(
         self,
@@ -492,21 +579,22 @@ class Store:
         used exactly once even when two approvers race.
         """
         with self.write() as conn:
-            pending = conn.execute(select(APPROVALS.c.id).where(
-                APPROVALS.c.id == vote["approval_id"], APPROVALS.c.status == "pending",
-                APPROVALS.c.args_digest == vote["args_digest"])).first()
+            pending = conn.execute(sa.select(schema.APPROVALS.c.id).where(
+                schema.APPROVALS.c.id == vote["approval_id"], schema.APPROVALS.c.status == "pending",
+                schema.APPROVALS.c.args_digest == vote["args_digest"])).first()
             if pending is None:
                 return False
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(VOTES), vote)
-            except IntegrityError:
+                    conn.execute(sa.insert(schema.VOTES), vote)
+            except sa.exc.IntegrityError:
                 return False
             if final is not None:
-                conn.execute(update(APPROVALS).where(APPROVALS.c.id == vote["approval_id"]).values(**final))
+                approvals = schema.APPROVALS
+                conn.execute(sa.update(approvals).where(approvals.c.id == vote["approval_id"]).values(**final))
                 if resume_run:
-                    conn.execute(update(RUNS).where(RUNS.c.id == resume_run,
-                                                    RUNS.c.state == "AWAITING_APPROVAL")
+                    conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == resume_run,
+                                                    schema.RUNS.c.state == "AWAITING_APPROVAL")
                                  .values(state="PENDING", updated_at=time.time(), worker_id=None))
             self._append(conn, [*events, *run_events])
         return True
@@ -514,16 +602,16 @@ class Store:
     def expire_approvals(self, now: float, events_for: Any) -> list[Approval]:
         """Close pending approvals past their expiry (fail closed) and make their runs resumable."""
         with self.write() as conn:
-            rows = conn.execute(select(APPROVALS).where(APPROVALS.c.status == "pending",
-                                                        APPROVALS.c.expires_at.is_not(None),
-                                                        APPROVALS.c.expires_at <= now)).all()
-            expired = [_row(Approval, r._mapping) for r in rows]
+            rows = conn.execute(sa.select(schema.APPROVALS).where(schema.APPROVALS.c.status == "pending",
+                                                        schema.APPROVALS.c.expires_at.is_not(None),
+                                                        schema.APPROVALS.c.expires_at <= now)).all()
+            expired = [_row(schema.Approval, r._mapping) for r in rows]
             for appr in expired:
-                conn.execute(update(APPROVALS).where(APPROVALS.c.id == appr.id)
+                conn.execute(sa.update(schema.APPROVALS).where(schema.APPROVALS.c.id == appr.id)
                              .values(status="expired", decided_at=now, decided_by="system:expiry"))
                 if appr.run_id:
-                    conn.execute(update(RUNS).where(RUNS.c.id == appr.run_id,
-                                                    RUNS.c.state == "AWAITING_APPROVAL")
+                    conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == appr.run_id,
+                                                    schema.RUNS.c.state == "AWAITING_APPROVAL")
                                  .values(state="PENDING", updated_at=now, worker_id=None))
                 self._append(conn, events_for(appr))
         return expired
@@ -534,31 +622,33 @@ class Store:
         with self.write() as conn:
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(USERS), values)
-            except IntegrityError:
+                    conn.execute(sa.insert(schema.USERS), values)
+            except sa.exc.IntegrityError:
                 return False
             self._append(conn, events)
         return True
 
     def set_user(self, name: str, values: dict[str, Any], events: Sequence[Event]) -> None:
         with self.write() as conn:
-            conn.execute(update(USERS).where(USERS.c.name == name).values(**values))
+            conn.execute(sa.update(schema.USERS).where(schema.USERS.c.name == name).values(**values))
             self._append(conn, events)
 
     def get_user(self, name: str) -> User | None:
         with self.read() as conn:
-            found = conn.execute(select(USERS).where(USERS.c.name == name)).first()
-        return _row(User, found._mapping) if found else None
+            found = conn.execute(sa.select(schema.USERS).where(schema.USERS.c.name == name)).first()
+        return _row(schema.User, found._mapping) if found else None
 
     def list_users(self) -> list[User]:
         with self.read() as conn:
-            return [_row(User, r._mapping) for r in conn.execute(select(USERS).order_by(USERS.c.name))]
+            rows = conn.execute(sa.select(schema.USERS).order_by(schema.USERS.c.name))
+            return [_row(schema.User, r._mapping) for r in rows]
 
     # -- schedules and leases ----------------------------------------------------------------------
 
     def add_schedule(self, values: dict[str, Any], events: Sequence[Event]) -> int:
         with self.write() as conn:
-            schedule_id = conn.execute(insert(SCHEDULES).returning(SCHEDULES.c.id), values).scalar_one()
+            query = sa.insert(schema.SCHEDULES).returning(schema.SCHEDULES.c.id)
+            schedule_id = conn.execute(query, values).scalar_one()
             for ev in events:
                 ev.payload["schedule_id"] = schedule_id
             self._append(conn, events)
@@ -566,38 +656,40 @@ class Store:
 
     def get_schedule(self, schedule_id: int) -> Schedule | None:
         with self.read() as conn:
-            found = conn.execute(select(SCHEDULES).where(SCHEDULES.c.id == schedule_id)).first()
-        return _row(Schedule, found._mapping) if found else None
+            found = conn.execute(sa.select(schema.SCHEDULES).where(schema.SCHEDULES.c.id == schedule_id)).first()
+        return _row(schema.Schedule, found._mapping) if found else None
 
     def list_schedules(self) -> list[Schedule]:
         with self.read() as conn:
-            return [_row(Schedule, r._mapping) for r in conn.execute(select(SCHEDULES).order_by(SCHEDULES.c.id))]
+            rows = conn.execute(sa.select(schema.SCHEDULES).order_by(schema.SCHEDULES.c.id))
+            return [_row(schema.Schedule, r._mapping) for r in rows]
 
     def update_schedule(self, schedule_id: int, values: dict[str, Any], events: Sequence[Event]) -> bool:
         with self.write() as conn:
-            changed = conn.execute(update(SCHEDULES).where(SCHEDULES.c.id == schedule_id).values(**values)).rowcount
+            query = sa.update(schema.SCHEDULES).where(schema.SCHEDULES.c.id == schedule_id).values(**values)
+            changed = conn.execute(query).rowcount
             if changed:
                 self._append(conn, events)
         return bool(changed)
 
     def delete_schedule(self, schedule_id: int, events: Sequence[Event]) -> bool:
         with self.write() as conn:
-            changed = conn.execute(delete(SCHEDULES).where(SCHEDULES.c.id == schedule_id)).rowcount
+            changed = conn.execute(sa.delete(schema.SCHEDULES).where(schema.SCHEDULES.c.id == schedule_id)).rowcount
             if changed:
                 self._append(conn, events)
         return bool(changed)
 
     def due_schedules(self, now: float, limit: int = 1000) -> list[Schedule]:
         with self.read() as conn:
-            rows = conn.execute(select(SCHEDULES).where(SCHEDULES.c.paused.is_(False),
-                                                        SCHEDULES.c.next_fire_at <= now)
-                                .order_by(SCHEDULES.c.next_fire_at).limit(limit))
-            return [_row(Schedule, r._mapping) for r in rows]
+            rows = conn.execute(sa.select(schema.SCHEDULES).where(schema.SCHEDULES.c.paused.is_(False),
+                                                        schema.SCHEDULES.c.next_fire_at <= now)
+                                .order_by(schema.SCHEDULES.c.next_fire_at).limit(limit))
+            return [_row(schema.Schedule, r._mapping) for r in rows]
 
     def next_schedule_fire(self) -> float | None:
         with self.read() as conn:
-            return conn.execute(select(func.min(SCHEDULES.c.next_fire_at))
-                                .where(SCHEDULES.c.paused.is_(False))).scalar()
+            return conn.execute(sa.select(sa.func.min(schema.SCHEDULES.c.next_fire_at))
+                                .where(schema.SCHEDULES.c.paused.is_(False))).scalar()
 
     def fire_schedules(self, fires: Sequence[ScheduleFire]) -> list[int]:
         """Create each schedule's due runs and advance it, in one transaction; the ids actually fired.
@@ -610,13 +702,13 @@ class Store:
         now = time.time()
         with self.write() as conn:
             current = dict(conn.execute(  # type: ignore[arg-type]
-                select(SCHEDULES.c.id, SCHEDULES.c.next_fire_at)
-                .where(SCHEDULES.c.id.in_([f.schedule_id for f in fires])).with_for_update()).all())
+                sa.select(schema.SCHEDULES.c.id, schema.SCHEDULES.c.next_fire_at)
+                .where(schema.SCHEDULES.c.id.in_([f.schedule_id for f in fires])).with_for_update()).all())
             ready = [f for f in fires if current.get(f.schedule_id) == f.expected_next]
             try:
                 with conn.begin_nested():
                     self._fire(conn, ready, now)
-            except IntegrityError:
+            except sa.exc.IntegrityError:
                 ready = [f for f in ready if self._fire_alone(conn, f, now)]
             self._append(conn, [ev for f in ready for ev in f.events])
         return [f.schedule_id for f in ready]
@@ -624,182 +716,188 @@ class Store:
     def _fire(self, conn: Connection, fires: Sequence[ScheduleFire], now: float) -> None:
         if not fires:
             return
-        conn.execute(update(SCHEDULES).where(SCHEDULES.c.id == bindparam("fired_id"))
-                     .values(next_fire_at=bindparam("fired_next"), last_fire_at=now),
+        conn.execute(sa.update(schema.SCHEDULES).where(schema.SCHEDULES.c.id == sa.bindparam("fired_id"))
+                     .values(next_fire_at=sa.bindparam("fired_next"), last_fire_at=now),
                      [{"fired_id": f.schedule_id, "fired_next": f.next_fire_at} for f in fires])
         runs = [run for f in fires for run in f.runs]
         if runs:
-            conn.execute(insert(RUNS), runs)
+            conn.execute(sa.insert(schema.RUNS), runs)
 
     def _fire_alone(self, conn: Connection, fire: ScheduleFire, now: float) -> bool:
         """One fire in its own savepoint. When one of its runs already exists, only advance the schedule."""
         try:
             with conn.begin_nested():
                 self._fire(conn, [fire], now)
-        except IntegrityError:
+        except sa.exc.IntegrityError:
             self._fire(conn, [replace(fire, runs=[])], now)
             return False
         return True
 
-    def runs_for_schedule(self, schedule_id: int, limit: int = 5) -> list[FlowRun]:
+    def runs_for_schedule(self, schedule_id: int, limit: int = 5) -> list[RunRecord]:
         with self.read() as conn:
-            rows = conn.execute(select(RUNS).where(RUNS.c.schedule_id == schedule_id)
-                                .order_by(RUNS.c.created_at.desc()).limit(limit))
-            return [_row(FlowRun, r._mapping) for r in rows]
+            rows = conn.execute(sa.select(schema.RUNS).where(schema.RUNS.c.schedule_id == schedule_id)
+                                .order_by(schema.RUNS.c.created_at.desc()).limit(limit))
+            return [_record(RunRecord, r._mapping) for r in rows]
 
     def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew a named lease; True while `holder` holds it."""
         with self.write() as conn:
-            found = conn.execute(select(LEASES).where(LEASES.c.name == name)).first()
+            found = conn.execute(sa.select(schema.LEASES).where(schema.LEASES.c.name == name)).first()
             if found is None:
-                conn.execute(insert(LEASES), {"name": name, "holder": holder, "expires_at": now + ttl})
+                conn.execute(sa.insert(schema.LEASES), {"name": name, "holder": holder, "expires_at": now + ttl})
                 return True
             if found.holder != holder and found.expires_at > now:
                 return False
-            conn.execute(update(LEASES).where(LEASES.c.name == name)
+            conn.execute(sa.update(schema.LEASES).where(schema.LEASES.c.name == name)
                          .values(holder=holder, expires_at=now + ttl))
             return True
 
     def lease_holder(self, name: str, now: float) -> str | None:
         with self.read() as conn:
-            return conn.execute(select(LEASES.c.holder).where(LEASES.c.name == name,
-                                                              LEASES.c.expires_at > now)).scalar()
+            return conn.execute(sa.select(schema.LEASES.c.holder).where(schema.LEASES.c.name == name,
+                                                              schema.LEASES.c.expires_at > now)).scalar()
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.write() as conn:
-            conn.execute(delete(LEASES).where(LEASES.c.name == name, LEASES.c.holder == holder))
+            conn.execute(sa.delete(schema.LEASES).where(schema.LEASES.c.name == name, schema.LEASES.c.holder == holder))
 
     # -- policy rate windows -----------------------------------------------------------------------
 
     def count_rate(self, key: str, since: float) -> int:
         with self.read() as conn:
-            return conn.execute(select(func.count()).select_from(RATES)
-                                .where(RATES.c.key == key, RATES.c.ts >= since)).scalar_one()
+            return conn.execute(sa.select(sa.func.count()).select_from(schema.RATES)
+                                .where(schema.RATES.c.key == key, schema.RATES.c.ts >= since)).scalar_one()
 
     def add_rate(self, key: str, ts: float) -> None:
         with self.write() as conn:
-            conn.execute(insert(RATES), {"key": key, "ts": ts})
+            conn.execute(sa.insert(schema.RATES), {"key": key, "ts": ts})
 
     # -- embedded tool backends --------------------------------------------------------------------
 
     def _insert_once(self, table: Any, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Insert keyed by idempotency_key; a repeat returns the first row and created=False."""
         with self.write() as conn:
-            found = conn.execute(select(table).where(table.c.idempotency_key == values["idempotency_key"])).first()
+            found = conn.execute(sa.select(table).where(table.c.idempotency_key == values["idempotency_key"])).first()
             if found is not None:
                 return dict(found._mapping), False
-            row_id = conn.execute(insert(table).returning(table.c.id), values).scalar_one()
+            row_id = conn.execute(sa.insert(table).returning(table.c.id), values).scalar_one()
             return {**values, "id": row_id}, True
 
     def outbox_add(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        return self._insert_once(OUTBOX, values)
+        return self._insert_once(schema.OUTBOX, values)
 
     def outbox_list(self, limit: int = 200) -> list[OutboxEmail]:
         with self.read() as conn:
-            rows = conn.execute(select(OUTBOX).order_by(OUTBOX.c.id.desc()).limit(limit))
-            return [_row(OutboxEmail, r._mapping) for r in rows]
+            rows = conn.execute(sa.select(schema.OUTBOX).order_by(schema.OUTBOX.c.id.desc()).limit(limit))
+            return [_row(schema.OutboxEmail, r._mapping) for r in rows]
 
     def ticket_create(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        return self._insert_once(TICKETS, values)
+        return self._insert_once(schema.TICKETS, values)
 
     def ticket_update(self, ticket_id: int, values: dict[str, Any]) -> dict[str, Any] | None:
         with self.write() as conn:
-            if not conn.execute(update(TICKETS).where(TICKETS.c.id == ticket_id).values(**values)).rowcount:
+            query = sa.update(schema.TICKETS).where(schema.TICKETS.c.id == ticket_id).values(**values)
+            if not conn.execute(query).rowcount:
                 return None
-            return dict(conn.execute(select(TICKETS).where(TICKETS.c.id == ticket_id)).one()._mapping)
+            return dict(conn.execute(sa.select(schema.TICKETS).where(schema.TICKETS.c.id == ticket_id)).one()._mapping)
 
     def tickets_list(self, status: str | None = None, limit: int = 200) -> list[Ticket]:
-        query = select(TICKETS)
+        query = sa.select(schema.TICKETS)
         if status:
-            query = query.where(TICKETS.c.status == status)
+            query = query.where(schema.TICKETS.c.status == status)
         with self.read() as conn:
-            return [_row(Ticket, r._mapping) for r in conn.execute(query.order_by(TICKETS.c.id.desc()).limit(limit))]
+            rows = conn.execute(query.order_by(schema.TICKETS.c.id.desc()).limit(limit))
+            return [_row(schema.Ticket, r._mapping) for r in rows]
 
     def deployments(self) -> list[Deployment]:
         with self.read() as conn:
-            rows = conn.execute(select(DEPLOYMENTS).order_by(DEPLOYMENTS.c.name))
-            return [_row(Deployment, r._mapping) for r in rows]
+            rows = conn.execute(sa.select(schema.DEPLOYMENTS).order_by(schema.DEPLOYMENTS.c.name))
+            return [_row(schema.Deployment, r._mapping) for r in rows]
 
     def deployment(self, name: str) -> Deployment | None:
         with self.read() as conn:
-            found = conn.execute(select(DEPLOYMENTS).where(DEPLOYMENTS.c.name == name)).first()
-        return _row(Deployment, found._mapping) if found else None
+            found = conn.execute(sa.select(schema.DEPLOYMENTS).where(schema.DEPLOYMENTS.c.name == name)).first()
+        return _row(schema.Deployment, found._mapping) if found else None
 
     def upsert_deployment(self, values: dict[str, Any]) -> None:
         with self.write() as conn:
-            changed = conn.execute(update(DEPLOYMENTS).where(DEPLOYMENTS.c.name == values["name"])
+            changed = conn.execute(sa.update(schema.DEPLOYMENTS).where(schema.DEPLOYMENTS.c.name == values["name"])
                                    .values(**values)).rowcount
             if not changed:
-                conn.execute(insert(DEPLOYMENTS), values)
+                conn.execute(sa.insert(schema.DEPLOYMENTS), values)
 
     def seed_deployments(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert deployments that do not exist yet; returns how many were added."""
         added = 0
         with self.write() as conn:
-            existing = set(conn.execute(select(DEPLOYMENTS.c.name)).scalars())
+            existing = set(conn.execute(sa.select(schema.DEPLOYMENTS.c.name)).scalars())
             fresh = [r for r in rows if r["name"] not in existing]
             if fresh:
-                conn.execute(insert(DEPLOYMENTS), fresh)
+                conn.execute(sa.insert(schema.DEPLOYMENTS), fresh)
                 added = len(fresh)
         return added
 
     def scale(self, values: dict[str, Any], metrics: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Record a scale action once per idempotency key and apply it to the simulated cluster."""
         with self.write() as conn:
-            found = conn.execute(select(SCALES).where(SCALES.c.idempotency_key == values["idempotency_key"])).first()
+            query = sa.select(schema.SCALES).where(schema.SCALES.c.idempotency_key == values["idempotency_key"])
+            found = conn.execute(query).first()
             if found is not None:
                 return dict(found._mapping), False
-            conn.execute(update(DEPLOYMENTS).where(DEPLOYMENTS.c.name == values["deployment"])
+            conn.execute(sa.update(schema.DEPLOYMENTS).where(schema.DEPLOYMENTS.c.name == values["deployment"])
                          .values(replicas=values["to_replicas"], **metrics))
-            row_id = conn.execute(insert(SCALES).returning(SCALES.c.id), values).scalar_one()
+            row_id = conn.execute(sa.insert(schema.SCALES).returning(schema.SCALES.c.id), values).scalar_one()
             return {**values, "id": row_id}, True
 
     def scale_event(self, idempotency_key: str) -> ScaleEvent | None:
         with self.read() as conn:
-            found = conn.execute(select(SCALES).where(SCALES.c.idempotency_key == idempotency_key)).first()
-        return _row(ScaleEvent, found._mapping) if found else None
+            query = sa.select(schema.SCALES).where(schema.SCALES.c.idempotency_key == idempotency_key)
+            found = conn.execute(query).first()
+        return _row(schema.ScaleEvent, found._mapping) if found else None
 
     def scale_events(self, limit: int = 200) -> list[ScaleEvent]:
         with self.read() as conn:
-            return [_row(ScaleEvent, r._mapping)
-                    for r in conn.execute(select(SCALES).order_by(SCALES.c.id.desc()).limit(limit))]
+            return [_row(schema.ScaleEvent, r._mapping)
+                    for r in conn.execute(sa.select(schema.SCALES).order_by(schema.SCALES.c.id.desc()).limit(limit))]
 
     def add_metric_samples(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             with self.write() as conn:
-                conn.execute(insert(METRICS), list(rows))
+                conn.execute(sa.insert(schema.METRICS), list(rows))
 
     def metric_samples(self, deployment: str, since: float | None = None) -> list[MetricSample]:
-        query = select(METRICS).where(METRICS.c.deployment == deployment)
+        query = sa.select(schema.METRICS).where(schema.METRICS.c.deployment == deployment)
         if since is not None:
-            query = query.where(METRICS.c.ts >= since)
+            query = query.where(schema.METRICS.c.ts >= since)
         with self.read() as conn:
-            return [_row(MetricSample, r._mapping) for r in conn.execute(query.order_by(METRICS.c.ts))]
+            return [_row(schema.MetricSample, r._mapping) for r in conn.execute(query.order_by(schema.METRICS.c.ts))]
 
     def count_metric_samples(self) -> int:
         with self.read() as conn:
-            return conn.execute(select(func.count()).select_from(METRICS)).scalar_one()
+            return conn.execute(sa.select(sa.func.count()).select_from(schema.METRICS)).scalar_one()
 
     # -- chat --------------------------------------------------------------------------------------
 
     def add_chat_message(self, values: dict[str, Any], events: Sequence[Event] = ()) -> None:
         with self.write() as conn:
-            conn.execute(insert(CHAT), values)
+            conn.execute(sa.insert(schema.CHAT), values)
             self._append(conn, events)
 
     def chat_messages(self, conversation_id: str) -> list[ChatMessage]:
         with self.read() as conn:
-            rows = conn.execute(select(CHAT).where(CHAT.c.conversation_id == conversation_id).order_by(CHAT.c.id))
-            return [_row(ChatMessage, r._mapping) for r in rows]
+            chat = schema.CHAT
+            rows = conn.execute(sa.select(chat).where(chat.c.conversation_id == conversation_id).order_by(chat.c.id))
+            return [_row(schema.ChatMessage, r._mapping) for r in rows]
 
     # -- schema ------------------------------------------------------------------------------------
 
     def schema_revision(self) -> str | None:
         try:
-            with self.read() as conn:
-                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            with self._read_sql() as tx:
+                found = tx.first("SELECT version_num FROM alembic_version")
         except Exception:
             return None
+        return found["version_num"] if found else None
 
 
 _stores: dict[str, Store] = {}

@@ -291,3 +291,22 @@ class ChatMessage(SQLModel, table=True):
     content: str = Field(sa_column=Column(Text, nullable=False))
     run_id: str | None = Field(default=None, max_length=32)
     ts: float
+
+
+RUNS = FlowRun.__table__
+STEPS = StepRun.__table__
+LOGS = LogLine.__table__
+CACHE = CacheEntry.__table__
+LEDGER = LedgerEvent.__table__
+APPROVALS = Approval.__table__
+VOTES = ApprovalVote.__table__
+USERS = User.__table__
+SCHEDULES = Schedule.__table__
+LEASES = Lease.__table__
+RATES = RateEvent.__table__
+OUTBOX = OutboxEmail.__table__
+TICKETS = Ticket.__table__
+DEPLOYMENTS = Deployment.__table__
+SCALES = ScaleEvent.__table__
+METRICS = MetricSample.__table__
+CHAT = ChatMessage.__table__

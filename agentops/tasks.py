@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -14,15 +13,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import copy_context
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from agentops import serialization, transitions
 from agentops.context import RunContext, StepInfo, current_run, current_step
 from agentops.coroutines import run_coroutine
+from agentops.deferred import DeferredModule
 from agentops.errors import NonDeterministicFlowError, RunCancelled, SerializationError, TaskTimeoutError
 from agentops.logs import install_print_capture
 from agentops.redaction import redact
 from agentops.states import State
+
+if TYPE_CHECKING:
+    import asyncio
+else:
+    asyncio = DeferredModule("asyncio")
 
 P = ParamSpec("P")
 R = TypeVar("R")

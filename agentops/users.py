@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from agentops.errors import AgentOpsError, PermissionDenied
 from agentops.ledger import Event
 from agentops.store import Store
-from agentops.tables import User
+
+if TYPE_CHECKING:
+    from agentops.tables import User
 
 Role = Literal["viewer", "operator", "approver", "admin"]
 ROLES: tuple[str, ...] = ("viewer", "operator", "approver", "admin")
@@ -56,6 +58,8 @@ def add_user(store: Store, name: str, role: str, password: str | None, *, actor:
     event = Event(actor=actor, action="user.created", payload={"user": name, "role": role}, ts=now)
     if not store.add_user(values, [event]):
         raise AgentOpsError(f"user '{name}' already exists")
+    from agentops.tables import User
+
     return User.model_construct(**values)
 
 

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from agentops import transitions
+from agentops.records import RunRecord
 from agentops.runner import RunOutcome, execute_run
 from agentops.settings import get_settings
 from agentops.states import State
 from agentops.store import Store, open_store
-from agentops.tables import FlowRun
 
 
 class Worker:
@@ -59,10 +59,10 @@ class Worker:
 
         expire_due(self.store)
 
-    def _claim_events(self, run: FlowRun) -> list:
+    def _claim_events(self, run: RunRecord) -> list:
         return [transitions.run_state(run.id, State.RUNNING.value, actor=self.id, resumed_from=run.state)]
 
-    def claim_one(self) -> FlowRun | None:
+    def claim_one(self) -> RunRecord | None:
         return self.store.claim_run(self.id, time.time(), self._claim_events)
 
     def _execute(self, run_id: str) -> RunOutcome:

@@ -1,0 +1,88 @@
+"""The embedded engine's short path: `import agentops` and `agentops run` on SQLite stay off the heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+
+from agentops.ledger import verify_rows
+from agentops.records import LogRecord, RunRecord, StepRecord
+from agentops.tables import FlowRun, LogLine, StepRun
+
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "streamlit", "pandasai", "langchain_core", "pandas")
+
+REPORT_HEAVY = f"""
+import json, sys
+from agentops.cli import main
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({{"exit": code, "heavy": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
+"""
+
+
+def _cli_reporting_imports(*args: str) -> tuple[str, dict]:
+    """Run the CLI in a fresh interpreter; returns its output and which heavy modules it imported."""
+    script = f"import sys\nsys.argv = {['agentops', *args]!r}\n{REPORT_HEAVY}"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    *output, report = done.stdout.strip().splitlines()
+    return "\n".join(output), json.loads(report)
+
+
+def test_import_agentops_imports_no_database_model_or_ui_library() -> None:
+    done = subprocess.run([sys.executable, "-c", f"import sys, agentops\n"
+                           f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_running_a_flow_on_sqlite_never_imports_sqlalchemy(sqlite_project: Path) -> None:
+    (sqlite_project / "flows" / "greeter.py").write_text(
+        "from agentops import flow, task, get_run_logger\n\n\n"
+        "@task(log_prints=True)\ndef shout(name: str) -> str:\n"
+        "    print('shouting at', name)\n    return name.upper()\n\n\n"
+        "@flow\ndef greeter(name: str = 'world') -> str:\n    get_run_logger().info('greeting %s', name)\n"
+        "    return shout(name) + '!'\n")
+    first, report = _cli_reporting_imports("run", "greeter", "-p", "name=ada")
+    assert report["exit"] == 0
+    assert "sqlalchemy" in report["heavy"]  # the first run creates the schema through Alembic
+    assert "COMPLETED" in first
+
+    output, report = _cli_reporting_imports("run", "greeter", "-p", "name=bob")
+    assert report == {"exit": 0, "heavy": []}
+    assert 'result: "BOB!"' in output
+    assert "shouting at bob" in output and "greeting bob" in output
+
+    from agentops.store import open_store
+
+    store = open_store()
+    runs = store.list_runs(flow="greeter")
+    assert [r.state for r in runs] == ["COMPLETED", "COMPLETED"]
+    steps = store.steps_for_run(runs[0].id)
+    assert [(s.name, s.state, s.output) for s in steps] == [("shout", "COMPLETED", '"BOB"')]
+    history = store.search_ledger(run_id=runs[0].id, limit=100, ascending=True)
+    assert [(e.action, json.loads(e.payload)["state"]) for e in history if e.action == "run.state"][-1] == (
+        "run.state", "COMPLETED")
+    assert ("step.state", 1) in [(e.action, e.step_no) for e in history]
+    report = verify_rows(store.iter_ledger())
+    assert report.ok and report.count >= 2 * len(history)
+
+
+@pytest.mark.parametrize(("record", "table"), [(RunRecord, FlowRun), (StepRecord, StepRun), (LogRecord, LogLine)])
+def test_records_carry_exactly_the_columns_and_defaults_of_their_tables(record: type, table: type) -> None:
+    columns = table.__table__.columns
+    assert {f.name for f in fields(record)} == {c.name for c in columns}
+    for f in fields(record):
+        column = columns[f.name]
+        table_default = column.default.arg if column.default is not None else None
+        if f.default is MISSING:
+            assert not column.nullable and table_default is None, f.name
+        else:
+            assert f.default == table_default, f.name
