@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import typing
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +15,6 @@ from rich.table import Table
 from agentops import service
 from agentops.cli_support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.errors import AgentOpsError
-from agentops.records import as_dict
 from agentops.states import State
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
@@ -128,7 +128,7 @@ def runs_list(
     """List recent runs, newest first."""
     runs = service.list_runs(state=state, flow=flow, limit=limit)
     if as_json:
-        emit_json([as_dict(r) for r in runs])
+        emit_json([asdict(r) for r in runs])
         return
     table = Table("run", "flow", "state", "trigger", "created", "duration", box=None)
     for r in runs:
@@ -143,8 +143,8 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
     """Show a run: its steps, states, attempts, durations, logs and state history."""
     if as_json:
         detail = service.run_detail(run_id)
-        emit_json({"run": as_dict(detail.run), "steps": [as_dict(s) for s in detail.steps],
-                   "logs": [as_dict(x) for x in detail.logs],
+        emit_json({"run": asdict(detail.run), "steps": [asdict(s) for s in detail.steps],
+                   "logs": [asdict(x) for x in detail.logs],
                    "history": [service.ledger_record(e) for e in detail.history if e.action.endswith(".state")],
                    "approvals": [a.model_dump() for a in detail.approvals]})
         return

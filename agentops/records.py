@@ -6,7 +6,7 @@ same columns (a test keeps the two in step) so the embedded engine can run witho
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import cache
 from typing import Any
 
@@ -83,7 +83,3 @@ def column_names(record: type) -> tuple[str, ...]:
 def column_defaults(record: type) -> dict[str, Any]:
     """The values a new row takes for the columns an insert leaves out (the table's defaults; ids are generated)."""
     return {f.name: f.default for f in fields(record) if f.default is not MISSING and f.name != "id"}
-
-
-def as_dict(record: RunRecord | StepRecord | LogRecord) -> dict[str, Any]:
-    return asdict(record)

@@ -69,12 +69,8 @@ class ScheduleFire:
     events: Sequence[Event]
 
 
-def _row(table_model: type, mapping: Any) -> Any:
-    return table_model(**dict(mapping))
-
-
-def _record(record: type, mapping: Any) -> Any:
-    return record(**dict(mapping))
+def _row(row_type: type, mapping: Any) -> Any:
+    return row_type(**dict(mapping))
 
 
 def _insert_sql(table: str, columns: Iterable[str]) -> str:
@@ -392,7 +388,7 @@ class Store:
         query = self._run_filters(sa.select(schema.RUNS), state, flow, trigger, since, until)
         query = query.order_by(schema.RUNS.c.created_at.desc()).limit(limit).offset(offset)
         with self.read() as conn:
-            return [_record(RunRecord, r._mapping) for r in conn.execute(query)]
+            return [_row(RunRecord, r._mapping) for r in conn.execute(query)]
 
     def count_runs(self, *, state: str | None = None, flow: str | None = None, trigger: str | None = None,
                    since: float | None = None, until: float | None = None) -> int:
@@ -416,7 +412,7 @@ class Store:
             found = conn.execute(query).first()
             if found is None:
                 return None
-            run = _record(RunRecord, found._mapping)
+            run = _row(RunRecord, found._mapping)
             conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == run.id).values(
                 state="RUNNING", worker_id=worker_id, heartbeat_at=now, updated_at=now,
                 started_at=run.started_at or now))
@@ -447,7 +443,7 @@ class Store:
             rows = conn.execute(sa.select(schema.RUNS).where(schema.RUNS.c.state == "RUNNING",
                                                    sa.or_(schema.RUNS.c.heartbeat_at.is_(None),
                                                        schema.RUNS.c.heartbeat_at < stale_before)))
-            return [_record(RunRecord, r._mapping) for r in rows]
+            return [_row(RunRecord, r._mapping) for r in rows]
 
     def mark_crashed(self, run: RunRecord, stale_before: float, events: Sequence[Event]) -> bool:
         with self.write() as conn:
@@ -737,7 +733,7 @@ class Store:
         with self.read() as conn:
             rows = conn.execute(sa.select(schema.RUNS).where(schema.RUNS.c.schedule_id == schedule_id)
                                 .order_by(schema.RUNS.c.created_at.desc()).limit(limit))
-            return [_record(RunRecord, r._mapping) for r in rows]
+            return [_row(RunRecord, r._mapping) for r in rows]
 
     def acquire_lease(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew a named lease; True while `holder` holds it."""
