@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from agentops import ledger
 from agentops.deferred import DeferredModule
@@ -133,6 +134,11 @@ class SqlText:
         return found[0] if found else None
 
 
+def sqlite_path(url: str) -> str:
+    """The file a sqlite:/// URL names, read as SQLAlchemy reads it (query options dropped, %XX decoded)."""
+    return unquote(url.split("///", 1)[-1].split("?", 1)[0])
+
+
 def _connect_sqlite(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -150,7 +156,7 @@ class Store:
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.RLock() if self.is_sqlite else None
-        self._sqlite_path = url.split("///", 1)[-1] if self.is_sqlite else ""
+        self._sqlite_path = sqlite_path(url) if self.is_sqlite else ""
         self._raw_writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
         if self.is_sqlite and self._sqlite_path and self._sqlite_path != ":memory:":
@@ -219,10 +225,11 @@ class Store:
             raw.execute("BEGIN IMMEDIATE")
             try:
                 yield SqlText(raw)
+                raw.execute("COMMIT")
             except BaseException:
-                raw.execute("ROLLBACK")
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
                 raise
-            raw.execute("COMMIT")
 
     @contextmanager
     def _read_sql(self) -> Iterator[SqlText]:
@@ -359,7 +366,10 @@ class Store:
         sql = f"UPDATE flow_runs SET {assignments} WHERE id = :where_id"
         params = {**values, "where_id": run_id}
         if expect is not None:
-            expected, expected_params = _in_list("expect_", list(expect))
+            expect = list(expect)
+            if not expect:
+                return False
+            expected, expected_params = _in_list("expect_", expect)
             sql += f" AND state IN {expected}"
             params |= expected_params
         with self._write_sql() as tx:

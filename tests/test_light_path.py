@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -86,3 +87,35 @@ def test_records_carry_exactly_the_columns_and_defaults_of_their_tables(record: 
             assert not column.nullable and table_default is None, f.name
         else:
             assert f.default == table_default, f.name
+
+
+def _new_run(store, run_id: str) -> None:  # type: ignore[no-untyped-def]
+    now = time.time()
+    store.create_run({"id": run_id, "flow_name": "f", "created_at": now, "updated_at": now}, [])
+
+
+def test_a_state_change_expecting_no_state_changes_nothing(store) -> None:  # type: ignore[no-untyped-def]
+    _new_run(store, "r1")
+    assert store.set_run_state("r1", "CANCELLED", [], expect=[]) is False
+    assert store.set_run_state("r1", "CANCELLED", [], expect=["RUNNING"]) is False
+    assert store.get_run("r1").state == "PENDING"
+    assert store.set_run_state("r1", "CANCELLED", [], expect=["PENDING", "RUNNING"]) is True
+    assert store.get_run("r1").state == "CANCELLED"
+
+
+def test_both_sqlite_paths_open_the_file_the_url_names(tmp_path: Path) -> None:
+    from agentops.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'with space.db'}?timeout=30".replace(" ", "%20")
+    store = open_store(url)
+    _new_run(store, "r1")
+    assert [r.id for r in store.list_runs()] == ["r1"]  # written by sqlite3, read back through SQLAlchemy
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["with space.db"]
+
+
+def test_an_unknown_column_is_refused_before_anything_is_written(store) -> None:  # type: ignore[no-untyped-def]
+    now = time.time()
+    with pytest.raises(ValueError, match="not columns of RunRecord: colour"):
+        store.create_runs([{"id": "r1", "flow_name": "f", "created_at": now, "updated_at": now},
+                           {"id": "r2", "flow_name": "f", "created_at": now, "updated_at": now, "colour": "red"}], [])
+    assert store.list_runs() == []
