@@ -79,6 +79,10 @@ def _insert_sql(table: str, columns: Iterable[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
 
 
+def _update_sql(table: str, columns: Iterable[str], where: str) -> str:
+    return f"UPDATE {table} SET {', '.join(f'{c} = :{c}' for c in columns)} WHERE {where}"
+
+
 def _in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
     """`(:name0, :name1, ...)` and its parameters, for an IN over a list in SQL text."""
     params = {f"{name}{i}": v for i, v in enumerate(values)}
@@ -92,7 +96,7 @@ LOG_COLUMNS = ", ".join(column_names(LogRecord))
 
 def _complete(record: type, row: dict[str, Any]) -> dict[str, Any]:
     """The row with the table's defaults filled in, so one INSERT text fits every row (and no column is unknown)."""
-    unknown = row.keys() - set(column_names(record))
+    unknown = row.keys() - column_names(record)
     if unknown:
         raise ValueError(f"not columns of {record.__name__}: {', '.join(sorted(unknown))}")
     return {**column_defaults(record), **row}
@@ -178,17 +182,8 @@ class Store:
     def _create_engine(self, url: str) -> Engine:
         if not self.is_sqlite:
             return sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8,
+        engine = sa.create_engine(url, creator=lambda: _connect_sqlite(self._sqlite_path), pool_size=8,
                                   max_overflow=64)
-
-        @sa.event.listens_for(engine, "connect")
-        def _configure(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
@@ -233,7 +228,8 @@ class Store:
 
     @contextmanager
     def _read_sql(self) -> Iterator[SqlText]:
-        """Reads for SQL text: a pooled sqlite3 connection, or a SQLAlchemy read transaction."""
+        """Reads for SQL text: a pooled sqlite3 connection in autocommit (each read is one statement, so it sees
+        one snapshot), or a SQLAlchemy read transaction."""
         if not self.is_sqlite:
             with self.read() as conn:
                 yield SqlText(conn)
@@ -242,11 +238,9 @@ class Store:
             reader = self._idle_readers.pop() if self._idle_readers else None
         if reader is None:
             reader = _connect_sqlite(self._sqlite_path)
-        reader.execute("BEGIN")
         try:
             yield SqlText(reader)
         finally:
-            reader.execute("COMMIT")
             with self._lock:
                 self._idle_readers.append(reader)
 
@@ -362,8 +356,7 @@ class Store:
     ) -> bool:
         """Move a run to `state` (only from one of `expect`, if given). False if the run was not there."""
         values = {"state": state, "updated_at": time.time(), **(fields or {})}
-        assignments = ", ".join(f"{column} = :{column}" for column in values)
-        sql = f"UPDATE flow_runs SET {assignments} WHERE id = :where_id"
+        sql = _update_sql("flow_runs", values, "id = :where_id")
         params = {**values, "where_id": run_id}
         if expect is not None:
             expect = list(expect)
@@ -450,9 +443,9 @@ class Store:
 
     def stale_runs(self, stale_before: float) -> list[RunRecord]:
         with self.read() as conn:
-            rows = conn.execute(sa.select(schema.RUNS).where(schema.RUNS.c.state == "RUNNING",
-                                                   sa.or_(schema.RUNS.c.heartbeat_at.is_(None),
-                                                       schema.RUNS.c.heartbeat_at < stale_before)))
+            runs = schema.RUNS
+            rows = conn.execute(sa.select(runs).where(
+                runs.c.state == "RUNNING", sa.or_(runs.c.heartbeat_at.is_(None), runs.c.heartbeat_at < stale_before)))
             return [_row(RunRecord, r._mapping) for r in rows]
 
     def mark_crashed(self, run: RunRecord, stale_before: float, events: Sequence[Event]) -> bool:
@@ -486,15 +479,18 @@ class Store:
                     logs: Sequence[dict[str, Any]] = ()) -> None:
         """Insert or update the step row, with its audit events and buffered log lines, atomically."""
         with self._write_sql() as tx:
-            if exists:
-                assignments = ", ".join(f"{c} = :{c}" for c in values if c not in ("run_id", "step_no"))
-                tx.execute(f"UPDATE step_runs SET {assignments} WHERE run_id = :run_id AND step_no = :step_no",
-                           values)
-            else:
-                row = _complete(StepRecord, values)
-                tx.execute(_insert_sql("step_runs", row), row)
+            self._put_step(tx, values, exists=exists)
             tx.execute_many(_LOG_INSERT, logs)
             self._chain(tx, events)
+
+    @staticmethod
+    def _put_step(tx: SqlText, values: dict[str, Any], *, exists: bool) -> None:
+        if exists:
+            changed = [c for c in values if c not in ("run_id", "step_no")]
+            tx.execute(_update_sql("step_runs", changed, "run_id = :run_id AND step_no = :step_no"), values)
+        else:
+            row = _complete(StepRecord, values)
+            tx.execute(_insert_sql("step_runs", row), row)
 
     def add_logs(self, logs: Sequence[dict[str, Any]]) -> None:
         if logs:
@@ -532,11 +528,7 @@ class Store:
         """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically."""
         with self.write() as conn:
             conn.execute(sa.insert(schema.APPROVALS), approval)
-            if step_exists:
-                conn.execute(sa.update(schema.STEPS).where(schema.STEPS.c.run_id == step["run_id"],
-                                                 schema.STEPS.c.step_no == step["step_no"]).values(**step))
-            else:
-                conn.execute(sa.insert(schema.STEPS), step)
+            self._put_step(SqlText(conn), step, exists=step_exists)
             conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == step["run_id"])
                          .values(state="AWAITING_APPROVAL", worker_id=None, heartbeat_at=None,
                                  updated_at=time.time(), state_message=f"awaiting approval {approval['id']}"))
