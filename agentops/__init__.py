@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agentops.errors import AgentOpsError
-from agentops.flows import Flow, flow
-from agentops.logs import get_run_logger
-from agentops.runner import RunFailed
-from agentops.states import TERMINAL, State
-from agentops.tasks import CacheContext, StepFuture, Task, task, wait
+from agentops.core.states import TERMINAL, State
+from agentops.engine.flows import Flow, flow
+from agentops.engine.logs import get_run_logger
+from agentops.engine.tasks import CacheContext, StepFuture, Task, task, wait
+from agentops.errors import AgentOpsError, RunFailed
 
 if TYPE_CHECKING:
-    from agentops.approvals import Decision, request_approval
+    from agentops.governance.approvals import Decision, request_approval
 
 __all__ = [
     "TERMINAL",
@@ -34,7 +33,7 @@ __all__ = [
     "wait",
 ]
 
-_LAZY = {"request_approval": "agentops.approvals", "Decision": "agentops.approvals"}
+_LAZY = {"request_approval": "agentops.governance.approvals", "Decision": "agentops.governance.approvals"}
 
 
 def __getattr__(name: str) -> Any:

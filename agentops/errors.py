@@ -72,3 +72,11 @@ class FlowPaused(BaseException):
 
 class RunCancelled(BaseException):
     """Raised inside a run when it was cancelled from outside. Not catchable by `except Exception`."""
+
+
+class RunFailed(AgentOpsError):
+    """Raised by a direct flow call whose run failed; carries the run id."""
+
+    def __init__(self, run_id: str, error: str) -> None:
+        super().__init__(error)
+        self.run_id = run_id

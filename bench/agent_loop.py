@@ -3,7 +3,7 @@
     .venv/bin/python bench/agent_loop.py                  # add --profile for a cProfile summary of one run
 
 A temporary project (a no-op `noop` tool in tools/, a policy allowing it, a one-line prompt) on a fresh
-SQLite database. A scripted chat model (agentops.models.scripted, no latency of its own) proposes the
+SQLite database. A scripted chat model (agentops.agents.models.scripted, no latency of its own) proposes the
 calls, so what is timed is the agent loop: model/policy/tool steps, policy screening, budget checks and
 the audit ledger. Per tool call = (t(N2 calls) - t(N1 calls)) / (N2 - N1), so the fixed cost of a run
 (creating it, loading the prompt and policy, the final answer) cancels; median over repeats.
@@ -111,10 +111,10 @@ class Agentops:
     def __init__(self, root: Path) -> None:
         from agentops import flow
         from agentops.agents import Agent
-        from agentops.bootstrap import init_project
-        from agentops.project import load_project
+        from agentops.db import close_stores
+        from agentops.engine.project import load_project
+        from agentops.service.setup import init_project
         from agentops.settings import reset_settings
-        from agentops.store import close_stores
 
         close_stores()
         reset_settings()
@@ -136,7 +136,7 @@ class Agentops:
         self.loop_flow, self.use_flow = agent_loop, agent_use
 
     def prepare(self, shape: str, n: int) -> Callable[[], list[str]]:
-        from agentops.models.scripted import ScriptedChatModel
+        from agentops.agents.models.scripted import ScriptedChatModel
 
         if shape == "use":
             return lambda: self.use_flow(n)
@@ -153,14 +153,14 @@ class Plain:
     """The same scripted model and the same tool object, in a bare LangChain loop."""
 
     def __init__(self, root: Path) -> None:
-        from agentops.toolkit import load_tools
+        from agentops.engine.toolkit import load_tools
 
         self.tool = load_tools(root)["noop"]
 
     def prepare(self, shape: str, n: int) -> Callable[[], list[str]]:
         from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
 
-        from agentops.models.scripted import ScriptedChatModel
+        from agentops.agents.models.scripted import ScriptedChatModel
 
         tool = self.tool
         if shape == "use":
@@ -263,7 +263,7 @@ def main() -> None:
               "\neach model turn and each tool call.")
         if args.profile:
             profile(engines["agentops"], args.profile_shape, args.n2, args.top)  # type: ignore[arg-type]
-        from agentops.store import close_stores
+        from agentops.db import close_stores
 
         close_stores()
 

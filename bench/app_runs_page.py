@@ -29,8 +29,8 @@ FLOWS = ["incident_response", "sales_analysis", "predictive_scaling", "hello"]
 
 
 def fill(count: int) -> str:
-    from agentops.runner import new_run_id
-    from agentops.store import open_store
+    from agentops.db import open_store
+    from agentops.engine.runner import new_run_id
 
     store = open_store()
     now = time.time()

@@ -152,10 +152,12 @@ def agentops_resume(runs: int, poll: float, tmp: Path) -> tuple[dict[str, float]
             "AGENTOPS_WORKER_POLL_SECONDS": repr(poll)}
     os.environ.update({k: v for k, v in env.items() if k.startswith("AGENTOPS_")})
 
-    from agentops import approvals, serialization, service
+    from agentops import service
+    from agentops.core import serialization
+    from agentops.db import close_stores, open_store
+    from agentops.governance import approvals
+    from agentops.governance.users import add_user
     from agentops.settings import reset_settings
-    from agentops.store import close_stores, open_store
-    from agentops.users import add_user
 
     close_stores()
     reset_settings()

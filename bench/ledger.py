@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agentops.ledger import Event, verify_rows  # noqa: E402
+from agentops.core.ledger import Event, verify_rows  # noqa: E402
 
 TARGET_S = 10.0
 FILL_BATCH = 50_000
@@ -190,8 +190,8 @@ def rounds(cases: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple
 
 
 def use_database(url: str) -> Any:
+    from agentops.db import close_stores, open_store
     from agentops.settings import reset_settings
-    from agentops.store import close_stores, open_store
 
     os.environ["AGENTOPS_DATABASE_URL"] = url
     close_stores()
@@ -364,7 +364,7 @@ def main() -> None:
         bench_backend("SQLite", f"sqlite:///{tmp}/ledger.db", args, tmp)
         if args.database_url:
             bench_backend("PostgreSQL", args.database_url, args, tmp)
-        from agentops.store import close_stores
+        from agentops.db import close_stores
 
         close_stores()
 

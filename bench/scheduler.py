@@ -50,12 +50,12 @@ def plain_python_timers(interval: float, staggered: bool) -> dict[str, float]:
 
 
 def agentops_scheduler(interval: float, staggered: bool) -> dict[str, float]:
-    from agentops import schedules
-    from agentops.project import load_project
-    from agentops.scheduler import Scheduler
+    from agentops.db import close_stores, open_store
+    from agentops.engine.project import load_project
+    from agentops.governance.users import add_user
+    from agentops.scheduling import schedules
+    from agentops.scheduling.scheduler import Scheduler
     from agentops.settings import reset_settings
-    from agentops.store import close_stores, open_store
-    from agentops.users import add_user
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["AGENTOPS_DATABASE_URL"] = f"sqlite:///{tmp}/bench.db"

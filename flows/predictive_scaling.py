@@ -18,7 +18,7 @@ def load_history(deployment: str, hours: int = 72) -> list[float]:
     """Hourly requests per second over the last `hours` hours, from the cluster's metric history."""
     import time
 
-    from agentops.store import open_store
+    from agentops.db import open_store
 
     samples = open_store().metric_samples(deployment, since=time.time() - hours * 3600)
     return [s.requests_per_s for s in samples]

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agentops.data.sample import SEED, write_sales_csv  # noqa: E402
+from agentops.backends.sales_data import SEED, write_sales_csv  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,7 @@ def add_repository_content(project: Path) -> None:
 def app_project(ops_project: Path) -> Path:
     add_repository_content(ops_project)
     add_users()
-    from agentops.project import load_project
+    from agentops.engine.project import load_project
 
     load_project()
     return ops_project
@@ -46,10 +46,11 @@ def add_users() -> None:
 def pending_incident(deployment: str = "web-app") -> PendingIncident:
     """incident_response on the seeded cluster: the playbook proposes scaling web-app beyond the bound."""
     from agentops import service
-    from agentops.worker import Worker
+    from agentops.db import open_store
+    from agentops.engine.worker import Worker
 
     run_id = service.start_run("incident_response", {"deployment": deployment, "note": "95% CPU"}, user="otto")
-    Worker(service.store(), poll_seconds=0.01).run(burst=True)
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
     pending = service.pending_approvals_for(run_id)
     assert service.get_run(run_id).state == "AWAITING_APPROVAL" and len(pending) == 1, service.get_run(run_id)
     return PendingIncident(run_id, pending[0].id)

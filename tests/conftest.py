@@ -24,10 +24,10 @@ for _name in list(os.environ):
 
 
 def _reset_process_state() -> None:
-    from agentops import project
-    from agentops.redaction import reset_redactor
+    from agentops.core.redaction import reset_redactor
+    from agentops.db import close_stores
+    from agentops.engine import project
     from agentops.settings import reset_settings
-    from agentops.store import close_stores
 
     close_stores()
     reset_settings()
@@ -86,7 +86,7 @@ def sqlite_project(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def store(project: Path):  # type: ignore[no-untyped-def]
-    from agentops.store import open_store
+    from agentops.db import open_store
 
     return open_store()
 
@@ -99,7 +99,7 @@ def ops_project(sqlite_project: Path) -> Path:
     for folder in ("tools", "prompts", "policies"):
         shutil.copytree(ROOT / folder, sqlite_project / folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    from agentops.bootstrap import init_project
+    from agentops.service.setup import init_project
 
     list(init_project())
     return sqlite_project

@@ -10,14 +10,15 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from agentops import flow, serialization
+from agentops import flow
 from agentops.agents import Agent
-from agentops.approvals import decide
-from agentops.models.scripted import ScriptedChatModel
-from agentops.runner import RunFailed
-from agentops.store import open_store
-from agentops.users import add_user
-from agentops.worker import Worker
+from agentops.agents.models.scripted import ScriptedChatModel
+from agentops.core import serialization
+from agentops.db import open_store
+from agentops.engine.worker import Worker
+from agentops.errors import RunFailed
+from agentops.governance.approvals import decide
+from agentops.governance.users import add_user
 
 TOOLS = ["get_metrics", "scale_deployment", "create_ticket", "send_email"]
 
@@ -103,7 +104,7 @@ def _pause_for_scale(ops_project: Path, replies: list) -> tuple[ScriptedChatMode
         result = Agent(name="ops", prompt="incident", tools=TOOLS, model=model).run("web-app at 95%")
         return {"answer": result.answer, "calls": [(o.name, o.status, o.content, o.args) for o in result.tool_calls]}
 
-    from agentops.runner import create_run
+    from agentops.engine.runner import create_run
 
     run_id = create_run(approval_flow, {}, store=store)
     Worker(store, poll_seconds=0.01).run(burst=True)

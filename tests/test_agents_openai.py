@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from agentops.project import load_project
-from agentops.runner import create_run
-from agentops.service import find_flow
-from agentops.store import open_store
-from agentops.worker import Worker
+from agentops.db import open_store
+from agentops.engine.project import load_project
+from agentops.engine.registry import find_flow
+from agentops.engine.runner import create_run
+from agentops.engine.worker import Worker
 from tests.fakes.openai_server import ScriptedOpenAIServer, server_error, text_reply, tool_reply
 
 FLOW = '''
@@ -36,8 +36,8 @@ SLOW_TOOL = '''
 import os, pathlib, time
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel
-from agentops.store import open_store
-from agentops.toolkit import idempotency_key
+from agentops.db import open_store
+from agentops.engine.toolkit import idempotency_key
 
 MARKS = pathlib.Path(os.environ["CRASH_MARKS"])
 

@@ -9,8 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from agentops import service
+from agentops.db import open_store
+from agentops.engine.worker import Worker
 from agentops.errors import PermissionDenied
-from agentops.worker import Worker
 from tests import app_fixtures
 from tests.app_fixtures import USERS, PendingIncident, pending_incident
 
@@ -63,9 +64,9 @@ def test_an_approver_approves_and_the_run_scales_the_cluster(incident: PendingIn
     assert [s.value for s in at.success] == [f"{incident.approval_id[:12]}: approve by ada"]
     decided = service.get_approval(incident.approval_id)
     assert decided.status == "approved" and decided.decided_by == "ada"
-    Worker(service.store(), poll_seconds=0.01).run(burst=True)
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
     assert service.get_run(incident.run_id).state == "COMPLETED"
-    assert {d.name: d.replicas for d in service.store().deployments()}["web-app"] == 12
+    assert {d.name: d.replicas for d in open_store().deployments()}["web-app"] == 12
     assert f"approve-inbox-{incident.approval_id}" not in keys(at.run())
 
 
@@ -88,8 +89,8 @@ def test_edit_shows_the_diff_and_runs_the_edited_arguments(incident: PendingInci
     assert diff and '-  "replicas": 12' in diff[0] and '+  "replicas": 9' in diff[0]
     at.button(key=f"edit-inbox-{incident.approval_id}").click().run()
     assert service.get_approval(incident.approval_id).status == "edited"
-    Worker(service.store(), poll_seconds=0.01).run(burst=True)
-    assert {d.name: d.replicas for d in service.store().deployments()}["web-app"] == 9
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    assert {d.name: d.replicas for d in open_store().deployments()}["web-app"] == 9
 
 
 def test_an_edit_that_is_not_json_or_breaks_the_schema_is_refused_in_place(incident: PendingIncident) -> None:
@@ -143,10 +144,10 @@ def test_schedules_page_adds_and_pauses(app_project: Path) -> None:
     at.radio(key="schedule-kind").set_value("interval")
     at.number_input(key="schedule-interval").set_value(600.0)
     at.button(key="schedule-add-submit").click().run()
-    [created] = service.store().list_schedules()
+    [created] = open_store().list_schedules()
     assert created.flow_name == "hello" and created.interval_seconds == 600.0 and created.created_by == "otto"
     at.button(key=f"schedule-toggle-{created.id}").click().run()
-    assert service.store().get_schedule(created.id).paused
+    assert open_store().get_schedule(created.id).paused
 
 
 def test_backends_page_shows_the_simulated_cluster(app_project: Path) -> None:
@@ -167,6 +168,6 @@ def test_oidc_identity_maps_to_an_account_and_is_recorded(app_project: Path, mon
     at.run()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Approvals"]
-    assert service.store().get_user("sso.person@example.com").role == "viewer"
+    assert open_store().get_user("sso.person@example.com").role == "viewer"
     logins = service.audit_search(actor="user:sso.person@example.com", action="user.login")
     assert json.loads(logins[0].payload)["via"] == "oidc"

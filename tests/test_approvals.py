@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from agentops import flow, request_approval, serialization, task
-from agentops.approvals import decide, expire_due
+from agentops import flow, request_approval, task
+from agentops.core import serialization
+from agentops.core.states import State
+from agentops.engine.runner import create_run, execute_run
+from agentops.engine.worker import Worker
 from agentops.errors import ApprovalError, PermissionDenied
-from agentops.runner import create_run, execute_run
-from agentops.states import State
-from agentops.users import add_user
-from agentops.worker import Worker
+from agentops.governance.approvals import decide, expire_due
+from agentops.governance.users import add_user
 
 effects: list[dict] = []
 
@@ -142,7 +143,7 @@ def test_quorum_needs_distinct_approvers(people) -> None:
 
 def test_crash_while_awaiting_approval_then_decision_runs_the_step_exactly_once(people, project: Path) -> None:
     """The paused run holds no process: a brand-new store and worker (a restart) finish it."""
-    from agentops.store import close_stores, open_store
+    from agentops.db import close_stores, open_store
 
     effects.clear()
     run_id, appr_id = pause(people)

@@ -79,7 +79,7 @@ def test_audit_verify_and_export_detect_tampering(gov_project: Path, tmp_path: P
     assert len(lines) == ok["count"] and lines[0]["action"] == "user.created"
     assert all("password" not in json.dumps(x) or "[REDACTED]" in json.dumps(x) for x in lines)
 
-    from agentops.store import open_store
+    from agentops.db import open_store
 
     with open_store().engine.begin() as conn:
         conn.execute(text("UPDATE ledger SET actor = 'user:mallory' WHERE seq = 2"))

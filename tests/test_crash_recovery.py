@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from agentops.project import load_project
-from agentops.runner import create_run
-from agentops.service import find_flow
-from agentops.worker import Worker
+from agentops.engine.project import load_project
+from agentops.engine.registry import find_flow
+from agentops.engine.runner import create_run
+from agentops.engine.worker import Worker
 
 CRASHY = '''
 import os, time, pathlib
@@ -60,7 +60,7 @@ def test_sigkilled_worker_run_is_recovered_and_completed_steps_run_once(project:
     monkeypatch.setenv("CRASH_MARKS", str(marks))
     (project / "flows" / "crashy.py").write_text(CRASHY)
     load_project()
-    from agentops.store import open_store
+    from agentops.db import open_store
 
     store = open_store()
     run_id = create_run(find_flow("crashy"), {}, store=store)

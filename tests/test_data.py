@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from langchain_core.messages import AIMessage
 
+from agentops.agents.models.scripted import ScriptedChatModel
+from agentops.backends.sales_data import write_sales_csv
 from agentops.data import (
     SUPPORTED_SHAPES,
     QueryResult,
@@ -26,9 +28,7 @@ from agentops.data import (
 )
 from agentops.data._sandbox_child import landlock_abi
 from agentops.data.datasets import Column, Dataset
-from agentops.data.sample import write_sales_csv
 from agentops.errors import AgentOpsError
-from agentops.models.scripted import ScriptedChatModel
 
 ROOT = Path(__file__).resolve().parent.parent
 SALES_COLUMNS = [Column("date", "DATE"), Column("region", "VARCHAR"), Column("product", "VARCHAR"),
@@ -409,8 +409,8 @@ def test_shape_questions_never_call_the_model(sales_project: Path) -> None:
 
 
 def test_query_data_tool_returns_a_small_record_and_stores_the_chart_once(ops_project: Path) -> None:
-    from agentops.policy import load_project_policy
-    from agentops.toolkit import is_side_effect, load_tools
+    from agentops.engine.toolkit import is_side_effect, load_tools
+    from agentops.governance.policy import load_project_policy
 
     write_sales_csv(ops_project / "data" / "sales.csv")
     tool = load_tools(ops_project)["query_data"]

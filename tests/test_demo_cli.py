@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentops.store import open_store
+from agentops.db import open_store
 from tests.app_fixtures import ROOT
 
 

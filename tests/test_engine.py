@@ -13,9 +13,9 @@ import pytest
 
 import agentops
 from agentops import flow, get_run_logger, task
-from agentops.errors import ParameterError
-from agentops.runner import RunFailed, RunOutcome, create_run, execute_run, resume_run
-from agentops.states import State
+from agentops.core.states import State
+from agentops.engine.runner import RunOutcome, create_run, execute_run, resume_run
+from agentops.errors import ParameterError, RunFailed
 
 calls: dict[str, int] = {}
 fail_switch = {"on": True}
@@ -56,7 +56,7 @@ def test_flow_call_records_each_step_and_every_transition(store) -> None:
     assert [(s.step_no, s.name, s.state, s.attempts) for s in steps] == [
         (1, "t_extract", "COMPLETED", 1), (2, "t_fragile", "COMPLETED", 1)]
     assert steps[0].inputs_digest and steps[0].duration_ms is not None and steps[0].output == "[0,1,2,3,4]"
-    history = [(e.action, e.step_no, agentops.serialization.loads(e.payload)["state"])
+    history = [(e.action, e.step_no, agentops.core.serialization.loads(e.payload)["state"])
                for e in store.search_ledger(run_id=run.id, ascending=True, limit=100)]
     assert history == [("run.state", None, "PENDING"), ("run.state", None, "RUNNING"),
                        ("step.state", 1, "RUNNING"), ("step.state", 1, "COMPLETED"),
@@ -144,7 +144,7 @@ def test_retries_back_off_exponentially_and_record_attempts(store) -> None:
     run = store.list_runs(flow="flaky_flow")[0]
     step = store.steps_for_run(run.id)[0]
     assert step.state == "COMPLETED" and step.attempts == 3
-    states = [agentops.serialization.loads(e.payload)["state"] for e in store.search_ledger(
+    states = [agentops.core.serialization.loads(e.payload)["state"] for e in store.search_ledger(
         run_id=run.id, action="step.state", ascending=True)]
     assert states.count("AWAITING_RETRY") == 2
 
@@ -248,7 +248,7 @@ def test_async_flows_run_from_a_thread_whose_event_loop_is_running(store) -> Non
 def test_an_interrupt_cancels_a_coroutine_running_on_a_helper_thread() -> None:
     import signal
 
-    from agentops.coroutines import run_coroutine
+    from agentops.core.coroutines import run_coroutine
 
     cancelled = threading.Event()
 
@@ -339,7 +339,7 @@ def test_unserialisable_task_result_fails_the_step_clearly(store) -> None:
 
 
 def test_queued_runs_are_claimed_once_each_by_concurrent_workers(store) -> None:
-    from agentops.worker import Worker
+    from agentops.engine.worker import Worker
 
     fail_switch["on"] = False
     ids = [create_run(etl, {"n": i}, store=store) for i in range(12)]
@@ -353,12 +353,12 @@ def test_queued_runs_are_claimed_once_each_by_concurrent_workers(store) -> None:
     runs = {r.id: r for r in store.list_runs(limit=100)}
     assert all(runs[i].state == "COMPLETED" for i in ids)
     claims = [e for e in store.search_ledger(action="run.state", limit=1000)
-              if agentops.serialization.loads(e.payload)["state"] == "RUNNING"]
+              if agentops.core.serialization.loads(e.payload)["state"] == "RUNNING"]
     assert len(claims) == 12, "each run is claimed exactly once"
 
 
 def test_cancelled_run_stops_at_its_next_step(store) -> None:
-    from agentops.runner import cancel_run
+    from agentops.engine.runner import cancel_run
 
     gate = threading.Event()
 
@@ -391,7 +391,7 @@ def test_cancelled_run_stops_at_its_next_step(store) -> None:
 
 
 def test_ledger_chain_of_engine_events_verifies(store, project: Path) -> None:
-    from agentops.ledger import verify_rows
+    from agentops.core.ledger import verify_rows
 
     fail_switch["on"] = False
     etl(n=2)

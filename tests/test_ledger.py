@@ -8,8 +8,8 @@ import os
 import pytest
 from sqlalchemy import text
 
-from agentops.ledger import Event, verify_rows
-from agentops.redaction import REDACTED, reset_redactor
+from agentops.core.ledger import Event, verify_rows
+from agentops.core.redaction import REDACTED, reset_redactor
 
 
 def fill(store, n: int = 10) -> None:
@@ -36,7 +36,7 @@ def test_an_edited_payload_is_named(store) -> None:
 
 
 def test_an_edited_actor_with_a_recomputed_hash_breaks_the_next_link(store) -> None:
-    from agentops.ledger import event_hash
+    from agentops.core.ledger import event_hash
 
     fill(store)
     row = store.search_ledger(limit=100, ascending=True)[5]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agentops.ledger import verify_rows
-from agentops.records import LogRecord, RunRecord, StepRecord
-from agentops.tables import FlowRun, LogLine, StepRun
+from agentops.core.ledger import verify_rows
+from agentops.db.records import LogRecord, RunRecord, StepRecord
+from agentops.db.schema import FlowRun, LogLine, StepRun
 
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "streamlit", "pandasai", "langchain_core", "pandas")
 
@@ -61,7 +61,7 @@ def test_running_a_flow_on_sqlite_never_imports_sqlalchemy(sqlite_project: Path)
     assert 'result: "BOB!"' in output
     assert "shouting at bob" in output and "greeting bob" in output
 
-    from agentops.store import open_store
+    from agentops.db import open_store
 
     store = open_store()
     runs = store.list_runs(flow="greeter")
@@ -104,7 +104,7 @@ def test_a_state_change_expecting_no_state_changes_nothing(store) -> None:  # ty
 
 
 def test_both_sqlite_paths_open_the_file_the_url_names(tmp_path: Path) -> None:
-    from agentops.store import open_store
+    from agentops.db import open_store
 
     url = f"sqlite:///{tmp_path / 'with space.db'}?timeout=30".replace(" ", "%20")
     store = open_store(url)

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from agentops.errors import ConfigError
-from agentops.policy import BudgetUsage, MemoryRateCounter, load_policy, load_project_policy, run_policy_cases
+from agentops.governance.policy import (
+    BudgetUsage,
+    MemoryRateCounter,
+    load_policy,
+    load_project_policy,
+    run_policy_cases,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentops.project import import_project_file
+from agentops.engine.project import import_project_file
 from tests.app_fixtures import ROOT
 
 

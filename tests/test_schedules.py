@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agentops import schedules
+from agentops.core.ledger import verify_rows
+from agentops.engine.worker import Worker
 from agentops.errors import NotFoundError, ParameterError, PermissionDenied, ScheduleError, UnknownFlowError
-from agentops.ledger import verify_rows
-from agentops.scheduler import LEASE_NAME, Scheduler
-from agentops.schedules import Cadence
-from agentops.users import add_user
-from agentops.worker import Worker
+from agentops.governance.users import add_user
+from agentops.scheduling import schedules
+from agentops.scheduling.scheduler import LEASE_NAME, Scheduler
+from agentops.scheduling.schedules import Cadence
 
 FLOW = '''
 from agentops import flow
@@ -36,7 +36,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 @pytest.fixture
 def sched_project(project: Path, store) -> Path:  # type: ignore[no-untyped-def]
     (project / "flows" / "report.py").write_text(FLOW)
-    from agentops.project import load_project
+    from agentops.engine.project import load_project
 
     load_project()
     add_user(store, "olga", "operator", "olga-operates")
@@ -170,8 +170,8 @@ def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-unty
 
 def test_a_standby_scheduler_takes_over_when_the_active_one_is_killed(sqlite_project: Path) -> None:
     (sqlite_project / "flows" / "report.py").write_text(FLOW)
-    from agentops.project import load_project
-    from agentops.store import open_store
+    from agentops.db import open_store
+    from agentops.engine.project import load_project
 
     load_project()
     store = open_store()

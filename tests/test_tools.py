@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from agentops.db import open_store
+from agentops.engine.toolkit import ToolCallInfo, current_tool_call, load_tools
 from agentops.settings import reset_settings
-from agentops.store import open_store
-from agentops.toolkit import ToolCallInfo, current_tool_call, load_tools
 from tests.fakes.services import KubernetesAPI, SMTPSink, TicketAPI
 
 
@@ -164,7 +164,7 @@ def test_http_tool_refuses_hosts_outside_the_allowlist(tools) -> None:
 
 
 def test_seeding_twice_changes_nothing(ops_project) -> None:
-    from agentops.bootstrap import init_project
+    from agentops.service.setup import init_project
 
     store = open_store()
     samples = store.count_metric_samples()
@@ -177,7 +177,7 @@ def test_tools_loaded_from_many_threads_at_once_are_complete(ops_project: Path) 
     """The worker, the scheduler and the app load tools concurrently; none may see a half-imported module."""
     import threading
 
-    from agentops import toolkit
+    from agentops.engine import toolkit
 
     toolkit._tools.clear()
     barrier, seen = threading.Barrier(8), []

@@ -26,7 +26,7 @@ class QueryDataArgs(BaseModel):
 def query_data(dataset: str, question: str) -> dict[str, Any]:
     """Answer the question; returns the answer, the SQL or code behind it, up to 50 rows and the chart's path."""
     from agentops.data import answer_question, save_chart
-    from agentops.project import project_root
+    from agentops.engine.project import project_root
 
     root = project_root()
     result = answer_question(dataset, question, root=root)

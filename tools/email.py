@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, unquote, urlparse
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from agentops import serialization
+from agentops.core import serialization
+from agentops.db import open_store
+from agentops.engine.toolkit import current_run_id, idempotency_key
 from agentops.settings import get_settings
-from agentops.store import open_store
-from agentops.toolkit import current_run_id, idempotency_key
 
 SENDER = "agentops@example.com"
 
@@ -45,7 +45,7 @@ def _attachment(item: dict[str, str]) -> tuple[bytes, str]:
     """An attachment's bytes: inline base64, or a chart stored by content under .agentops/charts/."""
     if "chart" in item:
         from agentops.data.query import load_chart
-        from agentops.project import project_root
+        from agentops.engine.project import project_root
 
         png = load_chart(item["chart"], project_root())
         if png is None:

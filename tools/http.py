@@ -20,8 +20,8 @@ class HttpArgs(BaseModel):
 
 
 def allowed_hosts() -> list[str]:
-    from agentops.governance import project_policy
-    from agentops.project import project_root
+    from agentops.engine.project import project_root
+    from agentops.governance.screening import project_policy
 
     env = os.environ.get("AGENTOPS_HTTP_ALLOWED_HOSTS")
     if env:

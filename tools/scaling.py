@@ -9,10 +9,10 @@ import httpx
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from agentops import cluster_sim
+from agentops.backends import cluster_sim
+from agentops.db import open_store
+from agentops.engine.toolkit import current_run_id, idempotency_key
 from agentops.settings import get_settings
-from agentops.store import open_store
-from agentops.toolkit import current_run_id, idempotency_key
 
 
 class GetMetricsArgs(BaseModel):

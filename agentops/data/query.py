@@ -45,7 +45,7 @@ def answer_question(dataset: str, question: str, model: BaseChatModel | None = N
     `model` defaults to the configured model (AGENTOPS_MODEL; unset: the playbook model, which writes no code).
     `chart=False` skips drawing the PNG for shape answers.
     """
-    from agentops.project import project_root
+    from agentops.engine.project import project_root
 
     started = time.perf_counter()
     root = (root or project_root()).resolve()
@@ -79,7 +79,7 @@ def _answer(found: Dataset, question: str, model: BaseChatModel | None, *, root:
 
 def configured_model(root: Path) -> BaseChatModel | None:
     """The configured chat model, or None when that is the playbook model (which cannot write code)."""
-    from agentops.models.factory import get_chat_model
+    from agentops.agents.models.factory import get_chat_model
     from agentops.settings import get_settings
 
     model, _ = get_chat_model(get_settings().model, root=root)
@@ -87,7 +87,7 @@ def configured_model(root: Path) -> BaseChatModel | None:
 
 
 def _is_playbook(model: BaseChatModel) -> bool:
-    from agentops.models.playbook import PlaybookChatModel
+    from agentops.agents.models.playbook import PlaybookChatModel
 
     return isinstance(model, PlaybookChatModel)
 

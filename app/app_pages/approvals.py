@@ -7,7 +7,8 @@ from ui_kit.approval_card import approval_card
 from ui_kit.render import when
 from ui_kit.session import current_user
 
-from agentops import queries, service
+from agentops import service
+from agentops.service import views
 
 user = current_user()
 assert user is not None
@@ -19,7 +20,7 @@ if flash:
 
 @st.fragment(run_every=3)
 def pending_requests() -> None:
-    pending = [queries.approval_view(a) for a in service.list_approvals("pending")]
+    pending = [views.approval_view(a) for a in service.list_approvals("pending")]
     st.markdown(f"**{len(pending)} waiting**" if pending else "Nothing is waiting for a decision.")
     for view in pending:
         approval_card(view, user)
@@ -36,7 +37,7 @@ if status != "all decided":
     history = [a for a in history if a.status == status]
 rows = []
 for a in history:
-    decision = queries.approval_view(a).decision or {}
+    decision = views.approval_view(a).decision or {}
     rows.append({"id": a.id[:12], "action": a.action, "status": a.status, "decided by": a.decided_by or "-",
                  "decided at": when(a.decided_at), "message": decision.get("message") or "",
                  "arguments": decision.get("args", a.args), "run": (a.run_id or "")[:12]})

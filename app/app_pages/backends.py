@@ -5,31 +5,31 @@ from __future__ import annotations
 import streamlit as st
 from ui_kit.render import when
 
-from agentops import queries
+from agentops.service import views
 
 st.title("Outbox, tickets and cluster")
 st.caption("What approved actions did, in the embedded backends the demo runs on.")
 outbox, tickets, cluster = st.tabs(["Outbox", "Tickets", "Cluster"])
 
 with outbox:
-    mails = queries.outbox()
+    mails = views.outbox()
     st.markdown(f"**{len(mails)} messages**")
     for mail in mails:
         with st.expander(f"{when(mail.created_at)} · {mail.subject} → {mail.to}"):
             st.caption(f"from {mail.sender} · run `{mail.run_id or '-'}` · key `{mail.idempotency_key}`")
             st.text(mail.body)
-            for item in queries.attachments(mail):
-                image = queries.chart_image(item.get("chart", ""))
+            for item in views.attachments(mail):
+                image = views.chart_image(item.get("chart", ""))
                 if image:
                     st.image(image, caption=item.get("name"))
 
 with tickets:
     st.dataframe([{"id": t.id, "title": t.title, "priority": t.priority, "status": t.status,
                    "assignee": t.assignee or "", "run": (t.run_id or "")[:12], "created": when(t.created_at)}
-                  for t in queries.tickets()], hide_index=True, width="stretch", key="tickets-table")
+                  for t in views.tickets()], hide_index=True, width="stretch", key="tickets-table")
 
 with cluster:
-    state = queries.cluster()
+    state = views.cluster()
     for column, deployment in zip(st.columns(max(1, len(state["deployments"]))), state["deployments"], strict=False):
         with column.container(key=f"cluster-{deployment.name}"):
             st.metric(deployment.name, f"{deployment.replicas} replicas", f"{deployment.cpu_percent:.0f}% CPU",

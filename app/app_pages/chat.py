@@ -9,8 +9,9 @@ from ui_kit.approval_card import approval_card
 from ui_kit.render import state_label
 from ui_kit.session import SessionUser, current_user
 
-from agentops import queries, service
+from agentops import service
 from agentops.errors import AgentOpsError
+from agentops.service import views
 
 FOLLOW_SECONDS = 30.0
 SETTLED = ("AWAITING_APPROVAL", "COMPLETED", "FAILED", "CANCELLED", "CRASHED")
@@ -45,7 +46,7 @@ def follow(run_id: str) -> str:
 
 def show_pending(run_id: str, user: SessionUser) -> None:
     for approval in service.pending_approvals_for(run_id):
-        approval_card(queries.approval_view(approval), user, scope="chat")
+        approval_card(views.approval_view(approval), user, scope="chat")
 
 
 conversation = st.session_state.setdefault("chat_conversation", None)

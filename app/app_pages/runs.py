@@ -10,9 +10,10 @@ import streamlit as st
 from ui_kit.render import pretty, state_label, when
 from ui_kit.session import SessionUser, current_user, database_key
 
-from agentops import queries, service
+from agentops import service
+from agentops.core.states import State
 from agentops.errors import AgentOpsError
-from agentops.states import State
+from agentops.service import views
 
 PAGE_SIZE = 50
 ALL = "all"
@@ -73,10 +74,10 @@ def run_detail(run_id: str, user: SessionUser) -> None:
         run_actions(run.id, run.state, user)
     left, right = st.columns(2)
     left.markdown("**Parameters**")
-    left.code(pretty(queries.decoded(run.parameters)), language="json")
+    left.code(pretty(views.decoded(run.parameters)), language="json")
     right.markdown("**Result**" if run.state == "COMPLETED" else "**Error**" if run.error else "**Result**")
-    right.code(pretty(queries.decoded(run.result) if run.result else run.error or "-"), language="json")
-    timeline = queries.timeline_rows(detail.steps)
+    right.code(pretty(views.decoded(run.result) if run.result else run.error or "-"), language="json")
+    timeline = views.timeline_rows(detail.steps)
     if timeline:
         chart = alt.Chart(alt.Data(values=timeline)).mark_bar().encode(
             x=alt.X("start:T", title="time"), x2="end:T", y=alt.Y("step:N", sort=None, title=None),
@@ -84,7 +85,7 @@ def run_detail(run_id: str, user: SessionUser) -> None:
         st.altair_chart(chart.properties(height=max(80, 24 * len(timeline))), width="stretch",
                         key="run-timeline")
     for step in detail.steps:
-        facts = queries.step_facts(step)
+        facts = views.step_facts(step)
         label = f"{step.step_no}. {step.name} · {step.kind} · {state_label(step.state)}"
         with st.expander(label):
             st.caption(f"attempts {step.attempts} · {step.duration_ms or 0:.1f} ms · tokens {step.tokens} · "
@@ -92,7 +93,7 @@ def run_detail(run_id: str, user: SessionUser) -> None:
             meta = facts["meta"]
             if step.kind == "model":
                 st.markdown(f"**Model** {meta.get('model', '?')} · usage {meta.get('usage', {})}")
-                for line in queries.conversation_lines(meta.get("messages_in", []) if isinstance(meta, dict)
+                for line in views.conversation_lines(meta.get("messages_in", []) if isinstance(meta, dict)
                                                        else []):
                     st.markdown(f"**{line['role']}**: {line['text']}")
             if isinstance(meta, dict) and meta.get("verdict"):

@@ -8,8 +8,9 @@ import streamlit as st
 from ui_kit.render import state_label, when
 from ui_kit.session import current_user
 
-from agentops import schedules, service
+from agentops import service
 from agentops.errors import AgentOpsError
+from agentops.service import schedules
 
 user = current_user()
 assert user is not None
@@ -32,7 +33,7 @@ for schedule in schedules.list_schedules():
         top.markdown(f"**{view['flow']}** · {view['when']} · {'⏸ paused' if view['paused'] else '▶ active'}")
         top.caption(f"next fire {when(view['next_fire_at'])} · last fire {when(view['last_fire_at'])} · "
                     f"catch-up {view['catchup']} · parameters {json.dumps(view['parameters'])}")
-        recent = service.store().runs_for_schedule(schedule.id or 0, limit=5)
+        recent = schedules.recent_runs(schedule.id or 0, limit=5)
         if recent:
             top.caption("last runs: " + ", ".join(f"`{r.id[:8]}` {state_label(r.state)}" for r in recent))
         if user.can_operate:

@@ -6,13 +6,14 @@ import json
 
 import streamlit as st
 
-from agentops import queries, service
+from agentops import service
 from agentops.errors import AgentOpsError
+from agentops.service import views
 from ui_kit.render import args_diff, countdown, pretty, when
 from ui_kit.session import SessionUser
 
 
-def approval_card(view: queries.ApprovalView, user: SessionUser, *, scope: str = "inbox") -> None:
+def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "inbox") -> None:
     """The request, why it exists, and Approve / Edit / Reject for approvers. Keys are `<verb>-<scope>-<id>`."""
     a = view.approval
     with st.container(border=True, key=f"approval-{scope}-{a.id}"):
@@ -38,7 +39,7 @@ def approval_card(view: queries.ApprovalView, user: SessionUser, *, scope: str =
         _decision_controls(view, user, scope)
 
 
-def _decision_controls(view: queries.ApprovalView, user: SessionUser, scope: str) -> None:
+def _decision_controls(view: views.ApprovalView, user: SessionUser, scope: str) -> None:
     a = view.approval
     key = f"{scope}-{a.id}"
     approve, edit, reject = st.tabs(["Approve", "Edit", "Reject"])

@@ -12,7 +12,6 @@ import streamlit as st
 
 from agentops import service
 from agentops.errors import AgentOpsError
-from agentops.settings import get_settings
 
 SESSION_KEY = "agentops_user"
 DECIDERS = frozenset({"approver", "admin"})
@@ -36,20 +35,20 @@ class SessionUser:
 
 def bootstrap() -> str:
     """Load the project's flows and open its store once per app process (and project)."""
-    settings = get_settings()
+    settings = service.get_settings()
     return _load(str(settings.root), settings.database_url or "")
 
 
 def database_key() -> str:
     """Distinguishes cached query results per database (tests and multi-project hosts)."""
-    settings = get_settings()
+    settings = service.get_settings()
     return f"{settings.root}|{settings.database_url or ''}"
 
 
 @st.cache_resource(show_spinner=False)
 def _load(root: str, database_url: str) -> str:
     service.project_path()
-    service.store()
+    service.open_database()
     return root
 
 
@@ -57,7 +56,7 @@ def current_user() -> SessionUser | None:
     user = st.session_state.get(SESSION_KEY)
     if isinstance(user, SessionUser):
         return user
-    if get_settings().oidc_enabled and st.user.get("is_logged_in"):
+    if service.get_settings().oidc_enabled and st.user.get("is_logged_in"):
         try:
             account = service.oidc_login(dict(st.user.to_dict()))
         except AgentOpsError as exc:
@@ -72,7 +71,7 @@ def current_user() -> SessionUser | None:
 def login_page() -> None:
     st.title("agentops")
     st.caption("Review what agents did; approve what they want to do.")
-    if get_settings().oidc_enabled:
+    if service.get_settings().oidc_enabled:
         st.button("Log in with single sign-on", key="login-sso", on_click=st.login, type="primary")
         st.divider()
     with st.form("login-form", border=True):

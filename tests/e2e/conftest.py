@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agentops.serve import free_port, wait_for_port
+from agentops.cli.serve import free_port, wait_for_port
 from tests import app_fixtures
 
 CHROMIUM = Path("/usr/bin/chromium")

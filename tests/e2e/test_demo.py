@@ -20,7 +20,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from agentops import service
-from agentops.serve import free_port
+from agentops.cli.serve import free_port
+from agentops.db import open_store
 from tests.app_fixtures import ROOT
 from tests.e2e.test_browser import log_in
 
@@ -77,7 +78,7 @@ def test_the_demo_loop_from_chat_to_approved_scale_verified_ledger_and_emailed_r
     page.locator(".st-key-audit-verify button").click()
     expect(page.get_by_text(re.compile(r"OK: \d+ events, chain intact"))).to_be_visible()
 
-    reports = [m for m in service.store().outbox_list() if m.subject.startswith("Sales analysis")]
+    reports = [m for m in open_store().outbox_list() if m.subject.startswith("Sales analysis")]
     assert reports and reports[0].to == "managers@example.com" and "Top 5 products by revenue" in reports[0].body
     verify = subprocess.run([sys.executable, "-m", "agentops.cli", "audit", "verify"], capture_output=True,
                             text=True, env=os.environ.copy(), timeout=60)

@@ -1,0 +1,337 @@
+"""The agent loop we own, on LangChain chat models, tools and messages (no LangGraph checkpoints).
+
+Per model turn: one `model` step (messages in, AI message out, usage, latency, model name, prompt
+hash). Per proposed tool call: a `policy` step (whitelist, schema and policy verdict, recorded so a
+replay sees the same verdict even after rate windows moved), an `approval` step when the policy
+asks for one, and a `tool` step that runs the tool with an idempotency key of its own step. On
+resume every recorded step returns its record: no model call is sent twice, no effect runs twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentops.core.ledger import Event
+from agentops.engine.context import current_run
+from agentops.engine.tasks import StepFacts, Task
+from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
+from agentops.errors import AgentOpsError, BudgetExceeded
+from agentops.governance import screening as governance
+from agentops.governance.approvals import request_approval
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+    from langchain_core.tools import BaseTool
+
+MAX_RESULT_CHARS = 8000
+
+
+@dataclass
+class ToolOutcome:
+    """What happened to one proposed tool call."""
+
+    name: str
+    args: dict[str, Any]
+    status: str
+    """ok | error | refused | rejected | expired | responded"""
+    content: str
+    verdict: dict[str, Any] | None = None
+    approval_id: str | None = None
+    edited: bool = False
+    result: Any = None
+    """The tool's return value (JSON-safe) when it ran."""
+
+
+@dataclass
+class AgentResult:
+    answer: str
+    tool_calls: list[ToolOutcome] = field(default_factory=list)
+    model: str | None = None
+    turns: int = 0
+    stopped: str = "answered"
+    """answered | max_turns"""
+
+
+@dataclass
+class Agent:
+    """An agent: a name, a system prompt from prompts/, a whitelist of tools, a model and limits.
+
+    Call `.run(task_text)` inside a flow.
+    """
+
+    name: str
+    prompt: str
+    tools: list[str]
+    model: Any = None
+    """An init_chat_model string, a LangChain chat model instance, or None for the configured default."""
+    max_turns: int = 8
+    approval_expires_in: float | None = 24 * 3600
+    root: Path | None = None
+    extra_tools: list[Any] = field(default_factory=list)
+    """LangChain tools built in code rather than found in tools/ (the chat dispatcher's start_flow)."""
+
+    def run(self, task_text: str, **prompt_values: Any) -> AgentResult:
+        ctx = current_run.get()
+        if ctx is None:
+            raise AgentOpsError(f"agent '{self.name}' must run inside a flow (its steps are recorded on a run)")
+        return _Loop(self, ctx, prompt_values).run(task_text)
+
+    def use(self, tool: str, **args: Any) -> ToolOutcome:
+        """A call the flow makes itself, not the model: whitelisted, screened, approved if the policy says so,
+        and recorded as steps exactly like a model-proposed call. The agent's tools, prompt and policy are
+        loaded on its first call in a run and kept for the rest of it."""
+        ctx = current_run.get()
+        if ctx is None:
+            raise AgentOpsError(f"agent '{self.name}' must run inside a flow (its steps are recorded on a run)")
+        key = f"agent-use:{id(self)}"
+        cached = ctx.extras.get(key)
+        if cached is None or cached[0] is not self:
+            cached = ctx.extras[key] = (self, _Loop(self, ctx, {}))
+        loop = cached[1]
+        loop._check_budget()
+        return loop._handle_call(tool, args, f"flow_{tool}", [])
+
+
+class _Loop:
+    def __init__(self, agent: Agent, ctx: Any, prompt_values: dict[str, Any]) -> None:
+        from agentops.agents.models.factory import get_chat_model
+        from agentops.agents.prompts import load_prompt
+        from agentops.engine.project import project_root
+        from agentops.settings import get_settings
+
+        self.agent = agent
+        self.ctx = ctx
+        self.root = agent.root or project_root()
+        self.settings = get_settings()
+        self.prompt = load_prompt(self.root, agent.prompt)
+        self.system_text = self.prompt.render(**prompt_values)
+        available = {**load_tools(self.root), **{t.name: t for t in agent.extra_tools}}
+        missing = [t for t in agent.tools if t not in available]
+        if missing:
+            raise AgentOpsError(f"agent '{agent.name}' lists unknown tools: {', '.join(missing)} "
+                                f"(tools/ defines: {', '.join(sorted(available))})")
+        self.whitelist: dict[str, BaseTool] = {t: available[t] for t in agent.tools}
+        self.policy = governance.project_policy(self.root)
+        if agent.model is not None and not isinstance(agent.model, str):
+            self.model, self.model_label = agent.model, type(agent.model).__name__
+        else:
+            self.model, self.model_label = get_chat_model(agent.model or self.settings.model, root=self.root)
+        self.actor = f"agent:{agent.name}"
+        self._message_dicts: dict[int, tuple[BaseMessage, dict[str, Any]]] = {}
+        self._bound_model: Any = None
+
+    @property
+    def bound_model(self) -> Any:
+        """The model with the whitelisted tools bound, made on the first live model call and reused; None when
+        binding fails, so that call_model binds again inside its fallback to the playbook model."""
+        if self._bound_model is None:
+            tools = list(self.whitelist.values())
+            try:
+                self._bound_model = self.model.bind_tools(tools) if tools else self.model
+            except Exception:
+                return None
+        return self._bound_model
+
+    def _as_dicts(self, messages: list[BaseMessage]) -> list[dict[str, Any]]:
+        """messages_to_dict, converting each message once: every model step records the whole conversation."""
+        from langchain_core.messages import message_to_dict
+
+        out = []
+        for message in messages:
+            cached = self._message_dicts.get(id(message))
+            if cached is None or cached[0] is not message:
+                cached = (message, message_to_dict(message))
+                self._message_dicts[id(message)] = cached
+            out.append(cached[1])
+        return out
+
+    # -- steps ---------------------------------------------------------------------------------------
+
+    def _model_turn(self, messages: list[BaseMessage]) -> dict[str, Any]:
+        from langchain_core.messages import messages_to_dict
+
+        from agentops.agents.models.factory import call_model
+
+        def call(turn: int) -> dict[str, Any]:
+            result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
+            message = result.message
+            return {"message": messages_to_dict([message])[0], "model": result.model_name,
+                    "latency_ms": result.latency_ms, "usage": result.usage, "fallback": result.fallback,
+                    "error": result.error, "turn": turn, "cost_usd": result.cost_usd}
+
+        def describe(out: dict[str, Any]) -> StepFacts:
+            data = out["message"]["data"]
+            proposed = [{"name": c.get("name"), "args": c.get("args")} for c in data.get("tool_calls") or []]
+            usage = out.get("usage") or {}
+            meta = {"model": out["model"], "prompt": self.prompt.name, "prompt_hash": self.prompt.hash,
+                    "usage": usage, "latency_ms": out["latency_ms"], "fallback": out.get("fallback"),
+                    "proposed": proposed, "messages_in": self._as_dicts(messages)}
+            event = Event(actor=self.actor, action="model.call", payload={
+                "model": out["model"], "prompt_hash": self.prompt.hash, "usage": usage,
+                "latency_ms": round(out["latency_ms"], 2), "fallback": out.get("fallback"), "proposed": proposed})
+            return StepFacts(meta=meta, tokens=int(usage.get("total_tokens") or 0), cost=out.get("cost_usd", 0.0),
+                             events=[event])
+
+        task = Task(call, name=f"{self.agent.name}.model", kind="model", describe=describe)
+        return task(len(messages))
+
+    def _screen(self, name: str, args: Any, call_id: str) -> dict[str, Any]:
+        def check(tool_name: str, proposed: Any, call_id: str) -> dict[str, Any]:
+            s = governance.screen(tool_name, proposed, whitelist=self.whitelist, policy=self.policy,
+                                  store=self.ctx.store, shadow=self.settings.shadow_policy)
+            return {"status": s.status, "args": s.args, "reason": s.reason, "verdict": s.verdict,
+                    "policy_hash": s.policy_hash}
+
+        def describe(out: dict[str, Any]) -> StepFacts:
+            event = Event(actor="system:policy", action="policy.verdict", policy_hash=out.get("policy_hash"),
+                          payload={"tool": name, "args": out["args"], "status": out["status"],
+                                   "reason": out["reason"], "verdict": out["verdict"]})
+            return StepFacts(meta={"verdict": out["verdict"], "status": out["status"]}, events=[event])
+
+        task = Task(check, name=f"{self.agent.name}.policy", kind="policy", describe=describe)
+        return task(name, args, call_id)
+
+    def _execute(self, name: str, args: dict[str, Any], screening: dict[str, Any]) -> dict[str, Any]:
+        tool = self.whitelist[name]
+
+        def run_tool(tool_name: str, tool_args: dict[str, Any]) -> dict[str, Any]:
+            from agentops.engine.context import current_step
+
+            step = current_step.get()
+            step_no = step.step_no if step else 0
+            token = current_tool_call.set(ToolCallInfo(self.ctx.run_id, step_no, key_for(self.ctx.run_id, step_no),
+                                                       self.actor))
+            try:
+                result = tool.invoke(tool_args)
+                return {"status": "ok", "content": _as_text(result), "result": _jsonable(result)}
+            except Exception as exc:
+                return {"status": "error", "content": f"{type(exc).__name__}: {exc}"}
+            finally:
+                current_tool_call.reset(token)
+
+        def describe(out: dict[str, Any]) -> StepFacts:
+            event = Event(actor=self.actor, action="tool.result", policy_hash=screening.get("policy_hash"),
+                          payload={"tool": name, "args": args, "status": out["status"],
+                                   "content": out["content"][:2000]})
+            return StepFacts(meta={"verdict": screening.get("verdict"), "status": out["status"], "tool": name,
+                                   "args": args}, events=[event])
+
+        task = Task(run_tool, name=f"{self.agent.name}.tool:{name}", kind="tool", describe=describe)
+        return task(name, args)
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def _check_budget(self) -> None:
+        reason = self.policy.check_budget(self.ctx.usage())
+        if reason:
+            self.ctx.store.append_events([Event(actor="system:policy", action="budget.exceeded",
+                                                run_id=self.ctx.run_id, policy_hash=self.policy.hash,
+                                                payload={"agent": self.agent.name, "reason": reason})])
+            raise BudgetExceeded(f"agent '{self.agent.name}' stopped: {reason}")
+
+    def _handle_call(self, name: str, args: Any, call_id: str, conversation: list[Any]) -> ToolOutcome:
+        screening = self._screen(name, args, call_id)
+        status = screening["status"]
+        clean = screening["args"]
+        if status == "refused":
+            return ToolOutcome(name, clean, "refused", f"Error: {screening['reason']}", screening["verdict"])
+        edited = False
+        approval_id = None
+        if status == "require_approval":
+            decision = request_approval(
+                name, clean, reason=_reason_for(conversation, name), requester=self.actor,
+                expires_in=self.agent.approval_expires_in, verdict=screening["verdict"],
+                policy_hash=screening["policy_hash"], context={"messages": self._as_dicts(conversation)})
+            approval_id = decision.approval_id
+            if decision.kind == "reject":
+                return ToolOutcome(name, clean, "rejected", f"A reviewer rejected this call: {decision.message}",
+                                   screening["verdict"], approval_id)
+            if decision.kind == "expired":
+                return ToolOutcome(name, clean, "expired", "The approval request expired; the call was not made.",
+                                   screening["verdict"], approval_id)
+            if decision.kind == "respond":
+                return ToolOutcome(name, clean, "responded", f"A reviewer responded: {decision.message}",
+                                   screening["verdict"], approval_id)
+            edited = decision.edited
+            clean = decision.args
+        done = self._execute(name, clean, screening)
+        content = done["content"][:MAX_RESULT_CHARS]
+        if edited:
+            content = (f"Note: a reviewer changed the arguments to {json.dumps(clean, sort_keys=True)} before "
+                       f"running the call. Result: {content}")
+        return ToolOutcome(name, clean, done["status"], content, screening["verdict"], approval_id, edited,
+                           done.get("result"))
+
+    def run(self, task_text: str) -> AgentResult:
+        from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage, messages_from_dict
+
+        messages: list[Any] = [SystemMessage(self.system_text), HumanMessage(task_text)]
+        outcomes: list[ToolOutcome] = []
+        model_name = None
+        empty_replies = 0
+        for turn in range(1, self.agent.max_turns + 1):
+            self._check_budget()
+            out = self._model_turn(messages)
+            model_name = out["model"]
+            ai = messages_from_dict([out["message"]])[0]
+            messages.append(ai)
+            calls = [(c["name"], c.get("args"), c.get("id") or f"call_{turn}_{i}")
+                     for i, c in enumerate(getattr(ai, "tool_calls", []) or [])]
+            invalid = list(getattr(ai, "invalid_tool_calls", []) or [])
+            if not calls and not invalid:
+                text = _as_text(ai.content).strip()
+                if text or empty_replies >= 1:
+                    return AgentResult(text or "(the model returned an empty reply)", outcomes, model_name, turn)
+                empty_replies += 1
+                messages.append(HumanMessage("Your reply was empty. Answer, or call one of your tools."))
+                continue
+            for bad in invalid:
+                call_id = bad.get("id") or f"invalid_{turn}"
+                outcome = self._refuse_malformed(bad, call_id)
+                outcomes.append(outcome)
+                messages.append(ToolMessage(outcome.content, tool_call_id=call_id, status="error"))
+            for name, args, call_id in calls:
+                self._check_budget()
+                outcome = self._handle_call(name, args, call_id, messages)
+                outcomes.append(outcome)
+                messages.append(ToolMessage(outcome.content, tool_call_id=call_id, name=name,
+                                            status="success" if outcome.status == "ok" else "error"))
+        return AgentResult("Stopped: the agent reached its limit of model turns.", outcomes, model_name,
+                           self.agent.max_turns, stopped="max_turns")
+
+    def _refuse_malformed(self, bad: dict[str, Any], call_id: str) -> ToolOutcome:
+        name = bad.get("name") or "(no name)"
+        reason = f"malformed tool call '{name}': {bad.get('error') or 'arguments are not valid JSON'}"
+        self._screen(name, {"_malformed_args": str(bad.get("args"))[:500]}, call_id)
+        return ToolOutcome(name, {}, "refused", f"Error: {reason}. Send the arguments as a JSON object.")
+
+
+def _reason_for(messages: list[Any], tool_name: str) -> str:
+    for message in reversed(messages):
+        text = _as_text(getattr(message, "content", "")).strip()
+        if text and message.type == "ai":
+            return text[:1000]
+    return f"the flow called {tool_name}" if not messages else f"the agent proposed {tool_name}"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in value)
+    try:
+        return json.dumps(value, default=str)
+    except TypeError:
+        return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+

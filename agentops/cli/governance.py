@@ -1,0 +1,216 @@
+"""CLI commands for governance: approvals, users, the audit ledger and policies."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agentops import service
+from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_time
+from agentops.core import serialization
+from agentops.errors import AgentOpsError
+
+approvals_app = typer.Typer(help="Pending approvals and decisions.", no_args_is_help=True)
+users_app = typer.Typer(help="Local accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit ledger.", no_args_is_help=True)
+policy_app = typer.Typer(help="Declarative policies under policies/.", no_args_is_help=True)
+
+
+
+@approvals_app.command("list")
+def approvals_list(
+    status: Annotated[str, typer.Option("--status", help="pending, edited, expired, all...")] = "pending",
+    as_json: JsonOpt = False,
+) -> None:
+    """List approval requests (pending by default)."""
+    items = service.list_approvals(status)
+    if as_json:
+        emit_json([a.model_dump() | {"args": serialization.loads(a.args)} for a in items])
+        return
+    table = Table("id", "action", "arguments", "requester", "status", "reason", "expires", box=None)
+    for a in items:
+        table.add_row(a.id[:12], a.action, a.args[:60], a.requester, a.status, a.reason[:50], fmt_time(a.expires_at))
+    console.print(table)
+
+
+def _decided(result: object, approval_id: str) -> None:
+    if result is None:
+        console.print(f"vote recorded on {approval_id}; more approvers are needed")
+    else:
+        console.print(f"{approval_id}: {result.kind}")  # type: ignore[attr-defined]
+
+
+Digest = Annotated[str | None, typer.Option("--digest", help="The argument digest you reviewed.")]
+
+
+@approvals_app.command("approve")
+def approvals_approve(approval_id: str, user: AsUser = None, digest: Digest = None) -> None:
+    """Approve a request as it stands."""
+    _decided(service.decide(approval_id, "approve", user=user, args_digest=digest), approval_id)
+
+
+@approvals_app.command("edit")
+def approvals_edit(approval_id: str, args: Annotated[str, typer.Option("--args", help="Replacement arguments (JSON).")],
+                   user: AsUser = None, digest: Digest = None) -> None:
+    """Approve with replacement arguments (checked against the action's schema and policy)."""
+    try:
+        edited = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise AgentOpsError(f"--args is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(edited, dict):
+        raise AgentOpsError("--args must be a JSON object of argument names to values")
+    _decided(service.decide(approval_id, "edit", user=user, args_digest=digest, edited_args=edited), approval_id)
+
+
+@approvals_app.command("reject")
+def approvals_reject(approval_id: str, reason: Annotated[str, typer.Option("--reason", help="Sent to the caller.")],
+                     user: AsUser = None, digest: Digest = None) -> None:
+    """Reject a request; the reason is returned to the agent or flow."""
+    _decided(service.decide(approval_id, "reject", user=user, args_digest=digest, message=reason), approval_id)
+
+
+@approvals_app.command("respond")
+def approvals_respond(approval_id: str, message: Annotated[str, typer.Option("--message")],
+                      user: AsUser = None) -> None:
+    """Answer a request with a message instead of approving or rejecting it."""
+    _decided(service.decide(approval_id, "respond", user=user, message=message), approval_id)
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option("--role", help="viewer, operator, approver or admin")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    no_password: Annotated[bool, typer.Option("--no-password", help="An account for OIDC or CLI use only.")] = False,
+) -> None:
+    """Create a local account. Password: AGENTOPS_USER_PASSWORD, --password-stdin, or a prompt."""
+    import os
+
+    password: str | None
+    if no_password:
+        password = None
+    elif password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif os.environ.get("AGENTOPS_USER_PASSWORD"):
+        password = os.environ["AGENTOPS_USER_PASSWORD"]
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    service.add_user(name, role, password)
+    console.print(f"user {name} ({role}) created")
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """List local accounts."""
+    users = service.list_users()
+    if as_json:
+        emit_json([{"name": u.name, "role": u.role, "created_at": u.created_at} for u in users])
+        return
+    table = Table("user", "role", "created", box=None)
+    for u in users:
+        table.add_row(u.name, u.role, fmt_time(u.created_at))
+    console.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Walk the hash chain; report OK with the count, or the first bad event."""
+    report = service.audit_verify()
+    if as_json:
+        emit_json({"ok": report.ok, "count": report.count, "first_bad_seq": report.first_bad_seq,
+                   "problem": report.problem})
+    else:
+        console.print(("[green]" if report.ok else "[red]") + report.line(), markup=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _parse_when(value: str | None) -> float | None:
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise AgentOpsError(f"bad time '{value}': use ISO 8601, e.g. 2026-11-01 or 2026-11-01T09:00:00") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str | None, typer.Option("--since", help="ISO time (UTC unless given).")] = None,
+    until: Annotated[str | None, typer.Option("--until")] = None,
+    fmt: Annotated[str, typer.Option("--format")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+) -> None:
+    """Write the ledger as JSON lines (one event per line) for a SIEM."""
+    if fmt != "jsonl":
+        raise AgentOpsError(f"unknown format '{fmt}' (supported: jsonl)")
+    lines = service.audit_export(since=_parse_when(since), until=_parse_when(until))
+    out = output.open("w") if output else sys.stdout
+    try:
+        for line in lines:
+            out.write(line + "\n")
+    finally:
+        if output:
+            out.close()
+
+
+@audit_app.command("search")
+def audit_search(actor: Annotated[str | None, typer.Option("--actor")] = None,
+                 action: Annotated[str | None, typer.Option("--action")] = None,
+                 run: Annotated[str | None, typer.Option("--run")] = None,
+                 limit: Annotated[int, typer.Option("--limit")] = 50, as_json: JsonOpt = False) -> None:
+    """Search the ledger by actor, action prefix and run."""
+    events = service.audit_search(actor=actor, action=action, run_id=run, limit=limit)
+    if as_json:
+        emit_json([service.ledger_record(e) for e in events])
+        return
+    table = Table("seq", "time", "actor", "action", "run", "payload", box=None)
+    for e in events:
+        table.add_row(str(e.seq), fmt_time(e.ts), e.actor, e.action, (e.run_id or "")[:12], e.payload[:70])
+    console.print(table)
+
+
+@policy_app.command("check")
+def policy_check(file: Path) -> None:
+    """Validate a policy file; errors name the line."""
+    from agentops.governance.policy import load_policy
+
+    policy = load_policy(file)
+    console.print(f"OK: {file} ({len(policy.rules)} tools, hash {policy.hash[:12]})")
+
+
+@policy_app.command("test")
+def policy_test(directory: Annotated[Path | None, typer.Argument(help="Default: <project>/policies")] = None) -> None:
+    """Run the example cases next to each policy (*.cases.yaml) and report verdicts that differ."""
+    from agentops.governance.policy import load_project_policy, run_policy_cases
+
+    root = service.project_path()
+    folder = directory or root / "policies"
+    policy = load_project_policy(root)
+    failed = total = 0
+    for cases in sorted(folder.glob("*.cases.yaml")):
+        for result in run_policy_cases(policy, cases):
+            total += 1
+            if not result.passed:
+                failed += 1
+                console.print(f"[red]DIFF[/red] {cases.name}: {result}")
+    console.print(f"{total - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(approvals_app, name="approvals")
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(policy_app, name="policy")

@@ -1,0 +1,307 @@
+"""The `agentops` command line (typer). Errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import typing
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agentops import service
+from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
+from agentops.core.states import State
+from agentops.errors import AgentOpsError
+
+app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
+flows_app = typer.Typer(help="The project's flows.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(flows_app, name="flows")
+
+
+@app.callback()
+def _global(project: Annotated[Path | None, typer.Option("--project", help="Project root directory.")] = None) -> None:
+    if project is not None:
+        import os
+
+        from agentops.settings import reset_settings
+
+        os.environ["AGENTOPS_PROJECT_DIR"] = str(project.resolve())
+        reset_settings()
+
+
+@app.command()
+def init() -> None:
+    """Create or migrate the database and seed the embedded backends. Running it again changes nothing."""
+    from agentops.service.setup import init_project
+
+    for line in init_project():
+        console.print(line)
+
+
+@app.command()
+def run(
+    flow: Annotated[str, typer.Argument(help="Flow name (see `agentops flows list`).")],
+    param: Annotated[list[str] | None, typer.Option("-p", "--param", help="key=value; repeatable.")] = None,
+    queue: Annotated[bool, typer.Option("--queue", help="Queue for a worker instead of running now.")] = False,
+    user: AsUser = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a flow now (or queue it for a worker)."""
+    target = service.find_flow(flow)
+    params = parse_params(param, typing.get_type_hints(target.fn))
+    run_id = service.start_run(flow, params, user=user, queue=queue)
+    if queue:
+        emit_json({"run_id": run_id, "state": "PENDING"}) if as_json else console.print(
+            f"queued run [bold]{run_id}[/bold] of flow {flow}")
+        return
+    outcome = _with_progress(run_id, lambda: service.execute_here(run_id), quiet=as_json)
+    if as_json:
+        emit_json({"run_id": run_id, "state": outcome.state, "result": outcome.result, "error": outcome.error})
+    else:
+        _print_run(run_id)
+    if outcome.state == "FAILED":
+        raise typer.Exit(1)
+
+
+def _with_progress(run_id: str, work: Any, *, quiet: bool) -> Any:
+    """Execute `work` while a live display shows the run's steps as they complete (on a terminal)."""
+    if quiet or not sys.stdout.isatty():
+        return work()
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("outcome", work()), daemon=True)
+    with console.status(f"running {run_id[:12]}…") as status:
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+            steps = service.run_steps(run_id)
+            if steps:
+                last = steps[-1]
+                status.update(f"run {run_id[:12]}: {len(steps)} steps, last: {last.name} {last.state}")
+    return result["outcome"]
+
+
+def _print_run(run_id: str) -> None:
+    run = service.get_run(run_id)
+    steps = service.run_steps(run.id)
+    logs = service.run_logs(run.id)
+    console.print(f"run [bold]{run.id}[/bold]  flow [bold]{run.flow_name}[/bold]  {styled_state(run.state)}"
+                  f"  trigger {run.trigger}  created {fmt_time(run.created_at)}")
+    if run.error:
+        console.print(f"[red]error:[/red] {run.error}")
+    if steps:
+        table = Table("step", "task", "kind", "state", "attempts", "duration", "output / error", box=None)
+        for step in steps:
+            shown = step.error or step.output or ""
+            table.add_row(str(step.step_no), step.name, step.kind, styled_state(step.state), str(step.attempts),
+                          fmt_duration(step.duration_ms), shown[:80])
+        console.print(table)
+    if run.state == State.AWAITING_APPROVAL:
+        for appr in service.pending_approvals_for(run.id):
+            console.print(f"[magenta]awaiting approval[/magenta] {appr.id}: {appr.action} {appr.args}")
+    if logs:
+        console.print("[bold]logs[/bold]")
+        for line in logs[-50:]:
+            where = f"step {line.step_no}" if line.step_no else "run"
+            console.print(f"  {fmt_time(line.ts)} {line.level:<7} {where}: {line.message}", markup=False)
+    if run.result is not None and run.state == "COMPLETED":
+        console.print(f"result: {run.result[:500]}", markup=False)
+
+
+@runs_app.command("list")
+def runs_list(
+    state: Annotated[str | None, typer.Option("--state")] = None,
+    flow: Annotated[str | None, typer.Option("--flow")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent runs, newest first."""
+    runs = service.list_runs(state=state, flow=flow, limit=limit)
+    if as_json:
+        emit_json([asdict(r) for r in runs])
+        return
+    table = Table("run", "flow", "state", "trigger", "created", "duration", box=None)
+    for r in runs:
+        took = (r.ended_at - r.started_at) * 1000 if r.ended_at and r.started_at else None
+        table.add_row(r.id[:12], r.flow_name, styled_state(r.state), r.trigger, fmt_time(r.created_at),
+                      fmt_duration(took))
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
+    """Show a run: its steps, states, attempts, durations, logs and state history."""
+    if as_json:
+        detail = service.run_detail(run_id)
+        emit_json({"run": asdict(detail.run), "steps": [asdict(s) for s in detail.steps],
+                   "logs": [asdict(x) for x in detail.logs],
+                   "history": [service.ledger_record(e) for e in detail.history if e.action.endswith(".state")],
+                   "approvals": [a.model_dump() for a in detail.approvals]})
+        return
+    _print_run(service.resolve_run_id(run_id))
+
+
+@runs_app.command("resume")
+def runs_resume(run_id: str, user: AsUser = None) -> None:
+    """Resume a run now, in this process: completed steps are replayed from their records."""
+    outcome = service.resume(run_id, user=user)
+    _print_run(outcome.run_id)
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, user: AsUser = None) -> None:
+    """Cancel a run that has not finished."""
+    service.cancel(run_id, user=user)
+    console.print(f"cancelled run {run_id}")
+
+
+@flows_app.command("list")
+def flows_list(as_json: JsonOpt = False) -> None:
+    """List the flows found under flows/."""
+    flows = service.list_flows()
+    if as_json:
+        emit_json([{"name": f.name, "description": f.description, "parameters": f.parameter_schema()}
+                   for f in flows])
+        return
+    table = Table("flow", "parameters", "description", box=None)
+    for f in flows:
+        props = f.parameter_schema().get("properties", {})
+        table.add_row(f.name, ", ".join(props), (f.description.splitlines() or [""])[0])
+    console.print(table)
+
+
+@app.command()
+def worker(
+    burst: Annotated[bool, typer.Option("--burst", help="Drain the queue, then exit.")] = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 4,
+) -> None:
+    """Claim and execute queued runs; recover runs whose worker died."""
+    service.project_path()
+    w = service.new_worker(concurrency=concurrency,
+               on_outcome=lambda o: console.print(f"run {o.run_id[:12]} {styled_state(o.state)}"))
+    console.print(f"worker {w.id} started{' (burst)' if burst else ''}")
+    try:
+        count = w.run(burst=burst)
+    except KeyboardInterrupt:
+        w.stop()
+        count = w.executed
+    console.print(f"worker {w.id} stopped after {count} runs")
+
+
+@app.command()
+def chat(
+    message: Annotated[str, typer.Argument(help='e.g. "web-app is at 95% CPU, handle it"')],
+    user: AsUser = None,
+    conversation: Annotated[str | None, typer.Option("--conversation", help="Continue a conversation.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the dispatcher agent to start the right flow; follow its progress and pending approvals."""
+    reply = service.chat_send(message, user=user, conversation_id=conversation)
+    followed = []
+    for started in reply.started_runs:
+        run = _with_progress(started["run_id"], lambda rid=started["run_id"]: service.follow_run(rid), quiet=as_json)
+        followed.append({"run_id": run.id, "flow": run.flow_name, "state": run.state,
+                         "approvals": [{"id": a.id, "action": a.action, "args": a.args}
+                                       for a in service.pending_approvals_for(run.id)]})
+    if as_json:
+        emit_json({"conversation_id": reply.conversation_id, "answer": reply.answer, "model": reply.model,
+                   "runs": followed})
+        return
+    label = f" [dim]({reply.model})[/dim]" if reply.model else ""
+    console.print(f"[bold]agent[/bold]{label}: {reply.answer}")
+    for item in followed:
+        console.print(f"run {item['run_id'][:12]} {item['flow']}: {styled_state(item['state'])}")
+        for appr in item["approvals"]:
+            console.print(f"  [magenta]awaiting approval[/magenta] {appr['id']}: {appr['action']} {appr['args']}\n"
+                          f"  decide: agentops approvals approve {appr['id']} --as APPROVER  (or in the app's inbox)")
+    console.print(f"[dim]conversation {reply.conversation_id}[/dim]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8501,
+    no_app: Annotated[bool, typer.Option("--no-app", help="Only the scheduler and a worker.")] = False,
+) -> None:
+    """Run the scheduler, a worker and the app together until Ctrl-C."""
+    from agentops.cli.serve import Services
+
+    services = Services(host=host, port=port, with_app=not no_app, on_event=console.print)
+    services.start()
+    console.print(f"serving: app {services.url if not no_app else '(off)'}, scheduler and worker running")
+    services.wait()
+
+
+@app.command()
+def ui(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+       port: Annotated[int, typer.Option("--port")] = 8501) -> None:
+    """Run only the Streamlit app."""
+    from agentops.cli.serve import start_app
+    from agentops.engine.project import project_root
+
+    process = start_app(project_root(), host, port)
+    console.print(f"app on http://{host}:{port} (pid {process.pid}); Ctrl-C stops it")
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(10)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8501,
+    exit_after_setup: Annotated[bool, typer.Option("--exit", help="Set up and trigger, then stop.")] = False,
+) -> None:
+    """The full loop: init, demo users, seeds and a schedule, serve, and an incident awaiting approval."""
+    from agentops.cli import demo as demo_mod
+    from agentops.cli.serve import Services
+    from agentops.service.setup import init_project
+
+    say = console.print
+    for line in init_project():
+        say(line)
+    demo_mod.create_demo_users(say)
+    demo_mod.seed_schedules(say)
+    demo_mod.restore_incident_deployment(say)
+    services = Services(host=host, port=port, with_app=not exit_after_setup, on_event=say)
+    services.start()
+    try:
+        state = demo_mod.trigger_incident(say)
+    except Exception:
+        services.stop()
+        raise
+    if exit_after_setup:
+        services.stop()
+        return
+    next_step = "to decide the waiting approval" if state.approval_ids else "to follow the runs"
+    say(f"\n[bold]open {services.url}[/bold] and log in as ada (approver) {next_step}")
+    say("Ctrl-C stops the demo; `agentops audit verify` checks the ledger")
+    services.wait()
+
+
+def _register_subcommands() -> None:
+    from agentops.cli import governance as cli_governance
+    from agentops.cli import ops as cli_ops
+
+    cli_governance.register(app)
+    cli_ops.register(app)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    try:
+        app()
+    except AgentOpsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+

@@ -1,0 +1,102 @@
+"""CLI commands for schedules and the scheduler."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import typing
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_time, parse_params
+from agentops.service import schedules
+
+schedules_app = typer.Typer(help="Cron and interval schedules.", no_args_is_help=True)
+
+
+
+@schedules_app.command("add")
+def schedules_add(
+    flow_name: Annotated[str, typer.Argument(metavar="FLOW")],
+    cron: Annotated[str | None, typer.Option("--cron", help='e.g. "0 9 * * 1-5"')] = None,
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between runs.")] = None,
+    tz: Annotated[str, typer.Option("--tz", help="IANA timezone the cron is read in.")] = "UTC",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value")] = None,
+    catchup: Annotated[str, typer.Option("--catchup", help="Missed fire times: skip, or run once.")] = "skip",
+    user: AsUser = None,
+) -> None:
+    """Add a schedule for FLOW."""
+    from agentops.engine.registry import find_flow
+
+    hints = typing.get_type_hints(find_flow(flow_name).fn)
+    schedule_id = schedules.add_schedule(flow_name, cron=cron, interval_seconds=interval, timezone=tz,
+                                         parameters=parse_params(param, hints), catchup=catchup, user=user)
+    created = schedules.get_schedule(schedule_id)
+    console.print(f"schedule {schedule_id}: {flow_name}, {schedules.Cadence.of(created).describe()}, "
+                     f"next at {fmt_time(created.next_fire_at)}")
+
+
+@schedules_app.command("list")
+def schedules_list(as_json: JsonOpt = False) -> None:
+    """List schedules with their next fire time."""
+    rows = [schedules.describe(s) for s in schedules.list_schedules()]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "flow", "when", "parameters", "catch-up", "next fire", "last fire", "state", box=None)
+    for r in rows:
+        table.add_row(str(r["id"]), r["flow"], r["when"], str(r["parameters"]), r["catchup"],
+                      fmt_time(r["next_fire_at"]), fmt_time(r["last_fire_at"]),
+                      "paused" if r["paused"] else "active")
+    console.print(table)
+
+
+@schedules_app.command("pause")
+def schedules_pause(schedule_id: int, user: AsUser = None) -> None:
+    """Stop firing until resumed."""
+    schedules.pause_schedule(schedule_id, user=user)
+    console.print(f"schedule {schedule_id} paused")
+
+
+@schedules_app.command("resume")
+def schedules_resume(schedule_id: int, user: AsUser = None) -> None:
+    """Fire again, from now on (fire times missed while paused are skipped)."""
+    schedules.resume_schedule(schedule_id, user=user)
+    upcoming = schedules.get_schedule(schedule_id).next_fire_at
+    console.print(f"schedule {schedule_id} resumed; next at {fmt_time(upcoming)}")
+
+
+@schedules_app.command("delete")
+def schedules_delete(schedule_id: int, user: AsUser = None) -> None:
+    """Delete a schedule (its past runs stay)."""
+    schedules.delete_schedule(schedule_id, user=user)
+    console.print(f"schedule {schedule_id} deleted")
+
+
+def scheduler(
+    tick: Annotated[float, typer.Option("--tick", help="Seconds between passes.")] = 0.25,
+    lease_ttl: Annotated[float, typer.Option("--lease-ttl", help="A standby takes over this long after "
+                                                               "the active scheduler stops.")] = 10.0,
+) -> None:
+    """Run the scheduler (one is active under a database lease; others stand by)."""
+    from agentops.db import open_store
+    from agentops.engine.project import load_project
+    from agentops.scheduling.scheduler import Scheduler
+
+    load_project()
+    instance = Scheduler(open_store(), tick_seconds=tick, lease_ttl=lease_ttl)
+    console.print(f"scheduler {instance.holder} started")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+    try:
+        instance.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    console.print(f"scheduler {instance.holder} stopped")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(schedules_app, name="schedules")
+    app.command("scheduler")(scheduler)

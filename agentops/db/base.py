@@ -1,0 +1,148 @@
+"""The store's connections and transactions; every owner's statements build on them (see agentops/db/).
+
+SQLite (WAL, the embedded default) and PostgreSQL share every statement here. Write transactions on
+SQLite start with BEGIN IMMEDIATE and are serialised in-process by a lock, so no thread sleeps in
+SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by an advisory lock.
+Every state change appends its audit events in the same transaction, so the ledger never disagrees
+with the tables.
+
+The engine's own path (runs, steps, logs, cache, the ledger) is written as SQL text that both databases
+accept. On SQLite it runs on plain sqlite3 connections, so `agentops run` never imports SQLAlchemy;
+everything else is built with SQLAlchemy Core on the SQLModel tables, imported on first use.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentops.core.deferred import DeferredModule
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy import Connection, Engine
+
+    from agentops.db import schema
+else:
+    sa = DeferredModule("sqlalchemy")
+    schema = DeferredModule("agentops.db.schema")
+
+from agentops.db.sql import SqlText, connect_sqlite, sqlite_path
+
+
+class StoreBase:
+    """Connections and transactions on SQLite or PostgreSQL. The Store in agentops.db.store adds the statements."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+        self._write_lock = threading.RLock() if self.is_sqlite else None
+        self._sqlite_path = sqlite_path(url) if self.is_sqlite else ""
+        self._raw_writer: sqlite3.Connection | None = None
+        self._idle_readers: list[sqlite3.Connection] = []
+        if self.is_sqlite and self._sqlite_path and self._sqlite_path != ":memory:":
+            Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+        if not self.is_sqlite:
+            self._engine = self._create_engine(url)
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine; on SQLite it is built on first use, off the engine's own path."""
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._create_engine(self.url)
+        return self._engine
+
+    def _create_engine(self, url: str) -> Engine:
+        if not self.is_sqlite:
+            return sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+        engine = sa.create_engine(url, creator=lambda: connect_sqlite(self._sqlite_path), pool_size=8,
+                                  max_overflow=64)
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on exit."""
+        if self._write_lock is not None:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write_sql(self) -> Iterator[SqlText]:
+        """A write transaction for SQL text: plain sqlite3 under the write lock, or SQLAlchemy on PostgreSQL."""
+        if self._write_lock is None:
+            with self.write() as conn:
+                yield SqlText(conn)
+            return
+        with self._write_lock:
+            if self._raw_writer is None:
+                self._raw_writer = connect_sqlite(self._sqlite_path)
+            raw = self._raw_writer
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqlText(raw)
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read_sql(self) -> Iterator[SqlText]:
+        """Reads for SQL text: a pooled sqlite3 connection in autocommit (each read is one statement, so it sees
+        one snapshot), or a SQLAlchemy read transaction."""
+        if not self.is_sqlite:
+            with self.read() as conn:
+                yield SqlText(conn)
+            return
+        with self._lock:
+            reader = self._idle_readers.pop() if self._idle_readers else None
+        if reader is None:
+            reader = connect_sqlite(self._sqlite_path)
+        try:
+            yield SqlText(reader)
+        finally:
+            with self._lock:
+                self._idle_readers.append(reader)
+
+    def dispose(self) -> None:
+        with self._lock:
+            for conn in self._idle_readers:
+                conn.close()
+            self._idle_readers.clear()
+        if self._write_lock is not None:
+            with self._write_lock:
+                if self._raw_writer is not None:
+                    self._raw_writer.close()
+                    self._raw_writer = None
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+    def schema_revision(self) -> str | None:
+        try:
+            with self._read_sql() as tx:
+                found = tx.first("SELECT version_num FROM alembic_version")
+        except Exception:
+            return None
+        return found["version_num"] if found else None

@@ -1,0 +1,312 @@
+"""The database schema as SQLModel tables. Queries live in `agentops.db.store`, nowhere else.
+
+Times are UTC epoch seconds (float): portable between SQLite and PostgreSQL and cheap to compare.
+JSON columns hold text produced by `agentops.core.serialization.dumps`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+class FlowRun(SQLModel, table=True):
+    __tablename__ = "flow_runs"
+    __table_args__ = (
+        Index("ix_flow_runs_queued", "created_at", sqlite_where=text("state = 'PENDING'"),
+              postgresql_where=text("state = 'PENDING'")),
+        Index("ix_flow_runs_state_created", "state", "created_at"),
+        Index("ix_flow_runs_flow_created", "flow_name", "created_at"),
+        Index("ix_flow_runs_created", "created_at"),
+        UniqueConstraint("schedule_id", "scheduled_for", name="uq_flow_runs_schedule_fire"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    flow_name: str = Field(max_length=200)
+    parameters: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    state: str = Field(default="PENDING", max_length=32)
+    state_message: str | None = Field(default=None, sa_column=Column(Text))
+    trigger: str = Field(default="manual", max_length=32)
+    created_by: str | None = Field(default=None, max_length=200)
+    parent_run_id: str | None = Field(default=None, max_length=32)
+    schedule_id: int | None = Field(default=None)
+    scheduled_for: float | None = None
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    worker_id: str | None = Field(default=None, max_length=100)
+    heartbeat_at: float | None = None
+    wake_at: float | None = None
+    result: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class StepRun(SQLModel, table=True):
+    __tablename__ = "step_runs"
+    __table_args__ = (UniqueConstraint("run_id", "step_no", name="uq_step_runs_run_step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=32, index=True)
+    step_no: int
+    name: str = Field(max_length=200)
+    kind: str = Field(default="task", max_length=32)
+    state: str = Field(max_length=32)
+    inputs_digest: str | None = Field(default=None, max_length=64)
+    inputs: str | None = Field(default=None, sa_column=Column(Text))
+    output: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    started_at: float | None = None
+    ended_at: float | None = None
+    duration_ms: float | None = None
+    tags: str | None = Field(default=None, max_length=500)
+    cache_key: str | None = Field(default=None, max_length=200)
+    meta: str | None = Field(default=None, sa_column=Column(Text))
+    """Kind-specific facts: model name, token usage, latency, verdict, approval id."""
+    tokens: int = 0
+    cost: float = 0.0
+
+
+class LogLine(SQLModel, table=True):
+    __tablename__ = "log_lines"
+    __table_args__ = (Index("ix_log_lines_run", "run_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=32)
+    step_no: int | None = None
+    ts: float
+    level: str = Field(max_length=16)
+    message: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class CacheEntry(SQLModel, table=True):
+    __tablename__ = "task_cache"
+
+    key: str = Field(primary_key=True, max_length=200)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: float
+    expires_at: float | None = None
+
+
+class LedgerEvent(SQLModel, table=True):
+    """Append-only, hash-chained audit event. `hash` = sha256(prev_hash + canonical fields)."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        Index("ix_ledger_run", "run_id", "seq"),
+        Index("ix_ledger_ts", "ts"),
+        Index("ix_ledger_actor", "actor", "seq"),
+        Index("ix_ledger_action", "action", "seq"),
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    ts: float
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=100)
+    run_id: str | None = Field(default=None, max_length=32)
+    step_no: int | None = None
+    approval_id: str | None = Field(default=None, max_length=32)
+    payload: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    policy_hash: str | None = Field(default=None, max_length=64)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class Approval(SQLModel, table=True):
+    __tablename__ = "approvals"
+    __table_args__ = (
+        Index("ix_approvals_pending", "created_at", sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
+        UniqueConstraint("run_id", "step_no", name="uq_approvals_run_step"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    run_id: str | None = Field(default=None, max_length=32, index=True)
+    step_no: int | None = None
+    action: str = Field(max_length=200)
+    args: str = Field(sa_column=Column(Text, nullable=False))
+    args_digest: str = Field(max_length=64)
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    requester: str = Field(max_length=200)
+    verdict: str | None = Field(default=None, sa_column=Column(Text))
+    policy_hash: str | None = Field(default=None, max_length=64)
+    context: str | None = Field(default=None, sa_column=Column(Text))
+    """What led to the request, e.g. the model conversation, as JSON."""
+    quorum: int = 1
+    status: str = Field(default="pending", max_length=16)
+    created_at: float
+    expires_at: float | None = None
+    decided_at: float | None = None
+    decided_by: str | None = Field(default=None, max_length=500)
+    decision: str | None = Field(default=None, sa_column=Column(Text))
+    """The final decision as JSON: kind, args (edited or original), message."""
+
+
+class ApprovalVote(SQLModel, table=True):
+    __tablename__ = "approval_votes"
+    __table_args__ = (UniqueConstraint("approval_id", "user", name="uq_approval_votes_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    approval_id: str = Field(max_length=32, index=True)
+    user: str = Field(max_length=200)
+    kind: str = Field(max_length=16)
+    args_digest: str = Field(max_length=64)
+    args: str | None = Field(default=None, sa_column=Column(Text))
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    ts: float
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    name: str = Field(primary_key=True, max_length=200)
+    role: str = Field(max_length=16)
+    password_hash: str | None = Field(default=None, max_length=500)
+    created_at: float
+    disabled: bool = False
+
+
+class Schedule(SQLModel, table=True):
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_due", "next_fire_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_name: str = Field(max_length=200)
+    cron: str | None = Field(default=None, max_length=100)
+    interval_seconds: float | None = None
+    timezone: str = Field(default="UTC", max_length=64)
+    parameters: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    catchup: str = Field(default="skip", max_length=16)
+    paused: bool = False
+    next_fire_at: float | None = None
+    last_fire_at: float | None = None
+    created_at: float
+    created_by: str | None = Field(default=None, max_length=200)
+
+
+class Lease(SQLModel, table=True):
+    """A named lock with an expiry (the active scheduler holds one)."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=100)
+    holder: str = Field(max_length=200)
+    expires_at: float
+
+
+class RateEvent(SQLModel, table=True):
+    """One counted use of a rate-limited action, for policy windows."""
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("ix_rate_events_key_ts", "key", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300)
+    ts: float
+
+
+class OutboxEmail(SQLModel, table=True):
+    """The embedded email backend: mail that would have been sent."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    sender: str = Field(max_length=300)
+    to: str = Field(sa_column=Column(Text, nullable=False))
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    attachments: str | None = Field(default=None, sa_column=Column(Text))
+    run_id: str | None = Field(default=None, max_length=32)
+    created_at: float
+
+
+class Ticket(SQLModel, table=True):
+    """The embedded ticket backend."""
+
+    __tablename__ = "tickets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str | None = Field(default=None, max_length=200, unique=True)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    priority: str = Field(default="P3", max_length=8)
+    status: str = Field(default="open", max_length=32)
+    assignee: str | None = Field(default=None, max_length=200)
+    run_id: str | None = Field(default=None, max_length=32)
+    created_at: float
+    updated_at: float
+
+
+class Deployment(SQLModel, table=True):
+    """The simulated cluster: one row per deployment with its current replicas and metrics."""
+
+    __tablename__ = "deployments"
+
+    name: str = Field(primary_key=True, max_length=200)
+    namespace: str = Field(default="default", max_length=100)
+    replicas: int
+    cpu_percent: float
+    error_rate: float
+    p95_latency_ms: float
+    base_load: float = 1.0
+    """Load in 'replica-equivalents at 100% CPU'; cpu_percent follows load / replicas."""
+    updated_at: float
+
+
+class ScaleEvent(SQLModel, table=True):
+    __tablename__ = "scale_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    deployment: str = Field(max_length=200)
+    from_replicas: int
+    to_replicas: int
+    run_id: str | None = Field(default=None, max_length=32)
+    ts: float
+
+
+class MetricSample(SQLModel, table=True):
+    """Metric history of the simulated cluster (predictive scaling reads it)."""
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (Index("ix_metric_samples_dep_ts", "deployment", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment: str = Field(max_length=200)
+    ts: float
+    cpu_percent: float
+    requests_per_s: float
+
+
+class ChatMessage(SQLModel, table=True):
+    __tablename__ = "chat_messages"
+    __table_args__ = (Index("ix_chat_messages_conv", "conversation_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(max_length=32)
+    user: str | None = Field(default=None, max_length=200)
+    role: str = Field(max_length=16)
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    run_id: str | None = Field(default=None, max_length=32)
+    ts: float
+
+
+RUNS = FlowRun.__table__
+STEPS = StepRun.__table__
+LOGS = LogLine.__table__
+CACHE = CacheEntry.__table__
+LEDGER = LedgerEvent.__table__
+APPROVALS = Approval.__table__
+VOTES = ApprovalVote.__table__
+USERS = User.__table__
+SCHEDULES = Schedule.__table__
+LEASES = Lease.__table__
+RATES = RateEvent.__table__
+OUTBOX = OutboxEmail.__table__
+TICKETS = Ticket.__table__
+DEPLOYMENTS = Deployment.__table__
+SCALES = ScaleEvent.__table__
+METRICS = MetricSample.__table__
+CHAT = ChatMessage.__table__

@@ -1,0 +1,101 @@
+"""SQL helpers shared by every owner's statements: SQL text on SQLite and PostgreSQL, row builders."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from agentops.core.deferred import DeferredModule
+from agentops.db.records import LogRecord, RunRecord, StepRecord, column_defaults, column_names
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy import Connection
+
+    from agentops.db import schema
+else:
+    sa = DeferredModule("sqlalchemy")
+    schema = DeferredModule("agentops.db.schema")
+
+
+def as_row(row_type: type, mapping: Any) -> Any:
+    return row_type(**dict(mapping))
+
+
+def insert_sql(table: str, columns: Iterable[str]) -> str:
+    columns = list(columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+
+
+def update_sql(table: str, columns: Iterable[str], where: str) -> str:
+    return f"UPDATE {table} SET {', '.join(f'{c} = :{c}' for c in columns)} WHERE {where}"
+
+
+def in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """`(:name0, :name1, ...)` and its parameters, for an IN over a list in SQL text."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(":" + k for k in params) + ")", params
+
+
+RUN_COLUMNS = ", ".join(column_names(RunRecord))
+STEP_COLUMNS = ", ".join(column_names(StepRecord))
+LOG_COLUMNS = ", ".join(column_names(LogRecord))
+
+
+def with_defaults(record: type, row: dict[str, Any]) -> dict[str, Any]:
+    """The row with the table's defaults filled in, so one INSERT text fits every row (and no column is unknown)."""
+    unknown = row.keys() - column_names(record)
+    if unknown:
+        raise ValueError(f"not columns of {record.__name__}: {', '.join(sorted(unknown))}")
+    return {**column_defaults(record), **row}
+
+
+class SqlText:
+    """Runs the engine's SQL text on a plain sqlite3 connection or inside a SQLAlchemy transaction.
+
+    Both take `:name` parameters, so one statement serves SQLite and PostgreSQL.
+    """
+
+    def __init__(self, conn: sqlite3.Connection | Connection) -> None:
+        self.conn = conn
+        self.raw = isinstance(conn, sqlite3.Connection)
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        if self.raw:
+            return self.conn.execute(sql, params or {}).rowcount  # type: ignore[union-attr]
+        return self.conn.execute(sa.text(sql), params or {}).rowcount  # type: ignore[union-attr]
+
+    def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.raw:
+            self.conn.executemany(sql, rows)  # type: ignore[union-attr]
+        else:
+            self.conn.execute(sa.text(sql), list(rows))
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.raw:
+            cursor = self.conn.execute(sql, params or {})  # type: ignore[union-attr]
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor]
+        return [dict(m) for m in self.conn.execute(sa.text(sql), params or {}).mappings()]
+
+    def first(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+
+def sqlite_path(url: str) -> str:
+    """The file a sqlite:/// URL names, read as SQLAlchemy reads it (query options dropped, %XX decoded)."""
+    return unquote(url.split("///", 1)[-1].split("?", 1)[0])
+
+
+def connect_sqlite(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn

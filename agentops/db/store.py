@@ -1,0 +1,16 @@
+"""The Store: every SQL statement agentops runs, split by owner. Build one with `open_store(url)`.
+
+SQLite (WAL, the embedded default) and PostgreSQL share every statement. Each owner's statements live in
+their own module of agentops.db; this class puts them together.
+"""
+
+from __future__ import annotations
+
+from agentops.db.backends import BackendsSQL
+from agentops.db.chat import ChatSQL
+from agentops.db.governance import GovernanceSQL
+from agentops.db.scheduling import SchedulingSQL
+
+
+class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL):
+    """Database access for the whole of agentops."""

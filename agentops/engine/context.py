@@ -1,0 +1,95 @@
+"""What the engine knows about the run and the step executing in the current thread or task."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentops.db import Store
+    from agentops.db.records import StepRecord
+
+
+@dataclass
+class BudgetUsage:
+    """What a run's model and tool steps have used so far; the policy's per-run budgets are checked against it."""
+
+    model_calls: int = 0
+    tool_calls: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, kind: str, *, new_step: bool, tokens: int = 0, cost: float = 0.0) -> None:
+        if new_step and kind == "model":
+            self.model_calls += 1
+        elif new_step and kind == "tool":
+            self.tool_calls += 1
+        self.tokens += tokens
+        self.cost_usd += cost
+
+
+@dataclass
+class RunContext:
+    """State shared by every step of one executing flow run."""
+
+    run_id: str
+    flow_name: str
+    store: Store
+    recorded: dict[int, StepRecord]
+    worker_id: str
+    log_prints: bool = False
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    _logs: list[dict[str, Any]] = field(default_factory=list)
+    _logs_lock: threading.Lock = field(default_factory=threading.Lock)
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Per-run state of higher layers (the policy in force, ...)."""
+    _usage: BudgetUsage = field(default_factory=BudgetUsage)
+    _usage_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for step in self.recorded.values():
+            self._usage.add(step.kind, new_step=True, tokens=step.tokens or 0, cost=step.cost or 0.0)
+
+    def count_step(self, kind: str, *, new_step: bool, tokens: int = 0, cost: float = 0.0) -> None:
+        """Account for a step this process has just stored (the run executes in one process at a time)."""
+        with self._usage_lock:
+            self._usage.add(kind, new_step=new_step, tokens=tokens, cost=cost)
+
+    def usage(self) -> BudgetUsage:
+        with self._usage_lock:
+            return BudgetUsage(**vars(self._usage))
+
+    def next_step_no(self) -> int:
+        with self._counter_lock:
+            return next(self._counter)
+
+    def add_log(self, line: dict[str, Any]) -> None:
+        with self._logs_lock:
+            self._logs.append(line)
+
+    def take_logs(self) -> list[dict[str, Any]]:
+        with self._logs_lock:
+            logs, self._logs = self._logs, []
+        return logs
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """The step executing in this thread: its number, task name and whether prints are captured."""
+
+    step_no: int
+    name: str
+    log_prints: bool
+
+
+current_run: ContextVar[RunContext | None] = ContextVar("agentops_run", default=None)
+current_step: ContextVar[StepInfo | None] = ContextVar("agentops_step", default=None)
+
+
+def get_run_context() -> RunContext | None:
+    return current_run.get()

@@ -1,0 +1,93 @@
+"""The @flow decorator and flow parameters validated from type hints."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from agentops.engine import registry
+from agentops.engine.runner import call_flow
+from agentops.errors import ParameterError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+class Flow(Generic[P, R]):
+    """A function registered as a flow. Calling it runs it now, in this process, as a recorded run.
+
+    Flows must be deterministic between steps: on resume the function runs again from the top and
+    each task call at a recorded step number returns the recorded output instead of running.
+    """
+
+    def __init__(self, fn: Callable[P, R], *, name: str | None = None, description: str | None = None,
+                 log_prints: bool = False, tags: tuple[str, ...] = ()) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.description = description or inspect.getdoc(fn) or ""
+        self.log_prints = log_prints
+        self.tags = tags
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self._params_model: type[BaseModel] | None = None
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        registry.register(self)
+
+    def __repr__(self) -> str:
+        return f"<flow {self.name}>"
+
+    @property
+    def params_model(self) -> type[BaseModel]:
+        if self._params_model is None:
+            hints = typing.get_type_hints(self.fn)
+            fields: dict[str, Any] = {}
+            for pname, param in inspect.signature(self.fn).parameters.items():
+                if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                    continue
+                annotation = hints.get(pname, Any)
+                default = ... if param.default is param.empty else param.default
+                fields[pname] = (annotation, default)
+            self._params_model = create_model(  # type: ignore[call-overload]
+                f"{self.name}_parameters", __config__=ConfigDict(extra="forbid"), **fields
+            )
+        return self._params_model
+
+    def parameter_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+    def validate_parameters(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Parameters checked and coerced by the flow's type hints; ParameterError names the first problem."""
+        try:
+            model = self.params_model.model_validate(values)
+        except ValidationError as exc:
+            raise ParameterError(f"flow '{self.name}': {describe_validation_error(exc)}") from None
+        return {name: getattr(model, name) for name in type(model).model_fields}
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return call_flow(self, args, kwargs)  # type: ignore[return-value]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "value"
+    if err["type"] == "missing":
+        return f"parameter '{where}' is required"
+    if err["type"] == "extra_forbidden":
+        return f"unknown parameter '{where}'"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"parameter '{where}': {err['msg']} (got {err.get('input')!r}){more}"
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+@overload
+def flow(*, name: str | None = None, description: str | None = None, log_prints: bool = False,
+         tags: tuple[str, ...] = ()) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Declare a flow: `@flow` or `@flow(name="...", log_prints=True)`."""
+    if fn is not None:
+        return Flow(fn)
+    return lambda f: Flow(f, **options)

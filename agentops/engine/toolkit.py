@@ -1,0 +1,97 @@
+"""How the project's tools (tools/*.py) are found, and what a running tool knows about its call.
+
+A tool module exposes `TOOLS`: a list of LangChain tools (`StructuredTool` with a pydantic args_schema).
+A tool that changes the world sets `metadata={"side_effect": True}` and uses `idempotency_key()`, so a
+retry or a resume of the same step never repeats the effect.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentops.engine.project import import_project_file, project_import_lock
+from agentops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
+
+@dataclass(frozen=True)
+class ToolCallInfo:
+    """The durable step a tool call runs in. The idempotency key is derived from (run_id, step_no)."""
+
+    run_id: str | None
+    step_no: int | None
+    idempotency_key: str
+    actor: str = "agent"
+
+
+current_tool_call: ContextVar[ToolCallInfo | None] = ContextVar("agentops_tool_call", default=None)
+
+
+def idempotency_key() -> str:
+    """The key for this tool call's effect: stable across retries and resumes of the same step."""
+    info = current_tool_call.get()
+    if info is not None:
+        return info.idempotency_key
+    from agentops.engine.context import current_run, current_step
+
+    ctx, step = current_run.get(), current_step.get()
+    if ctx is not None and step is not None:
+        return f"{ctx.run_id}:{step.step_no}"
+    return f"adhoc:{uuid.uuid4().hex}"
+
+
+def current_run_id() -> str | None:
+    info = current_tool_call.get()
+    if info is not None:
+        return info.run_id
+    from agentops.engine.context import current_run
+
+    ctx = current_run.get()
+    return ctx.run_id if ctx else None
+
+
+def key_for(run_id: str, step_no: int) -> str:
+    return f"{run_id}:{step_no}"
+
+
+_tools: dict[Path, dict[str, BaseTool]] = {}
+
+
+def load_tools(root: Path) -> dict[str, BaseTool]:
+    """Every tool in <root>/tools/*.py (modules listing them in `TOOLS`), by name."""
+    root = root.resolve()
+    if root in _tools:
+        return _tools[root]
+    with project_import_lock:
+        if root not in _tools:
+            _tools[root] = _import_tools(root)
+    return _tools[root]
+
+
+def _import_tools(root: Path) -> dict[str, BaseTool]:
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    found: dict[str, BaseTool] = {}
+    for path in sorted((root / "tools").glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            module = import_project_file(f"tools.{path.stem}", path)
+        except Exception as exc:
+            raise ConfigError(f"cannot load tools/{path.name}: {type(exc).__name__}: {exc}") from None
+        for tool in getattr(module, "TOOLS", []):
+            if tool.name in found:
+                raise ConfigError(f"tool name '{tool.name}' is defined twice (tools/{path.name})")
+            found[tool.name] = tool
+    return found
+
+
+def is_side_effect(tool: BaseTool) -> bool:
+    return bool((tool.metadata or {}).get("side_effect"))

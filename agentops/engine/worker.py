@@ -1,0 +1,102 @@
+"""`agentops worker`: claim queued runs, execute them on a thread pool, recover crashed runs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from agentops.core.states import State
+from agentops.db import Store, open_store
+from agentops.db.records import RunRecord
+from agentops.engine import transitions
+from agentops.engine.runner import RunOutcome, execute_run
+from agentops.settings import get_settings
+
+
+class Worker:
+    """Claims runs (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreSQL) and executes them.
+
+    Housekeeping runs between claims: runs whose worker stopped heartbeating become CRASHED (and so
+    claimable again), then each job passed in as `housekeeping` runs (the service passes the expiry of
+    approvals, which the engine does not know about).
+    """
+
+    def __init__(self, store: Store | None = None, *, concurrency: int = 4, poll_seconds: float | None = None,
+                 stale_after: float | None = None, on_outcome: Callable[[RunOutcome], None] | None = None,
+                 housekeeping: Sequence[Callable[[Store], object]] = ()) -> None:
+        settings = get_settings()
+        self.store = store or open_store()
+        self.id = f"worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.concurrency = concurrency
+        self.poll_seconds = settings.worker_poll_seconds if poll_seconds is None else poll_seconds
+        self.stale_after = settings.stale_after_seconds if stale_after is None else stale_after
+        self.on_outcome = on_outcome
+        self._jobs = tuple(housekeeping)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agentops-run")
+        self._running: set[Future[RunOutcome]] = set()
+        self._stop = threading.Event()
+        self._last_housekeeping = 0.0
+        self.executed = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def recover_crashed(self) -> list[str]:
+        stale_before = time.time() - self.stale_after
+        recovered = []
+        for run in self.store.stale_runs(stale_before):
+            event = transitions.run_state(run.id, State.CRASHED.value, actor=self.id,
+                                          previous_worker=run.worker_id, last_heartbeat=run.heartbeat_at)
+            if self.store.mark_crashed(run, stale_before, [event]):
+                recovered.append(run.id)
+        return recovered
+
+    def housekeeping(self) -> None:
+        self.recover_crashed()
+        for job in self._jobs:
+            job(self.store)
+
+    def _claim_events(self, run: RunRecord) -> list:
+        return [transitions.run_state(run.id, State.RUNNING.value, actor=self.id, resumed_from=run.state)]
+
+    def claim_one(self) -> RunRecord | None:
+        return self.store.claim_run(self.id, time.time(), self._claim_events)
+
+    def _execute(self, run_id: str) -> RunOutcome:
+        outcome = execute_run(run_id, worker_id=self.id, store=self.store)
+        self.executed += 1
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+    def run(self, *, burst: bool = False, max_seconds: float | None = None) -> int:
+        """Work until stopped (or, with burst, until the queue is empty). Returns how many runs executed."""
+        started = time.time()
+        try:
+            while not self._stop.is_set():
+                now = time.time()
+                if now - self._last_housekeeping >= min(1.0, self.stale_after / 2):
+                    self._last_housekeeping = now
+                    self.housekeeping()
+                self._running = {f for f in self._running if not f.done()}
+                claimed = None
+                if len(self._running) < self.concurrency:
+                    claimed = self.claim_one()
+                    if claimed is not None:
+                        self._running.add(self._pool.submit(self._execute, claimed.id))
+                        continue
+                if burst and not self._running and not self.store.has_claimable(time.time()):
+                    break
+                if max_seconds is not None and time.time() - started > max_seconds:
+                    break
+                self._stop.wait(self.poll_seconds)
+        finally:
+            for future in list(self._running):
+                future.result()
+            self._pool.shutdown(wait=True)
+        return self.executed

@@ -1,0 +1,234 @@
+"""Durable human approval: a step that pauses its run until a person decides.
+
+A decision is bound to the digest of the exact arguments it was made on, used exactly once,
+refused from the requester (maker-checker) and from anyone without the approver or admin role,
+and an expired request fails closed (recorded as `expired`, never as a rejection).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from agentops.core import serialization
+from agentops.core.ledger import Event
+from agentops.core.states import State
+from agentops.db import Store
+from agentops.engine import transitions
+from agentops.engine.context import current_run
+from agentops.errors import AgentOpsError, ApprovalError, FlowPaused, NonDeterministicFlowError, NotFoundError
+from agentops.governance.users import CAN_DECIDE, require_user
+
+if TYPE_CHECKING:
+    from agentops.db.schema import Approval
+
+DecisionKind = Literal["approve", "edit", "reject", "respond", "expired"]
+VOTE_KINDS = ("approve", "edit", "reject", "respond")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the person decided. `args` are the arguments to act on (edited ones after an edit)."""
+
+    kind: DecisionKind
+    args: dict[str, Any]
+    approval_id: str
+    message: str | None = None
+    decided_by: list[str] = field(default_factory=list)
+
+    @property
+    def approved(self) -> bool:
+        return self.kind in ("approve", "edit")
+
+    @property
+    def edited(self) -> bool:
+        return self.kind == "edit"
+
+
+def _requester_name(requester: str) -> str:
+    return requester.split(":", 1)[1] if requester.startswith("user:") else requester
+
+
+def decision_of(appr: Approval) -> Decision:
+    if appr.status == "expired":
+        return Decision("expired", serialization.loads(appr.args), appr.id, "the approval request expired", [])
+    data = serialization.loads(appr.decision) or {}
+    return Decision(data["kind"], data["args"], appr.id, data.get("message"), data.get("decided_by", []))
+
+
+def request_approval(
+    action: str,
+    args: dict[str, Any],
+    *,
+    reason: str,
+    expires_in: float | None = None,
+    requester: str | None = None,
+    verdict: dict[str, Any] | None = None,
+    policy_hash: str | None = None,
+    context: dict[str, Any] | None = None,
+    quorum: int = 1,
+) -> Decision:
+    """Ask a person to approve `action(args)`; the run pauses (freeing its worker) until they decide.
+
+    Call it inside a flow. It is a step: on resume it returns the recorded decision.
+    """
+    ctx = current_run.get()
+    if ctx is None:
+        raise AgentOpsError("request_approval() must be called inside a running flow")
+    step_no = ctx.next_step_no()
+    name = f"approval:{action}"
+    recorded = ctx.recorded.get(step_no)
+    if recorded is not None:
+        if recorded.name != name:
+            raise NonDeterministicFlowError(
+                f"run {ctx.run_id}: step {step_no} was recorded as '{recorded.name}' but the flow now calls "
+                f"'{name}' there; flows must call tasks in the same order on every execution")
+        if recorded.state == State.COMPLETED:
+            data = serialization.loads(recorded.output)
+            return Decision(**data)
+        appr = ctx.store.approval_for_step(ctx.run_id, step_no)
+        if appr is None:
+            raise NotFoundError(f"run {ctx.run_id}: step {step_no} awaits an approval that does not exist")
+        if appr.status == "pending" and appr.expires_at is not None and appr.expires_at <= time.time():
+            expire_due(ctx.store)
+            appr = ctx.store.approval_for_step(ctx.run_id, step_no) or appr
+        if appr.status == "pending":
+            ctx.store.set_run_state(ctx.run_id, State.AWAITING_APPROVAL.value,
+                                    [transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value,
+                                                           approval_id=appr.id)],
+                                    expect=[State.RUNNING.value], fields={"worker_id": None, "heartbeat_at": None})
+            raise FlowPaused(f"awaiting approval {appr.id}")
+        decision = decision_of(appr)
+        now = time.time()
+        ctx.store.record_step(
+            {"run_id": ctx.run_id, "step_no": step_no, "state": State.COMPLETED.value, "ended_at": now,
+             "output": serialization.dumps(decision.__dict__),
+             "duration_ms": (now - (recorded.started_at or now)) * 1000.0},
+            [transitions.step_state(ctx.run_id, step_no, name, State.COMPLETED.value, ts=now,
+                                    decision=decision.kind, approval_id=appr.id)],
+            exists=True, logs=ctx.take_logs())
+        return decision
+
+    now = time.time()
+    approval_id = uuid.uuid4().hex
+    args_text = serialization.dumps(args)
+    digest = serialization.digest(args)
+    requester = requester or f"flow:{ctx.flow_name}"
+    approval = {
+        "id": approval_id, "run_id": ctx.run_id, "step_no": step_no, "action": action, "args": args_text,
+        "args_digest": digest, "reason": reason, "requester": requester,
+        "verdict": serialization.dumps(verdict) if verdict else None, "policy_hash": policy_hash,
+        "context": serialization.safe_dumps(context, limit=200_000) if context else None, "quorum": max(1, quorum),
+        "status": "pending", "created_at": now, "expires_at": now + expires_in if expires_in else None,
+    }
+    step = {"run_id": ctx.run_id, "step_no": step_no, "name": name, "kind": "approval",
+            "state": State.AWAITING_APPROVAL.value, "inputs_digest": digest, "inputs": args_text,
+            "attempts": 1, "started_at": now, "meta": serialization.dumps({"approval_id": approval_id})}
+    events = [
+        Event(actor=requester, action="approval.requested", run_id=ctx.run_id, step_no=step_no,
+              approval_id=approval_id, policy_hash=policy_hash, ts=now,
+              payload={"action": action, "args": args, "args_digest": digest, "reason": reason,
+                       "verdict": verdict, "expires_at": approval["expires_at"], "quorum": approval["quorum"]}),
+        transitions.step_state(ctx.run_id, step_no, name, State.AWAITING_APPROVAL.value, ts=now,
+                               approval_id=approval_id),
+        transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value, ts=now, approval_id=approval_id),
+    ]
+    ctx.store.open_approval(approval, step, step_exists=recorded is not None, events=events)
+    raise FlowPaused(f"awaiting approval {approval_id}")
+
+
+EditValidator = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""Checks edited arguments against the action's schema and policy; returns them normalised or raises."""
+
+
+def decide(
+    store: Store,
+    approval_id: str,
+    kind: str,
+    *,
+    user: str | None,
+    args_digest: str | None = None,
+    edited_args: dict[str, Any] | None = None,
+    message: str | None = None,
+    validate_edit: EditValidator | None = None,
+) -> Decision | None:
+    """Record one approver's decision. Returns the final Decision, or None while a quorum is incomplete."""
+    if kind not in VOTE_KINDS:
+        raise ApprovalError(f"unknown decision '{kind}' (choose one of: {', '.join(VOTE_KINDS)})")
+    approver = require_user(store, user, CAN_DECIDE, "deciding approvals")
+    appr = store.get_approval(approval_id)
+    if appr is None:
+        raise NotFoundError(f"no approval with id '{approval_id}'")
+    if appr.status != "pending":
+        by = f" by {appr.decided_by}" if appr.decided_by else ""
+        raise ApprovalError(f"approval {approval_id} is already {appr.status}{by}; a decision is used only once")
+    now = time.time()
+    if appr.expires_at is not None and appr.expires_at <= now:
+        expire_due(store)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appr.expires_at))
+        raise ApprovalError(f"approval {approval_id} expired at {when} UTC; "
+                            "it was recorded as expired and cannot be decided")
+    digest = args_digest or appr.args_digest
+    if digest != appr.args_digest:
+        raise ApprovalError(f"stale decision for approval {approval_id}: it was made on arguments {digest[:12]}, "
+                            f"the request now holds {appr.args_digest[:12]}; review it again")
+    if _requester_name(appr.requester) == approver.name:
+        raise ApprovalError(f"user '{approver.name}' requested approval {approval_id} and cannot decide it "
+                            "(maker-checker: another approver must)")
+    args = serialization.loads(appr.args)
+    if kind == "edit":
+        if edited_args is None:
+            raise ApprovalError("an edit needs the replacement arguments (--args JSON)")
+        if appr.quorum > 1:
+            raise ApprovalError(f"approval {approval_id} needs {appr.quorum} approvers; edits need a quorum of 1 "
+                                "(reject with a message instead)")
+        args = validate_edit(appr.action, edited_args) if validate_edit else edited_args
+    if kind in ("reject", "respond") and not message:
+        raise ApprovalError(f"a {kind} needs a message (--reason / --message)")
+
+    votes = store.votes_for(approval_id)
+    approvers = [v.user for v in votes if v.kind in ("approve", "edit")] + [approver.name]
+    final = kind != "approve" or len(set(approvers)) >= appr.quorum
+    decided_by = sorted(set(approvers)) if kind in ("approve", "edit") else [approver.name]
+    decision = Decision(kind, args, approval_id, message, decided_by)  # type: ignore[arg-type]
+    actor = f"user:{approver.name}"
+    vote = {"approval_id": approval_id, "user": approver.name, "kind": kind, "args_digest": digest,
+            "args": serialization.dumps(edited_args) if kind == "edit" else None, "message": message, "ts": now}
+    events = [Event(actor=actor, action=f"approval.{'decided' if final else 'vote'}", run_id=appr.run_id,
+                    step_no=appr.step_no, approval_id=approval_id, policy_hash=appr.policy_hash, ts=now,
+                    payload={"decision": kind, "args_digest": digest, "message": message,
+                             "edited_args": edited_args if kind == "edit" else None,
+                             "votes": len(set(approvers)), "quorum": appr.quorum})]
+    closing = None
+    run_events: list[Event] = []
+    if final:
+        closing = {"status": {"approve": "approved", "edit": "edited", "reject": "rejected",
+                              "respond": "responded"}[kind],
+                   "decided_at": now, "decided_by": ",".join(decided_by),
+                   "decision": serialization.dumps(decision.__dict__)}
+        if appr.run_id:
+            run_events.append(transitions.run_state(appr.run_id, State.PENDING.value, actor=actor, ts=now,
+                                                    approval_id=approval_id))
+    if not store.record_vote(vote, events, final=closing, resume_run=appr.run_id if final else None,
+                             run_events=run_events):
+        raise ApprovalError(f"approval {approval_id} was decided concurrently, or {approver.name} already voted")
+    return decision if final else None
+
+
+def expire_due(store: Store, now: float | None = None) -> list[Approval]:
+    """Close every pending approval past its expiry, failing closed; their runs resume and see `expired`."""
+    now = time.time() if now is None else now
+
+    def events_for(appr: Approval) -> list[Event]:
+        events = [Event(actor="system:expiry", action="approval.expired", run_id=appr.run_id, step_no=appr.step_no,
+                        approval_id=appr.id, policy_hash=appr.policy_hash, ts=now,
+                        payload={"action": appr.action, "expires_at": appr.expires_at})]
+        if appr.run_id:
+            events.append(transitions.run_state(appr.run_id, State.PENDING.value, actor="system:expiry", ts=now,
+                                                approval_id=appr.id))
+        return events
+
+    return store.expire_approvals(now, events_for)

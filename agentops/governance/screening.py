@@ -1,0 +1,124 @@
+"""Governance of proposed tool calls, enforced outside the model: whitelist, schema, policy, approvals.
+
+The project's policy (policies/*.yaml) is loaded once per content version; rate windows count in
+the database so they hold across processes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentops.db import Store
+from agentops.errors import PolicyViolation
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
+    from agentops.governance.policy import Policy
+
+
+class StoreRateCounter:
+    """Policy rate windows counted in the database (shared by every worker)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def count(self, key: str, since: float) -> int:
+        return self.store.count_rate(key, since)
+
+    def add(self, key: str, ts: float) -> None:
+        self.store.add_rate(key, ts)
+
+
+_policies: dict[Path, tuple[tuple[tuple[str, float], ...], Policy]] = {}
+
+
+def project_policy(root: Path) -> Policy:
+    """The project's policy, reloaded when any policy file changes."""
+    from agentops.governance.policy import load_project_policy
+
+    files = sorted([*root.glob("policies/*.yaml"), *root.glob("prompts/policies/*.yaml")])
+    stamp = tuple((str(f), f.stat().st_mtime) for f in files)
+    cached = _policies.get(root)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, load_project_policy(root))
+        _policies[root] = cached
+    return cached[1]
+
+
+@dataclass(frozen=True)
+class Screening:
+    """The outcome of screening one proposed call before anything runs."""
+
+    status: str
+    """allow | require_approval | refused"""
+    args: dict[str, Any]
+    reason: str
+    verdict: dict[str, Any] | None = None
+    policy_hash: str | None = None
+
+
+def validate_args(tool: BaseTool, args: Any) -> dict[str, Any]:
+    """Arguments checked against the tool's pydantic schema; ValueError with a readable message otherwise."""
+    from pydantic import BaseModel, ValidationError
+
+    from agentops.engine.flows import describe_validation_error
+
+    if not isinstance(args, dict):
+        raise ValueError(f"arguments must be an object, got {type(args).__name__}")
+    schema = tool.args_schema
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        try:
+            return schema.model_validate(args).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(exc).replace("parameter", "argument")) from None
+    return args
+
+
+def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy: Policy, store: Store,
+           shadow: bool = False) -> Screening:
+    """Whitelist, then schema, then policy. Nothing the model says can skip a check."""
+    if tool_name not in whitelist:
+        allowed = ", ".join(sorted(whitelist)) or "none"
+        return Screening("refused", args if isinstance(args, dict) else {}, f"tool '{tool_name}' is not available "
+                         f"to this agent (allowed: {allowed})", {"verdict": "deny", "rule": "whitelist"})
+    try:
+        clean = validate_args(whitelist[tool_name], args)
+    except ValueError as exc:
+        return Screening("refused", args if isinstance(args, dict) else {}, f"invalid arguments for "
+                         f"'{tool_name}': {exc}", {"verdict": "deny", "rule": "schema"})
+    verdict = policy.evaluate(tool_name, clean, rate=StoreRateCounter(store), now=time.time())
+    record = {k: v for k, v in asdict(verdict).items()}
+    enforced = verdict.enforced and not shadow
+    record["enforced"] = enforced
+    if not enforced or verdict.verdict == "allow":
+        return Screening("allow", clean, verdict.reason, record, verdict.policy_hash)
+    if verdict.verdict == "deny":
+        return Screening("refused", clean, f"policy denied '{tool_name}': {verdict.reason} (rule {verdict.rule})",
+                         record, verdict.policy_hash)
+    return Screening("require_approval", clean, verdict.reason, record, verdict.policy_hash)
+
+
+def validate_edited_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
+    """An approver's edit must still pass the tool's schema and must not be denied by the policy."""
+    from agentops.engine.project import project_root
+    from agentops.engine.toolkit import load_tools
+
+    root = project_root()
+    tools = load_tools(root)
+    tool = tools.get(action)
+    clean = args
+    if tool is not None:
+        try:
+            clean = validate_args(tool, args)
+        except ValueError as exc:
+            raise PolicyViolation(f"edited arguments rejected: {exc}") from None
+    if (root / "policies").is_dir():
+        policy = project_policy(root)
+        verdict = policy.evaluate(action, clean, rate=None, now=time.time())
+        if verdict.verdict == "deny" and verdict.enforced:
+            raise PolicyViolation(f"edited arguments rejected by policy: {verdict.reason} (rule {verdict.rule})")
+    return clean

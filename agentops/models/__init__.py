@@ -1,1 +1,0 @@
-"""Chat models for agents: the configured LangChain model, the deterministic playbook model, and fallback."""

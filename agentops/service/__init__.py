@@ -1,0 +1,90 @@
+"""The service layer: the one door through which the CLI, the app, the chat and the API act.
+
+Every action a person takes goes through here; faces never reach the store or the engine themselves.
+"""
+
+from __future__ import annotations
+
+from agentops.service import chat, schedules, views
+from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
+from agentops.service.approvals import decide, get_approval, list_approvals
+from agentops.service.audit import audit_count, audit_export, audit_search, audit_verify, ledger_record
+from agentops.service.backends import restore_seeded_deployment
+from agentops.service.data import ask_data, list_datasets
+from agentops.service.processes import new_scheduler, new_worker
+from agentops.service.runs import (
+    RunDetail,
+    actor_of,
+    cancel,
+    chat_history,
+    chat_send,
+    count_runs,
+    execute_here,
+    find_flow,
+    follow_run,
+    get_run,
+    list_flows,
+    list_runs,
+    pending_approvals_for,
+    project_path,
+    rerun,
+    resolve_run_id,
+    resume,
+    run_detail,
+    run_flow_names,
+    run_logs,
+    run_now,
+    run_steps,
+    start_run,
+)
+from agentops.service.setup import init_project, open_database
+from agentops.settings import get_settings
+
+__all__ = [
+    "RunDetail",
+    "actor_of",
+    "add_user",
+    "ask_data",
+    "audit_count",
+    "audit_export",
+    "audit_search",
+    "audit_verify",
+    "authenticate",
+    "cancel",
+    "chat",
+    "chat_history",
+    "chat_send",
+    "count_runs",
+    "decide",
+    "execute_here",
+    "find_flow",
+    "follow_run",
+    "get_approval",
+    "get_run",
+    "get_settings",
+    "init_project",
+    "ledger_record",
+    "list_approvals",
+    "list_datasets",
+    "list_flows",
+    "list_runs",
+    "list_users",
+    "new_scheduler",
+    "new_worker",
+    "oidc_login",
+    "open_database",
+    "pending_approvals_for",
+    "project_path",
+    "rerun",
+    "resolve_run_id",
+    "restore_seeded_deployment",
+    "resume",
+    "run_detail",
+    "run_flow_names",
+    "run_logs",
+    "run_now",
+    "run_steps",
+    "schedules",
+    "start_run",
+    "views",
+]

@@ -1,0 +1,111 @@
+"""Read models for the app: what a page shows, shaped from the store. No writes happen here."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agentops.core import serialization
+from agentops.db import open_store
+from agentops.db.records import StepRecord
+
+if TYPE_CHECKING:
+    from agentops.db.schema import Approval
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """A pending or decided request as the inbox renders it."""
+
+    approval: Approval
+    args: dict[str, Any]
+    rule: str | None
+    verdict_reason: str | None
+    conversation: list[dict[str, str]]
+    decision: dict[str, Any] | None
+
+    @property
+    def expires_in(self) -> float | None:
+        expires = self.approval.expires_at
+        return None if expires is None else expires - time.time()
+
+
+def approval_view(approval: Approval) -> ApprovalView:
+    verdict = serialization.loads(approval.verdict) if approval.verdict else {}
+    context = serialization.loads(approval.context) if approval.context else {}
+    return ApprovalView(approval=approval, args=serialization.loads(approval.args) or {},
+                        rule=(verdict or {}).get("rule"), verdict_reason=(verdict or {}).get("reason"),
+                        conversation=conversation_lines((context or {}).get("messages", [])),
+                        decision=serialization.loads(approval.decision) if approval.decision else None)
+
+
+def conversation_lines(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """LangChain message dicts as (role, text) lines; tool calls shown as calls."""
+    lines = []
+    for message in messages:
+        data = message.get("data", message)
+        role = message.get("type", data.get("type", "?"))
+        text = data.get("content") or ""
+        if not isinstance(text, str):
+            text = json.dumps(text)
+        calls = data.get("tool_calls") or []
+        if calls:
+            text = (text + "\n" if text else "") + "\n".join(
+                f"→ {c.get('name')}({json.dumps(c.get('args', {}), sort_keys=True)})" for c in calls)
+        lines.append({"role": role, "text": text})
+    return lines
+
+
+def step_facts(step: StepRecord) -> dict[str, Any]:
+    """A step's recorded facts, decoded: inputs, output, meta (model, usage, verdict...)."""
+    return {"inputs": decoded(step.inputs), "output": decoded(step.output), "meta": decoded(step.meta) or {}}
+
+
+def decoded(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return serialization.loads(text)
+    except (ValueError, TypeError):
+        return text
+
+
+def timeline_rows(steps: list[StepRecord], now: float | None = None) -> list[dict[str, Any]]:
+    """One bar per step for the Gantt chart; a running step extends to now."""
+    now = time.time() if now is None else now
+    rows = []
+    for step in steps:
+        if step.started_at is None:
+            continue
+        end = step.ended_at or now
+        rows.append({"step": f"{step.step_no:>3} {step.name}", "kind": step.kind, "state": step.state,
+                     "start": step.started_at * 1000, "end": max(end, step.started_at + 0.001) * 1000,
+                     "duration_ms": step.duration_ms or (end - step.started_at) * 1000})
+    return rows
+
+
+def chart_image(sha256: str) -> bytes | None:
+    """A stored chart (charts are kept once, by content hash, under .agentops/charts/)."""
+    from agentops.data.query import load_chart
+    from agentops.engine.project import project_root
+
+    return load_chart(sha256, project_root())
+
+
+def attachments(mail: Any) -> list[dict[str, Any]]:
+    return decoded(mail.attachments) or [] if mail.attachments else []
+
+
+def outbox(limit: int = 100) -> list[Any]:
+    return open_store().outbox_list(limit=limit)
+
+
+def tickets() -> list[Any]:
+    return open_store().tickets_list()
+
+
+def cluster() -> dict[str, Any]:
+    store = open_store()
+    return {"deployments": store.deployments(), "scale_events": store.scale_events()}
