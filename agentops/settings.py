@@ -6,8 +6,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentops.errors import ConfigError
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -30,13 +32,13 @@ class Settings(BaseSettings):
     """init_chat_model string, e.g. openai:gpt-4.1-mini. Unset: the playbook model."""
     user: str | None = None
     """The person the CLI acts for (same as --as)."""
-    heartbeat_seconds: float = 2.0
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
     """How often a worker heartbeats the runs it is executing."""
-    stale_after_seconds: float = 30.0
+    stale_after_seconds: float = Field(default=30.0, gt=0)
     """A running run whose heartbeat is older than this is recovered as CRASHED."""
-    worker_poll_seconds: float = 0.05
+    worker_poll_seconds: float = Field(default=0.05, gt=0)
     """How often an idle worker looks for queued runs."""
-    task_workers: int = 256
+    task_workers: int = Field(default=256, gt=0)
     """Threads in the pool behind task.submit() and task.map()."""
     shadow_policy: bool = False
     """Record policy verdicts without enforcing them."""
@@ -70,6 +72,13 @@ class Settings(BaseSettings):
     oidc_default_role: str = "viewer"
     """Role of an OIDC user who has no local account row yet (their row is created on first login)."""
 
+    @field_validator("project_dir")
+    @classmethod
+    def _project_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"'{value}' is not a directory")
+        return value
+
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_server_metadata_url and self.oidc_client_id)
@@ -91,7 +100,21 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is a ConfigError naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_setting_error(exc)) from None
+
+
+def describe_setting_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    name = "AGENTOPS_" + "_".join(str(part) for part in err["loc"]).upper()
+    message = err["msg"].removeprefix("Value error, ")
+    secret = any(marker in name for marker in ("SECRET", "TOKEN", "PASSWORD", "KEY"))
+    shown = "<hidden>" if secret else repr(err.get("input"))
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"setting {name}={shown}: {message}{more}"
 
 
 def reset_settings() -> None:
@@ -101,7 +124,10 @@ def reset_settings() -> None:
 
 def environment_secrets() -> list[str]:
     """Values of secret-looking environment variables, for redaction."""
-    names = set(get_settings().secret_settings)
+    try:
+        names = set(get_settings().secret_settings)
+    except ConfigError:  # the error being reported may be the settings themselves
+        names = set()
     markers = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
     names |= {name for name in os.environ if any(m in name.upper() for m in markers)}
     return [os.environ[n] for n in names if len(os.environ.get(n, "")) >= 6]

@@ -30,7 +30,7 @@ def approvals_list(
     """List approval requests (pending by default)."""
     items = service.list_approvals(status)
     if as_json:
-        emit_json([a.model_dump() | {"args": serialization.loads(a.args)} for a in items])
+        emit_json([a.model_dump() | {"args": serialization.loads(a.args, f"approval {a.id} arguments")} for a in items])
         return
     table = Table("id", "action", "arguments", "requester", "status", "reason", "expires", box=None)
     for a in items:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import typing
@@ -14,8 +15,9 @@ from rich.table import Table
 
 from agentops import service
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
+from agentops.core.redaction import default_redactor
 from agentops.core.states import State
-from agentops.errors import AgentOpsError
+from agentops.errors import AgentOpsError, ConfigError
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,10 +30,10 @@ app.add_typer(flows_app, name="flows")
 @app.callback()
 def _global(project: Annotated[Path | None, typer.Option("--project", help="Project root directory.")] = None) -> None:
     if project is not None:
-        import os
-
         from agentops.settings import reset_settings
 
+        if not project.is_dir():
+            raise ConfigError(f"--project '{project}' is not a directory")
         os.environ["AGENTOPS_PROJECT_DIR"] = str(project.resolve())
         reset_settings()
 
@@ -302,6 +304,13 @@ def main() -> None:
     try:
         app()
     except AgentOpsError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {default_redactor().text(str(exc))}", err=True)
         sys.exit(2)
+    except Exception as exc:  # a bug, not bad input: one line too, and the traceback only on request
+        if os.environ.get("AGENTOPS_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        typer.echo(f"error: unexpected {type(exc).__name__}: {default_redactor().text(first)} "
+                   "(AGENTOPS_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(1)
 

@@ -26,8 +26,15 @@ def canonical(value: Any) -> str:
     return json.dumps(json.loads(dumps(value)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def loads(text: str | None, what: str = "a stored value") -> Any:
+    """Decode stored JSON; corrupt text is a SerializationError naming `what` (e.g. "run 1f2e parameters")."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError) as exc:
+        where = f" ({exc.msg} at character {exc.pos})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise SerializationError(f"{what} is not valid JSON{where}; the row was edited or damaged") from None
 
 
 def digest(value: Any) -> str:

@@ -17,7 +17,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentops.core.deferred import DeferredModule
@@ -46,8 +45,6 @@ class StoreBase:
         self._sqlite_path = sqlite_path(url) if self.is_sqlite else ""
         self._raw_writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
-        if self.is_sqlite and self._sqlite_path and self._sqlite_path != ":memory:":
-            Path(self._sqlite_path).parent.mkdir(parents=True, exist_ok=True)
         if not self.is_sqlite:
             self._engine = self._create_engine(url)
 

@@ -1,12 +1,27 @@
-"""One Store per database URL in a process, opened (and migrated) on first use."""
+"""One Store per database URL in a process, opened (and migrated) on first use.
+
+A URL that cannot work (an unknown scheme, a missing driver, an unreachable server, a file that is not SQLite,
+a SQLite file in a directory that does not exist) is a ConfigError naming it, before anything is written.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from agentops.db.migrate import ensure_schema
+from agentops.db.sql import sqlite_path
 from agentops.db.store import Store
+from agentops.errors import ConfigError
 from agentops.settings import get_settings
+
+DRIVERS = {"sqlite": None, "sqlite+pysqlite": None, "postgresql+psycopg": "psycopg",
+           "postgresql+psycopg2": "psycopg2"}
+"""The URL schemes agentops runs on, with the module each driver needs."""
+ALIASES = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
@@ -14,13 +29,20 @@ _stores_lock = threading.Lock()
 
 def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
     """The process's Store for `url` (default: from settings), migrated to the latest schema."""
-    url = url or get_settings().url
+    settings = get_settings()
+    explicit = url or settings.database_url
+    url = normalise_url(explicit or settings.url)
     with _stores_lock:
         store = _stores.get(url)
         if store is None:
+            check_url(url, create_dir=explicit is None)
             store = Store(url)
             if migrate:
-                ensure_schema(store)
+                try:
+                    ensure_schema(store)
+                except Exception as exc:
+                    store.dispose()
+                    raise ConfigError(f"cannot open the database {display_url(url)}: {_first_line(exc)}") from None
             _stores[url] = store
     return store
 
@@ -30,3 +52,49 @@ def close_stores() -> None:
         for store in _stores.values():
             store.dispose()
         _stores.clear()
+
+
+def normalise_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{ALIASES.get(scheme, scheme)}{sep}{rest}" if sep else url
+
+
+def check_url(url: str, *, create_dir: bool) -> None:
+    """Refuse a URL agentops cannot open; create the default SQLite directory (`create_dir`) on first use."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in DRIVERS:
+        known = ", ".join(s for s in DRIVERS if "+" in s or s == "sqlite")
+        raise ConfigError(f"database URL {display_url(url)}: unknown scheme '{scheme}' (use one of {known})")
+    driver = DRIVERS[scheme]
+    if driver and importlib.util.find_spec(driver) is None:
+        raise ConfigError(f"database URL {display_url(url)}: the driver '{driver}' is not installed")
+    if not scheme.startswith("sqlite"):
+        return
+    path = sqlite_path(url)
+    if path in ("", ":memory:"):
+        return
+    file = Path(path)
+    if not file.parent.is_dir():
+        if not create_dir:
+            raise ConfigError(f"database URL {display_url(url)}: the directory {file.parent} does not exist")
+        file.parent.mkdir(parents=True, exist_ok=True)
+    if file.is_dir():
+        raise ConfigError(f"database URL {display_url(url)}: {file} is a directory, not a SQLite file")
+    if file.is_file() and file.stat().st_size > 0:
+        with file.open("rb") as handle:
+            if handle.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise ConfigError(f"database URL {display_url(url)}: {file} is not a SQLite database")
+
+
+def display_url(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]

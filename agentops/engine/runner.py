@@ -107,7 +107,7 @@ def execute_run(run_id: str, *, worker_id: str, store: Store | None = None) -> R
         raise NotFoundError(f"no run with id '{run_id}'")
     try:
         flow = get_flow(run.flow_name)
-        params = flow.validate_parameters(serialization.loads(run.parameters) or {})
+        params = flow.validate_parameters(serialization.loads(run.parameters, f"run {run_id} parameters") or {})
     except Exception as exc:
         return _finish(store, run_id, State.FAILED, error=f"{type(exc).__name__}: {exc}")
     recorded = {s.step_no: s for s in store.steps_for_run(run_id)}

@@ -180,8 +180,12 @@ class Task(Generic[P, R]):
         if text is None:
             return None
         if self._return_adapter is False:
-            return serialization.loads(text)
-        return self._return_adapter.validate_json(text)
+            return serialization.loads(text, f"the recorded output of task '{self.name}'")
+        try:
+            return self._return_adapter.validate_json(text)
+        except ValueError as exc:  # pydantic's ValidationError: the stored row was edited or damaged
+            first = (str(exc).splitlines() or [""])[-1].strip()
+            raise SerializationError(f"the recorded output of task '{self.name}' does not decode: {first}") from None
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (1-based)."""

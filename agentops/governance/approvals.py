@@ -54,8 +54,9 @@ def _requester_name(requester: str) -> str:
 
 def decision_of(appr: Approval) -> Decision:
     if appr.status == "expired":
-        return Decision("expired", serialization.loads(appr.args), appr.id, "the approval request expired", [])
-    data = serialization.loads(appr.decision) or {}
+        args = serialization.loads(appr.args, f"approval {appr.id} arguments")
+        return Decision("expired", args, appr.id, "the approval request expired", [])
+    data = serialization.loads(appr.decision, f"approval {appr.id} decision") or {}
     return Decision(data["kind"], data["args"], appr.id, data.get("message"), data.get("decided_by", []))
 
 
@@ -87,7 +88,7 @@ def request_approval(
                 f"run {ctx.run_id}: step {step_no} was recorded as '{recorded.name}' but the flow now calls "
                 f"'{name}' there; flows must call tasks in the same order on every execution")
         if recorded.state == State.COMPLETED:
-            data = serialization.loads(recorded.output)
+            data = serialization.loads(recorded.output, f"run {ctx.run_id} step {step_no} decision")
             return Decision(**data)
         appr = ctx.store.approval_for_step(ctx.run_id, step_no)
         if appr is None:
@@ -178,7 +179,7 @@ def decide(
     if _requester_name(appr.requester) == approver.name:
         raise ApprovalError(f"user '{approver.name}' requested approval {approval_id} and cannot decide it "
                             "(maker-checker: another approver must)")
-    args = serialization.loads(appr.args)
+    args = serialization.loads(appr.args, f"approval {appr.id} arguments")
     if kind == "edit":
         if edited_args is None:
             raise ApprovalError("an edit needs the replacement arguments (--args JSON)")

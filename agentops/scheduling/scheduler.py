@@ -101,7 +101,7 @@ class Scheduler:
         from agentops.engine.registry import get_flow
 
         flow = get_flow(schedule.flow_name)
-        params = serialization.loads(schedule.parameters)
+        params = serialization.loads(schedule.parameters, f"schedule {schedule.id} parameters")
         runs, events = [], []
         for fire_time in fire_times:
             values, run_events = prepare_run(

@@ -173,6 +173,7 @@ def _change(schedule_id: int, action: str, values: dict[str, Any], *, user: str 
 def describe(schedule: Schedule) -> dict[str, Any]:
     """A schedule as people read it (CLI tables, --json and the app)."""
     return {"id": schedule.id, "flow": schedule.flow_name, "when": Cadence.of(schedule).describe(),
-            "timezone": schedule.timezone, "parameters": serialization.loads(schedule.parameters),
+            "timezone": schedule.timezone, "parameters": serialization.loads(schedule.parameters,
+                                                f"schedule {schedule.id} parameters"),
             "catchup": schedule.catchup, "paused": schedule.paused, "next_fire_at": schedule.next_fire_at,
             "last_fire_at": schedule.last_fire_at, "created_by": schedule.created_by}

@@ -26,7 +26,8 @@ def audit_search(**filters: Any) -> list[LedgerEvent]:
 def ledger_record(ev: LedgerEvent) -> dict[str, Any]:
     return {"seq": ev.seq, "ts": ev.ts, "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ev.ts)) +
             f".{int((ev.ts % 1) * 1e6):06d}Z", "actor": ev.actor, "action": ev.action, "run_id": ev.run_id,
-            "step_no": ev.step_no, "approval_id": ev.approval_id, "payload": serialization.loads(ev.payload),
+            "step_no": ev.step_no, "approval_id": ev.approval_id,
+            "payload": serialization.loads(ev.payload, f"ledger event {ev.seq} payload"),
             "policy_hash": ev.policy_hash, "prev_hash": ev.prev_hash, "hash": ev.hash}
 
 

@@ -94,6 +94,9 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
         from agentops.errors import AgentOpsError
 
         raise AgentOpsError("the chat message is empty")
+    from agentops.service.runs import check_settings
+
+    check_settings()
     store = open_store()
     conversation_id = conversation_id or uuid.uuid4().hex
     actor = f"user:{user}" if user else "system:cli"

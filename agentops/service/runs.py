@@ -19,6 +19,7 @@ from agentops.engine.registry import find_flow, registered_flows
 from agentops.engine.runner import RunOutcome, cancel_run, create_run, execute_run, local_worker_id, resume_run
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.governance.users import CAN_OPERATE, require_user
+from agentops.settings import get_settings
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval, LedgerEvent
@@ -40,10 +41,21 @@ def list_flows() -> list[Flow[Any, Any]]:
     return sorted((f for f in registered_flows().values() if f.name != DISPATCHER_FLOW), key=lambda f: f.name)
 
 
+def check_settings() -> None:
+    """Settings a run depends on, checked before a row is written: the database URL and the model."""
+    open_store()
+    model = get_settings().model
+    if model:
+        from agentops.agents.models.setting import check_model_setting  # langchain only when a model is set
+
+        check_model_setting(model)
+
+
 def start_run(flow_name: str, parameters: dict[str, Any], *, user: str | None = None, trigger: str = "manual",
               queue: bool = True, check_role: bool = True) -> str:
     """Validate and store a run. Queued runs wait for a worker; otherwise the caller executes it."""
     flow = find_flow(flow_name)
+    check_settings()
     st = open_store()
     if user and check_role:
         require_user(st, user, CAN_OPERATE, "starting runs")
@@ -132,8 +144,8 @@ def cancel(run_id: str, *, user: str | None = None) -> None:
 
 def rerun(run_id: str, *, user: str | None = None, queue: bool = True) -> str:
     run = get_run(run_id)
-    return start_run(run.flow_name, serialization.loads(run.parameters) or {}, user=user, trigger="rerun",
-                     queue=queue)
+    parameters = serialization.loads(run.parameters, f"run {run.id} parameters") or {}
+    return start_run(run.flow_name, parameters, user=user, trigger="rerun", queue=queue)
 
 
 def chat_send(message: str, *, user: str | None, conversation_id: str | None = None) -> Any:

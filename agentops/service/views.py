@@ -33,12 +33,14 @@ class ApprovalView:
 
 
 def approval_view(approval: Approval) -> ApprovalView:
-    verdict = serialization.loads(approval.verdict) if approval.verdict else {}
-    context = serialization.loads(approval.context) if approval.context else {}
-    return ApprovalView(approval=approval, args=serialization.loads(approval.args) or {},
+    verdict = serialization.loads(approval.verdict, f"approval {approval.id} verdict") if approval.verdict else {}
+    context = serialization.loads(approval.context, f"approval {approval.id} context") if approval.context else {}
+    args = serialization.loads(approval.args, f"approval {approval.id} arguments") or {}
+    decision = serialization.loads(approval.decision, f"approval {approval.id} decision") if approval.decision else None
+    return ApprovalView(approval=approval, args=args,
                         rule=(verdict or {}).get("rule"), verdict_reason=(verdict or {}).get("reason"),
                         conversation=conversation_lines((context or {}).get("messages", [])),
-                        decision=serialization.loads(approval.decision) if approval.decision else None)
+                        decision=decision)
 
 
 def conversation_lines(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
