@@ -39,9 +39,9 @@ def parse_params(pairs: list[str] | None, hints: dict[str, Any] | None = None) -
 
 
 def emit_json(data: Any) -> None:
-    from agentops.core.serialization import dumps
+    from agentops.core.serialization import stored
 
-    sys.stdout.write(json.dumps(json.loads(dumps(data)), indent=2) + "\n")
+    sys.stdout.write(json.dumps(json.loads(stored(data)), indent=2) + "\n")
 
 
 def fmt_time(ts: float | None) -> str:

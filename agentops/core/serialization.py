@@ -8,6 +8,7 @@ from typing import Any
 
 import pydantic_core
 
+from agentops.core.redaction import redact
 from agentops.errors import SerializationError
 
 
@@ -19,6 +20,11 @@ def dumps(value: Any) -> str:
         raise SerializationError(
             f"cannot store a value of type {type(value).__name__} as JSON: {exc}"
         ) from None
+
+
+def stored(value: Any) -> str:
+    """JSON for a database column: secrets redacted (by key name and by value) before anything is written."""
+    return dumps(redact(value))
 
 
 def canonical(value: Any) -> str:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from agentops.core import serialization
 from agentops.core.coroutines import run_coroutine
 from agentops.core.ledger import Event
+from agentops.core.redaction import default_redactor, redact, secret_parameter_values, secret_values
 from agentops.core.states import State
 from agentops.db import Store, open_store
-from agentops.engine import transitions
+from agentops.engine import secrets, transitions
 from agentops.engine.context import RunContext, current_run
 from agentops.engine.heartbeat import heartbeater
 from agentops.engine.logs import install_print_capture
@@ -53,15 +54,24 @@ def local_worker_id() -> str:
 
 def prepare_run(flow: Flow[Any, Any], parameters: dict[str, Any], *, trigger: str = "manual",
                 created_by: str | None = None, parent_run_id: str | None = None, run_id: str | None = None,
-                now: float | None = None, **extra: Any) -> tuple[dict[str, Any], list[Event]]:
-    """The row and the PENDING event of a new run, after validating its parameters (raises ParameterError)."""
+                now: float | None = None, inline_secrets: bool = False,
+                **extra: Any) -> tuple[dict[str, Any], list[Event]]:
+    """The row and the PENDING event of a new run, after validating its parameters (raises ParameterError).
+
+    Secrets never reach the row: secret parameters become references (see engine/secrets.py), and values under
+    secret-looking names or with secret-looking contents are redacted.
+    """
     params = flow.validate_parameters(parameters)
+    run_id = run_id or new_run_id()
+    references = secrets.store_form(flow, run_id, params, inline_allowed=inline_secrets)
+    refs = {name: references[name] for name in secrets.secret_names(flow) if name in references}
+    plain = {name: value for name, value in params.items() if name not in refs}
     try:
+        params = {**redact(serialization.loads(serialization.dumps(plain))), **refs}
         params_text = serialization.dumps(params)
     except SerializationError as exc:
         raise ParameterError(f"flow '{flow.name}': {exc}") from None
     now = time.time() if now is None else now
-    run_id = run_id or new_run_id()
     values = {"id": run_id, "flow_name": flow.name, "parameters": params_text, "trigger": trigger,
               "created_by": created_by, "created_at": now, "updated_at": now, "parent_run_id": parent_run_id,
               "state": State.PENDING.value, **extra}
@@ -88,7 +98,7 @@ def create_run(
     Nothing is written when the parameters are wrong.
     """
     values, events = prepare_run(flow, parameters, trigger=trigger, created_by=created_by,
-                                 parent_run_id=parent_run_id, run_id=run_id)
+                                 parent_run_id=parent_run_id, run_id=run_id, inline_secrets=not queue)
     if not queue:
         now = values["created_at"]
         values.update(state=State.RUNNING.value, worker_id=worker_id or local_worker_id(), heartbeat_at=now,
@@ -107,9 +117,15 @@ def execute_run(run_id: str, *, worker_id: str, store: Store | None = None) -> R
         raise NotFoundError(f"no run with id '{run_id}'")
     try:
         flow = get_flow(run.flow_name)
-        params = flow.validate_parameters(serialization.loads(run.parameters, f"run {run_id} parameters") or {})
+        stored = serialization.loads(run.parameters, f"run {run_id} parameters") or {}
+        params = flow.validate_parameters(secrets.resolve(flow, run_id, stored))
     except Exception as exc:
         return _finish(store, run_id, State.FAILED, error=f"{type(exc).__name__}: {exc}")
+    with secret_values(secret_parameter_values(params)):
+        return _execute(store, run_id, flow, params, worker_id)
+
+
+def _execute(store: Store, run_id: str, flow: Flow[Any, Any], params: dict[str, Any], worker_id: str) -> RunOutcome:
     recorded = {s.step_no: s for s in store.steps_for_run(run_id)}
     ctx = RunContext(run_id=run_id, flow_name=flow.name, store=store, recorded=recorded, worker_id=worker_id,
                      log_prints=flow.log_prints)
@@ -137,7 +153,7 @@ def execute_run(run_id: str, *, worker_id: str, store: Store | None = None) -> R
         current_run.reset(token)
         beats.unregister(run_id)
     try:
-        text = serialization.dumps(result)
+        text = serialization.stored(result)
     except SerializationError as exc:
         return _finish(store, run_id, State.FAILED, error=f"flow '{flow.name}' returned a result that cannot be "
                                                           f"stored: {exc}", ctx=ctx)
@@ -148,6 +164,8 @@ def _finish(store: Store, run_id: str, state: State, *, result: Any = None, resu
             error: str | None = None, ctx: RunContext | None = None) -> RunOutcome:
     if ctx is not None:
         store.add_logs(ctx.take_logs())
+    secrets.forget(run_id)
+    error = default_redactor().text(error) if error else error
     now = time.time()
     fields = {"ended_at": now, "result": result_text, "error": error, "heartbeat_at": None,
               "state_message": error}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from agentops.core import serialization
 from agentops.core.coroutines import run_coroutine
 from agentops.core.deferred import DeferredModule
-from agentops.core.redaction import redact
+from agentops.core.redaction import default_redactor, redact
 from agentops.core.states import State
 from agentops.engine import transitions
 from agentops.engine.context import RunContext, StepInfo, current_run, current_step
@@ -294,10 +294,11 @@ def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State
     values = {
         "run_id": ctx.run_id, "step_no": prep.step_no, "name": task.name, "kind": task.kind, "state": state.value,
         "inputs_digest": prep.digest, "inputs": serialization.safe_dumps(redact(prep.inputs)),
-        "output": output_text, "error": error, "attempts": attempts, "started_at": prep.started_at,
+        "output": output_text, "error": default_redactor().text(error) if error else None, "attempts": attempts,
+        "started_at": prep.started_at,
         "ended_at": ended, "duration_ms": (ended - prep.started_at) * 1000.0,
         "tags": ",".join(task.tags) or None, "cache_key": prep.cache_key,
-        "meta": serialization.dumps(meta) if meta else None,
+        "meta": serialization.stored(meta) if meta else None,
     }
     if facts is not None:
         values["tokens"], values["cost"] = facts.tokens, facts.cost
@@ -318,7 +319,7 @@ def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State
 
 def _serialise_output(task: Task[Any, Any], result: Any) -> str:
     try:
-        return serialization.dumps(result)
+        return serialization.stored(result)
     except SerializationError as exc:
         raise SerializationError(f"task '{task.name}' returned a result that cannot be stored: {exc}") from None
 

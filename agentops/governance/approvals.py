@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agentops.core import serialization
 from agentops.core.ledger import Event
+from agentops.core.redaction import default_redactor, redact
 from agentops.core.states import State
 from agentops.db import Store
 from agentops.engine import transitions
@@ -106,7 +107,7 @@ def request_approval(
         now = time.time()
         ctx.store.record_step(
             {"run_id": ctx.run_id, "step_no": step_no, "state": State.COMPLETED.value, "ended_at": now,
-             "output": serialization.dumps(decision.__dict__),
+             "output": serialization.stored(decision.__dict__),
              "duration_ms": (now - (recorded.started_at or now)) * 1000.0},
             [transitions.step_state(ctx.run_id, step_no, name, State.COMPLETED.value, ts=now,
                                     decision=decision.kind, approval_id=appr.id)],
@@ -115,14 +116,16 @@ def request_approval(
 
     now = time.time()
     approval_id = uuid.uuid4().hex
+    args = redact(args)  # what is stored, digested, shown and later executed are the same redacted arguments
     args_text = serialization.dumps(args)
     digest = serialization.digest(args)
     requester = requester or f"flow:{ctx.flow_name}"
     approval = {
         "id": approval_id, "run_id": ctx.run_id, "step_no": step_no, "action": action, "args": args_text,
-        "args_digest": digest, "reason": reason, "requester": requester,
-        "verdict": serialization.dumps(verdict) if verdict else None, "policy_hash": policy_hash,
-        "context": serialization.safe_dumps(context, limit=200_000) if context else None, "quorum": max(1, quorum),
+        "args_digest": digest, "reason": default_redactor().text(reason), "requester": requester,
+        "verdict": serialization.stored(verdict) if verdict else None, "policy_hash": policy_hash,
+        "context": serialization.safe_dumps(redact(context), limit=200_000) if context else None,
+        "quorum": max(1, quorum),
         "status": "pending", "created_at": now, "expires_at": now + expires_in if expires_in else None,
     }
     step = {"run_id": ctx.run_id, "step_no": step_no, "name": name, "kind": "approval",
@@ -197,7 +200,8 @@ def decide(
     decision = Decision(kind, args, approval_id, message, decided_by)  # type: ignore[arg-type]
     actor = f"user:{approver.name}"
     vote = {"approval_id": approval_id, "user": approver.name, "kind": kind, "args_digest": digest,
-            "args": serialization.dumps(edited_args) if kind == "edit" else None, "message": message, "ts": now}
+            "args": serialization.stored(edited_args) if kind == "edit" else None,
+            "message": default_redactor().text(message) if message else message, "ts": now}
     events = [Event(actor=actor, action=f"approval.{'decided' if final else 'vote'}", run_id=appr.run_id,
                     step_no=appr.step_no, approval_id=approval_id, policy_hash=appr.policy_hash, ts=now,
                     payload={"decision": kind, "args_digest": digest, "message": message,
@@ -209,7 +213,7 @@ def decide(
         closing = {"status": {"approve": "approved", "edit": "edited", "reject": "rejected",
                               "respond": "responded"}[kind],
                    "decided_at": now, "decided_by": ",".join(decided_by),
-                   "decision": serialization.dumps(decision.__dict__)}
+                   "decision": serialization.stored(decision.__dict__)}
         if appr.run_id:
             run_events.append(transitions.run_state(appr.run_id, State.PENDING.value, actor=actor, ts=now,
                                                     approval_id=approval_id))

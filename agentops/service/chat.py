@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentops.core.ledger import Event
+from agentops.core.redaction import default_redactor
 from agentops.engine.flows import flow
 from agentops.engine.registry import registered_flows
 
@@ -100,6 +101,7 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
     store = open_store()
     conversation_id = conversation_id or uuid.uuid4().hex
     actor = f"user:{user}" if user else "system:cli"
+    message = default_redactor().text(message)
     store.add_chat_message({"conversation_id": conversation_id, "user": user, "role": "user", "content": message,
                             "ts": time.time()},
                            [Event(actor=actor, action="chat.message", payload={"conversation_id": conversation_id,
@@ -116,6 +118,7 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
         answer, started, model = "Starting that flow needs an approval first; it is waiting in the inbox.", [], None
     else:
         answer, started, model = f"The dispatcher failed: {outcome.error}", [], None
+    answer = default_redactor().text(answer)
     store.add_chat_message({"conversation_id": conversation_id, "user": None, "role": "assistant",
                             "content": answer, "run_id": run_id, "ts": time.time()},
                            [Event(actor="agent:dispatcher", action="chat.reply", run_id=run_id,
