@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentops.agents.prompts import load_prompt
 from agentops.core.ledger import Event
-from agentops.engine.context import current_run
+from agentops.engine.context import current_run, current_step
+from agentops.engine.project import project_root
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
 from agentops.errors import AgentOpsError, BudgetExceeded
 from agentops.governance import screening as governance
 from agentops.governance.approvals import request_approval
+from agentops.settings import get_settings
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -97,10 +100,7 @@ class Agent:
 
 class _Loop:
     def __init__(self, agent: Agent, ctx: Any, prompt_values: dict[str, Any]) -> None:
-        from agentops.agents.models.factory import get_chat_model
-        from agentops.agents.prompts import load_prompt
-        from agentops.engine.project import project_root
-        from agentops.settings import get_settings
+        from agentops.agents.models.factory import get_chat_model  # langchain loads with the first agent, not on import
 
         self.agent = agent
         self.ctx = ctx
@@ -153,7 +153,7 @@ class _Loop:
     def _model_turn(self, messages: list[BaseMessage]) -> dict[str, Any]:
         from langchain_core.messages import messages_to_dict
 
-        from agentops.agents.models.factory import call_model
+        from agentops.agents.models.factory import call_model  # langchain loads with the first agent, not on import
 
         def call(turn: int) -> dict[str, Any]:
             result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
@@ -198,8 +198,6 @@ class _Loop:
         tool = self.whitelist[name]
 
         def run_tool(tool_name: str, tool_args: dict[str, Any]) -> dict[str, Any]:
-            from agentops.engine.context import current_step
-
             step = current_step.get()
             step_no = step.step_no if step else 0
             token = current_tool_call.set(ToolCallInfo(self.ctx.run_id, step_no, key_for(self.ctx.run_id, step_no),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agentops import service
 from agentops.errors import AgentOpsError
@@ -41,7 +42,7 @@ def seed_schedules(say: Callable[[str], None]) -> list[int]:
     """A realistic weekday 09:00 analysis and a demo cadence so a report lands within minutes."""
     existing = {(s.flow_name, s.cron, s.interval_seconds) for s in schedules.list_schedules()}
     ids = []
-    wanted = [dict(flow_name="sales_analysis", cron="0 9 * * 1-5", timezone="Europe/Berlin"),
+    wanted: list[dict[str, Any]] = [dict(flow_name="sales_analysis", cron="0 9 * * 1-5", timezone="Europe/Berlin"),
               dict(flow_name="sales_analysis", interval_seconds=120.0, timezone="UTC")]
     for spec in wanted:
         key = (spec["flow_name"], spec.get("cron"), spec.get("interval_seconds"))

@@ -14,6 +14,7 @@ from agentops import service
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_time
 from agentops.core import serialization
 from agentops.errors import AgentOpsError
+from agentops.governance.policy import load_policy, load_project_policy, run_policy_cases
 
 approvals_app = typer.Typer(help="Pending approvals and decisions.", no_args_is_help=True)
 users_app = typer.Typer(help="Local accounts.", no_args_is_help=True)
@@ -183,8 +184,6 @@ def audit_search(actor: Annotated[str | None, typer.Option("--actor")] = None,
 @policy_app.command("check")
 def policy_check(file: Path) -> None:
     """Validate a policy file; errors name the line."""
-    from agentops.governance.policy import load_policy
-
     policy = load_policy(file)
     console.print(f"OK: {file} ({len(policy.rules)} tools, hash {policy.hash[:12]})")
 
@@ -192,8 +191,6 @@ def policy_check(file: Path) -> None:
 @policy_app.command("test")
 def policy_test(directory: Annotated[Path | None, typer.Argument(help="Default: <project>/policies")] = None) -> None:
     """Run the example cases next to each policy (*.cases.yaml) and report verdicts that differ."""
-    from agentops.governance.policy import load_project_policy, run_policy_cases
-
     root = service.project_path()
     folder = directory or root / "policies"
     policy = load_project_policy(root)

@@ -14,10 +14,17 @@ import typer
 from rich.table import Table
 
 from agentops import service
+from agentops.cli import demo as demo_mod
+from agentops.cli import governance as cli_governance
+from agentops.cli import ops as cli_ops
+from agentops.cli.serve import Services, start_app
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.core.redaction import default_redactor
 from agentops.core.states import State
+from agentops.engine.project import project_root
 from agentops.errors import AgentOpsError, ConfigError
+from agentops.service.setup import init_project
+from agentops.settings import reset_settings
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -30,8 +37,6 @@ app.add_typer(flows_app, name="flows")
 @app.callback()
 def _global(project: Annotated[Path | None, typer.Option("--project", help="Project root directory.")] = None) -> None:
     if project is not None:
-        from agentops.settings import reset_settings
-
         if not project.is_dir():
             raise ConfigError(f"--project '{project}' is not a directory")
         os.environ["AGENTOPS_PROJECT_DIR"] = str(project.resolve())
@@ -41,8 +46,6 @@ def _global(project: Annotated[Path | None, typer.Option("--project", help="Proj
 @app.command()
 def init() -> None:
     """Create or migrate the database and seed the embedded backends. Running it again changes nothing."""
-    from agentops.service.setup import init_project
-
     for line in init_project():
         console.print(line)
 
@@ -232,8 +235,6 @@ def serve(
     no_app: Annotated[bool, typer.Option("--no-app", help="Only the scheduler and a worker.")] = False,
 ) -> None:
     """Run the scheduler, a worker and the app together until Ctrl-C."""
-    from agentops.cli.serve import Services
-
     services = Services(host=host, port=port, with_app=not no_app, on_event=console.print)
     services.start()
     console.print(f"serving: app {services.url if not no_app else '(off)'}, scheduler and worker running")
@@ -244,9 +245,6 @@ def serve(
 def ui(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
        port: Annotated[int, typer.Option("--port")] = 8501) -> None:
     """Run only the Streamlit app."""
-    from agentops.cli.serve import start_app
-    from agentops.engine.project import project_root
-
     process = start_app(project_root(), host, port)
     console.print(f"app on http://{host}:{port} (pid {process.pid}); Ctrl-C stops it")
     try:
@@ -263,10 +261,6 @@ def demo(
     exit_after_setup: Annotated[bool, typer.Option("--exit", help="Set up and trigger, then stop.")] = False,
 ) -> None:
     """The full loop: init, demo users, seeds and a schedule, serve, and an incident awaiting approval."""
-    from agentops.cli import demo as demo_mod
-    from agentops.cli.serve import Services
-    from agentops.service.setup import init_project
-
     say = console.print
     for line in init_project():
         say(line)
@@ -290,9 +284,6 @@ def demo(
 
 
 def _register_subcommands() -> None:
-    from agentops.cli import governance as cli_governance
-    from agentops.cli import ops as cli_ops
-
     cli_governance.register(app)
     cli_ops.register(app)
 

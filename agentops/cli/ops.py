@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from agentops import service
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_time, parse_params
+from agentops.engine.project import load_project
+from agentops.engine.registry import find_flow
 from agentops.service import schedules
 
 schedules_app = typer.Typer(help="Cron and interval schedules.", no_args_is_help=True)
@@ -28,8 +31,6 @@ def schedules_add(
     user: AsUser = None,
 ) -> None:
     """Add a schedule for FLOW."""
-    from agentops.engine.registry import find_flow
-
     hints = typing.get_type_hints(find_flow(flow_name).fn)
     schedule_id = schedules.add_schedule(flow_name, cron=cron, interval_seconds=interval, timezone=tz,
                                          parameters=parse_params(param, hints), catchup=catchup, user=user)
@@ -81,12 +82,8 @@ def scheduler(
                                                                "the active scheduler stops.")] = 10.0,
 ) -> None:
     """Run the scheduler (one is active under a database lease; others stand by)."""
-    from agentops.db import open_store
-    from agentops.engine.project import load_project
-    from agentops.scheduling.scheduler import Scheduler
-
     load_project()
-    instance = Scheduler(open_store(), tick_seconds=tick, lease_ttl=lease_ttl)
+    instance = service.new_scheduler(tick_seconds=tick, lease_ttl=lease_ttl)
     console.print(f"scheduler {instance.holder} started")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentops.db import Store, open_store
+from agentops import service
+from agentops.db import open_store
 from agentops.engine.project import load_project, project_root
 from agentops.settings import get_settings
 
 if TYPE_CHECKING:
-    from agentops.scheduling.scheduler import Scheduler
+    from agentops.engine.worker import Worker
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -88,14 +89,13 @@ class Services:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        from agentops.engine.worker import Worker
-
         root = load_project()
         store = open_store()
-        worker = Worker(store, on_outcome=lambda o: self.on_event(f"run {o.run_id[:12]} {o.state.value}"))
+        worker = service.new_worker(store=store,
+                                    on_outcome=lambda o: self.on_event(f"run {o.run_id[:12]} {o.state.value}"))
         self.threads.append(threading.Thread(target=self._run_until_stopped, args=(worker,), daemon=True,
                                              name="agentops-worker"))
-        scheduler = _make_scheduler(store)
+        scheduler = service.new_scheduler(holder=f"serve:{socket.gethostname()}:{os.getpid()}")
         self.threads.append(threading.Thread(target=scheduler.run, args=(self.stop_event,), daemon=True,
                                              name="agentops-scheduler"))
         for thread in self.threads:
@@ -106,7 +106,7 @@ class Services:
                 self.stop()
                 raise RuntimeError(f"the app did not start on {self.url}")
 
-    def _run_until_stopped(self, worker) -> None:  # type: ignore[no-untyped-def]
+    def _run_until_stopped(self, worker: Worker) -> None:
         def watch() -> None:
             self.stop_event.wait()
             worker.stop()
@@ -138,12 +138,6 @@ class Services:
                 self.app_process.kill()
         for thread in self.threads:
             thread.join(10)
-
-
-def _make_scheduler(store: Store) -> Scheduler:
-    from agentops.scheduling.scheduler import Scheduler
-
-    return Scheduler(store, f"serve:{socket.gethostname()}:{os.getpid()}")
 
 
 def root() -> Path:

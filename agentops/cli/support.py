@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from agentops.core.serialization import stored
 from agentops.errors import AgentOpsError
 
 console = Console()
@@ -39,8 +40,6 @@ def parse_params(pairs: list[str] | None, hints: dict[str, Any] | None = None) -
 
 
 def emit_json(data: Any) -> None:
-    from agentops.core.serialization import stored
-
     sys.stdout.write(json.dumps(json.loads(stored(data)), indent=2) + "\n")
 
 

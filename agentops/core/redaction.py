@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from agentops.settings import environment_secrets
+
 REDACTED = "[REDACTED]"
 _SECRET_KEY = re.compile(
     r"(pass(word|wd)?|secret|token(?!s)|api[_-]?key|apikey|authorization|auth[_-]?header|credential|private[_-]?key|cookie)",
@@ -88,8 +90,6 @@ def default_redactor() -> Redactor:
     """The process-wide redactor, built once from the environment's secret values."""
     global _default
     if _default is None:
-        from agentops.settings import environment_secrets
-
         _default = Redactor(environment_secrets())
     return _default
 

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 import traceback
+from types import ModuleType
 from typing import Any
 
 MAX_ROWS = 10_000
@@ -318,17 +319,19 @@ def main() -> None:
         write_outcome()
         return
     os.makedirs(os.path.join(scratch, "exports", "charts"), exist_ok=True)
-    sys.meta_path.insert(0, _NoPyArrow())  # type: ignore[arg-type]
+    sys.meta_path.insert(0, _NoPyArrow())
 
     import numpy as np
     import pandas as pd
 
-    plt = None
+    plt: ModuleType | None = None
     if job.get("plotting"):
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot
+
+        plt = matplotlib.pyplot
     df, con = _load(job)
 
     def execute_sql_query(sql_query: str) -> Any:

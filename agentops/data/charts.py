@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 SIZE_INCHES = (5.5, 3.0)
 DPI = 80
@@ -18,7 +23,7 @@ def _compact(value: float, _position: object = None) -> str:
     return f"{value:g}"
 
 
-def _figure(rotated_labels: bool):  # type: ignore[no-untyped-def]
+def _figure(rotated_labels: bool) -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
@@ -29,7 +34,7 @@ def _figure(rotated_labels: bool):  # type: ignore[no-untyped-def]
     return fig, ax
 
 
-def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
+def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()

@@ -101,7 +101,7 @@ def generate_code(question: str, head: pd.DataFrame, *, table: str, total_rows: 
     frame.total_rows = total_rows
     llm = LangChainLLM(model)
     state = AgentState(dfs=[frame], _config=Config(llm=llm, save_logs=False, verbose=False, max_retries=0))
-    state.skills = []  # type: ignore[attr-defined]
+    state.skills = []
     state.memory = Memory(memory_size=1)
     state.memory.add(question, is_user=True)
     prompt = get_chat_prompt_for_sql(state)

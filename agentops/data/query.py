@@ -28,7 +28,10 @@ from agentops.data.datasets import (
     resolve_dataset,
 )
 from agentops.data.result import QueryResult, rows_as_records
+from agentops.data.sandbox import SandboxError, run_sandboxed
 from agentops.data.shapes import SUPPORTED_SHAPES, answer_shape, parse_question
+from agentops.engine.project import project_root
+from agentops.settings import get_settings
 
 if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
@@ -45,8 +48,6 @@ def answer_question(dataset: str, question: str, model: BaseChatModel | None = N
     `model` defaults to the configured model (AGENTOPS_MODEL; unset: the playbook model, which writes no code).
     `chart=False` skips drawing the PNG for shape answers.
     """
-    from agentops.engine.project import project_root
-
     started = time.perf_counter()
     root = (root or project_root()).resolve()
     found = resolve_dataset(dataset, root)
@@ -79,15 +80,14 @@ def _answer(found: Dataset, question: str, model: BaseChatModel | None, *, root:
 
 def configured_model(root: Path) -> BaseChatModel | None:
     """The configured chat model, or None when that is the playbook model (which cannot write code)."""
-    from agentops.agents.models.factory import get_chat_model
-    from agentops.settings import get_settings
+    from agentops.agents.models.factory import get_chat_model  # langchain only when a model is configured
 
     model, _ = get_chat_model(get_settings().model, root=root)
     return None if _is_playbook(model) else model
 
 
 def _is_playbook(model: BaseChatModel) -> bool:
-    from agentops.agents.models.playbook import PlaybookChatModel
+    from agentops.agents.models.playbook import PlaybookChatModel  # langchain only when a model is configured
 
     return isinstance(model, PlaybookChatModel)
 
@@ -103,26 +103,27 @@ def unanswerable(question: str, dataset: Dataset, columns: list[Column]) -> Quer
 def answer_with_model(question: str, dataset: Dataset, con: duckdb.DuckDBPyConnection, model: BaseChatModel,
                       limits: SandboxLimits | None = None) -> QueryResult:
     """pandasai writes the code through `model`; the sandbox runs it. Failures come back as a result with `error`."""
-    from agentops.data.pandasai_adapter import CodeGenerationError, generate_code
-    from agentops.data.sandbox import SandboxError, run_sandboxed
+    from agentops.data.pandasai_adapter import CodeGenerationError, generate_code  # pandasai, pandas: only for models
 
     table = quote_identifier(dataset.name)
     head = con.execute(f"SELECT * FROM {table} LIMIT 5").df()
     total = int((con.execute(f"SELECT COUNT(*) FROM {table}").fetchone() or (0,))[0])
-    base = {"question": question, "dataset": dataset.name, "method": "pandasai"}
+
+    def result(**fields: Any) -> QueryResult:
+        return QueryResult(question=question, dataset=dataset.name, method="pandasai", **fields)
+
     try:
         generated = generate_code(question, head, table=dataset.name, total_rows=total, model=model)
     except CodeGenerationError as exc:
-        return QueryResult(**base, answer=f"Could not answer: {exc}", error=str(exc))
+        return result(answer=f"Could not answer: {exc}", error=str(exc))
     try:
         output = run_sandboxed(generated.code, dataset, table=dataset.name, limits=limits)
     except SandboxError as exc:
-        return QueryResult(**base, answer=f"Could not answer: {exc}", code=generated.code, model=generated.model,
-                           error=str(exc))
+        return result(answer=f"Could not answer: {exc}", code=generated.code, model=generated.model, error=str(exc))
     table_rows = rows_as_records(output.columns, [tuple(r) for r in output.value]) if output.kind == "dataframe" else []
-    return QueryResult(**base, answer=_describe_output(output), code=generated.code, sql=";\n".join(output.sql) or None,
-                       table=table_rows, columns=output.columns, chart_png=output.chart_png, model=generated.model,
-                       refusals=output.refusals)
+    return result(answer=_describe_output(output), code=generated.code, sql=";\n".join(output.sql) or None,
+                  table=table_rows, columns=output.columns, chart_png=output.chart_png, model=generated.model,
+                  refusals=output.refusals)
 
 
 def _describe_output(output: SandboxOutput) -> str:

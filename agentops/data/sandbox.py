@@ -29,6 +29,7 @@ from typing import Any
 
 from agentops.data.datasets import Dataset
 from agentops.errors import AgentOpsError
+from agentops.settings import get_settings
 
 CHILD_SCRIPT = Path(__file__).with_name("_sandbox_child.py")
 MAX_OUTCOME_BYTES = 20 * 1024 * 1024
@@ -118,8 +119,6 @@ def run_sandboxed(code: str, dataset: Dataset, *, table: str | None = None,
                   limits: SandboxLimits | None = None) -> SandboxOutput:
     """Run `code` over the dataset in the sandbox. SandboxError (one line) when it fails in any way."""
     if limits is None:
-        from agentops.settings import get_settings
-
         limits = SandboxLimits(require_kernel_sandbox=get_settings().sandbox_require_landlock)
     plotting = any(word in code for word in PLOT_WORDS)
     workdir = Path(tempfile.mkdtemp(prefix="agentops-sandbox-"))

@@ -13,6 +13,7 @@ from typing import Literal
 
 import duckdb
 
+from agentops.data import charts
 from agentops.data.datasets import Column, Dataset, quote_identifier
 from agentops.data.result import QueryResult, rows_as_records
 
@@ -241,8 +242,6 @@ def _label(name: str) -> str:
 def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duckdb.DuckDBPyConnection,
                  question: str, *, chart: bool = True) -> QueryResult:
     """Run the shape's SQL and describe the result in a sentence, with a chart unless `chart` is False."""
-    from agentops.data import charts
-
     sql = shape_sql(shape, dataset, columns)
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]
@@ -267,8 +266,6 @@ def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duc
 
 
 def _by_month_answer(table: list[dict[str, object]], measure_column: str, chart: bool) -> tuple[str, bytes | None]:
-    from agentops.data import charts
-
     measure = _label(measure_column)
     if not table:
         return f"No dated rows, so no {measure} by month.", None
@@ -286,8 +283,6 @@ def _by_month_answer(table: list[dict[str, object]], measure_column: str, chart:
 
 def _below_average_answer(table: list[dict[str, object]], shape: Shape, dataset: Dataset,
                           con: duckdb.DuckDBPyConnection, chart: bool) -> tuple[str, bytes | None]:
-    from agentops.data import charts
-
     dim, measure = shape.dimension or "", _label(shape.measure)
     dim_sql, measure_sql = quote_identifier(dim), quote_identifier(shape.measure)
     totals = con.execute(f"SELECT {dim_sql}, SUM({measure_sql}) FROM {quote_identifier(dataset.name)} "

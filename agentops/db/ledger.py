@@ -57,7 +57,7 @@ class LedgerSQL(StoreBase):
                 ).all()
             if not rows:
                 return
-            yield from (tuple(r) for r in rows)  # type: ignore[misc]
+            yield from (tuple(r) for r in rows)
             after = rows[-1][0]
 
     def search_ledger(

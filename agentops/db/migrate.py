@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+
     from agentops.db.store import Store
 
 HEAD_REVISION = "0001"
@@ -13,7 +15,7 @@ HEAD_REVISION = "0001"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def alembic_config(store: Store):  # type: ignore[no-untyped-def]
+def alembic_config(store: Store) -> Config:
     from alembic.config import Config
 
     config = Config()

@@ -94,7 +94,7 @@ class SchedulingSQL(RunsSQL):
             return []
         now = time.time()
         with self.write() as conn:
-            current = dict(conn.execute(  # type: ignore[arg-type]
+            current = dict(conn.execute(
                 sa.select(schema.SCHEDULES.c.id, schema.SCHEDULES.c.next_fire_at)
                 .where(schema.SCHEDULES.c.id.in_([f.schedule_id for f in fires])).with_for_update()).all())
             ready = [f for f in fires if current.get(f.schedule_id) == f.expected_next]

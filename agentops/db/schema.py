@@ -6,7 +6,8 @@ JSON columns hold text produced by `agentops.core.serialization.dumps`.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import Column, Index, Table, Text, UniqueConstraint, text
+from sqlalchemy.orm import class_mapper
 from sqlmodel import Field, SQLModel
 
 
@@ -293,20 +294,28 @@ class ChatMessage(SQLModel, table=True):
     ts: float
 
 
-RUNS = FlowRun.__table__
-STEPS = StepRun.__table__
-LOGS = LogLine.__table__
-CACHE = CacheEntry.__table__
-LEDGER = LedgerEvent.__table__
-APPROVALS = Approval.__table__
-VOTES = ApprovalVote.__table__
-USERS = User.__table__
-SCHEDULES = Schedule.__table__
-LEASES = Lease.__table__
-RATES = RateEvent.__table__
-OUTBOX = OutboxEmail.__table__
-TICKETS = Ticket.__table__
-DEPLOYMENTS = Deployment.__table__
-SCALES = ScaleEvent.__table__
-METRICS = MetricSample.__table__
-CHAT = ChatMessage.__table__
+def _table(model: type[SQLModel]) -> Table:
+    """The Core table mapped for `model` (SQLModel does not declare `__table__` to type checkers)."""
+    table = class_mapper(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+RUNS = _table(FlowRun)
+STEPS = _table(StepRun)
+LOGS = _table(LogLine)
+CACHE = _table(CacheEntry)
+LEDGER = _table(LedgerEvent)
+APPROVALS = _table(Approval)
+VOTES = _table(ApprovalVote)
+USERS = _table(User)
+SCHEDULES = _table(Schedule)
+LEASES = _table(Lease)
+RATES = _table(RateEvent)
+OUTBOX = _table(OutboxEmail)
+TICKETS = _table(Ticket)
+DEPLOYMENTS = _table(Deployment)
+SCALES = _table(ScaleEvent)
+METRICS = _table(MetricSample)
+CHAT = _table(ChatMessage)

@@ -60,25 +60,24 @@ class SqlText:
 
     def __init__(self, conn: sqlite3.Connection | Connection) -> None:
         self.conn = conn
-        self.raw = isinstance(conn, sqlite3.Connection)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
         """Run one statement; returns the number of rows it changed."""
-        if self.raw:
-            return self.conn.execute(sql, params or {}).rowcount  # type: ignore[union-attr]
-        return self.conn.execute(sa.text(sql), params or {}).rowcount  # type: ignore[union-attr]
+        if isinstance(self.conn, sqlite3.Connection):
+            return self.conn.execute(sql, params or {}).rowcount
+        return self.conn.execute(sa.text(sql), params or {}).rowcount
 
     def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
-        if self.raw:
-            self.conn.executemany(sql, rows)  # type: ignore[union-attr]
+        if isinstance(self.conn, sqlite3.Connection):
+            self.conn.executemany(sql, rows)
         else:
             self.conn.execute(sa.text(sql), list(rows))
 
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        if self.raw:
-            cursor = self.conn.execute(sql, params or {})  # type: ignore[union-attr]
+        if isinstance(self.conn, sqlite3.Connection):
+            cursor = self.conn.execute(sql, params or {})
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor]
         return [dict(m) for m in self.conn.execute(sa.text(sql), params or {}).mappings()]

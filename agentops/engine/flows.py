@@ -33,7 +33,7 @@ class Flow(Generic[P, R]):
         self.tags = tags
         self.is_async = inspect.iscoroutinefunction(fn)
         self._params_model: type[BaseModel] | None = None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         registry.register(self)
 
     def __repr__(self) -> str:
@@ -50,7 +50,7 @@ class Flow(Generic[P, R]):
                 annotation = hints.get(pname, Any)
                 default = ... if param.default is param.empty else param.default
                 fields[pname] = (annotation, default)
-            self._params_model = create_model(  # type: ignore[call-overload]
+            self._params_model = create_model(
                 f"{self.name}_parameters", __config__=ConfigDict(extra="forbid"), **fields
             )
         return self._params_model
@@ -67,7 +67,7 @@ class Flow(Generic[P, R]):
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return call_flow(self, args, kwargs)  # type: ignore[return-value]
+        return call_flow(self, args, kwargs)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -6,6 +6,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from agentops.settings import get_settings
+
 if TYPE_CHECKING:
     from agentops.engine.context import RunContext
 
@@ -57,7 +59,5 @@ _heartbeater: Heartbeater | None = None
 def heartbeater() -> Heartbeater:
     global _heartbeater
     if _heartbeater is None:
-        from agentops.settings import get_settings
-
         _heartbeater = Heartbeater(get_settings().heartbeat_seconds)
     return _heartbeater

@@ -24,6 +24,7 @@ from agentops.engine import transitions
 from agentops.engine.context import RunContext, StepInfo, current_run, current_step
 from agentops.engine.logs import install_print_capture
 from agentops.errors import NonDeterministicFlowError, RunCancelled, SerializationError, TaskTimeoutError
+from agentops.settings import get_settings
 
 if TYPE_CHECKING:
     import asyncio
@@ -61,8 +62,6 @@ def task_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            from agentops.settings import get_settings
-
             _pool = ThreadPoolExecutor(max_workers=get_settings().task_workers, thread_name_prefix="agentops-task")
         return _pool
 
@@ -127,7 +126,7 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         self._return_adapter: Any = None
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -154,7 +153,7 @@ class Task(Generic[P, R]):
 
     def map(self, *iterables: Iterable[Any], **kwargs: Any) -> list[StepFuture[R]]:
         """Submit one step per item (zipped across iterables); extra keyword arguments go to every call."""
-        return [self.submit(*items, **kwargs) for items in zip(*iterables, strict=True)]  # type: ignore[arg-type]
+        return [self.submit(*items, **kwargs) for items in zip(*iterables, strict=True)]
 
     def _call_plain(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         if self.is_async:
@@ -291,7 +290,7 @@ def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State
     ended = time.time()
     if facts is not None and facts.meta:
         meta = {**(meta or {}), **facts.meta}
-    values = {
+    values: dict[str, Any] = {
         "run_id": ctx.run_id, "step_no": prep.step_no, "name": task.name, "kind": task.kind, "state": state.value,
         "inputs_digest": prep.digest, "inputs": serialization.safe_dumps(redact(prep.inputs)),
         "output": output_text, "error": default_redactor().text(error) if error else None, "attempts": attempts,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentops.engine.context import current_run, current_step
 from agentops.engine.project import import_project_file, project_import_lock
 from agentops.errors import ConfigError
 
@@ -39,7 +40,6 @@ def idempotency_key() -> str:
     info = current_tool_call.get()
     if info is not None:
         return info.idempotency_key
-    from agentops.engine.context import current_run, current_step
 
     ctx, step = current_run.get(), current_step.get()
     if ctx is not None and step is not None:
@@ -51,7 +51,6 @@ def current_run_id() -> str | None:
     info = current_tool_call.get()
     if info is not None:
         return info.run_id
-    from agentops.engine.context import current_run
 
     ctx = current_run.get()
     return ctx.run_id if ctx else None

@@ -303,8 +303,8 @@ def _parse(text: str, label: str) -> PolicyFile:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{label}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        at = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{label}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}:1: a policy file must be a mapping with 'tools:'")
     try:

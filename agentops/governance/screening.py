@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentops.db import Store
+from agentops.engine.flows import describe_validation_error
+from agentops.engine.project import project_root
+from agentops.engine.toolkit import load_tools
 from agentops.errors import PolicyViolation
+from agentops.governance.policy import load_project_policy
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -38,8 +42,6 @@ _policies: dict[Path, tuple[tuple[tuple[str, float], ...], Policy]] = {}
 
 def project_policy(root: Path) -> Policy:
     """The project's policy, reloaded when any policy file changes."""
-    from agentops.governance.policy import load_project_policy
-
     files = sorted([*root.glob("policies/*.yaml"), *root.glob("prompts/policies/*.yaml")])
     stamp = tuple((str(f), f.stat().st_mtime) for f in files)
     cached = _policies.get(root)
@@ -64,8 +66,6 @@ class Screening:
 def validate_args(tool: BaseTool, args: Any) -> dict[str, Any]:
     """Arguments checked against the tool's pydantic schema; ValueError with a readable message otherwise."""
     from pydantic import BaseModel, ValidationError
-
-    from agentops.engine.flows import describe_validation_error
 
     if not isinstance(args, dict):
         raise ValueError(f"arguments must be an object, got {type(args).__name__}")
@@ -104,9 +104,6 @@ def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy:
 
 def validate_edited_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     """An approver's edit must still pass the tool's schema and must not be denied by the policy."""
-    from agentops.engine.project import project_root
-    from agentops.engine.toolkit import load_tools
-
     root = project_root()
     tools = load_tools(root)
     tool = tools.get(action)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentops.core.ledger import Event
 from agentops.db import Store
 from agentops.errors import AgentOpsError, PermissionDenied
 
 if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
     from agentops.db.schema import User
 
 Role = Literal["viewer", "operator", "approver", "admin"]
@@ -18,10 +20,10 @@ CAN_DECIDE = frozenset({"approver", "admin"})
 CAN_OPERATE = frozenset({"operator", "approver", "admin"})
 CAN_ADMIN = frozenset({"admin"})
 
-_hasher = None
+_hasher: PasswordHasher | None = None
 
 
-def _password_hasher():  # type: ignore[no-untyped-def]
+def _password_hasher() -> PasswordHasher:
     global _hasher
     if _hasher is None:
         from argon2 import PasswordHasher
@@ -53,12 +55,13 @@ def add_user(store: Store, name: str, role: str, password: str | None, *, actor:
     if password is not None and len(password) < 8:
         raise AgentOpsError("password too short: use at least 8 characters")
     now = time.time()
-    values = {"name": name, "role": role, "password_hash": hash_password(password) if password else None,
-              "created_at": now, "disabled": False}
+    values: dict[str, Any] = {"name": name, "role": role,
+                              "password_hash": hash_password(password) if password else None,
+                              "created_at": now, "disabled": False}
     event = Event(actor=actor, action="user.created", payload={"user": name, "role": role}, ts=now)
     if not store.add_user(values, [event]):
         raise AgentOpsError(f"user '{name}' already exists")
-    from agentops.db.schema import User
+    from agentops.db.schema import User  # sqlmodel stays off `agentops run` (the service imports this module)
 
     return User.model_construct(**values)
 

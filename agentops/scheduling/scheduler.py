@@ -14,12 +14,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.db import Store
 from agentops.db.scheduling import ScheduleFire
+from agentops.engine.registry import get_flow
 from agentops.engine.runner import prepare_run
 from agentops.errors import AgentOpsError
 from agentops.scheduling.schedules import Cadence
@@ -87,7 +88,8 @@ class Scheduler:
         to_run = latest or (missed[-1:] if schedule.catchup == "once" else [])
         payload = {"schedule_id": schedule.id, "flow": schedule.flow_name, "fire_times": to_run,
                    "missed": len(missed) - (0 if latest else len(to_run))}
-        runs, events = [], []
+        runs: list[dict[str, Any]] = []
+        events: list[Event] = []
         try:
             runs, events = self._runs(schedule, to_run, now)
             action = "schedule.fired"
@@ -97,12 +99,12 @@ class Scheduler:
         events.append(Event(actor=ACTOR, action=action, payload=payload, ts=now))
         return ScheduleFire(schedule.id, schedule.next_fire_at, cadence.next_after(now), runs, events)
 
-    def _runs(self, schedule: Schedule, fire_times: list[float], now: float) -> tuple[list[dict], list[Event]]:
-        from agentops.engine.registry import get_flow
-
+    def _runs(self, schedule: Schedule, fire_times: list[float],
+              now: float) -> tuple[list[dict[str, Any]], list[Event]]:
         flow = get_flow(schedule.flow_name)
         params = serialization.loads(schedule.parameters, f"schedule {schedule.id} parameters")
-        runs, events = [], []
+        runs: list[dict[str, Any]] = []
+        events: list[Event] = []
         for fire_time in fire_times:
             values, run_events = prepare_run(
                 flow, params, trigger="schedule", run_id=scheduled_run_id(schedule.id or 0, fire_time), now=now,

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.db import Store, open_store
+from agentops.engine.registry import find_flow
 from agentops.errors import NotFoundError, ScheduleError
 from agentops.governance.users import CAN_OPERATE, require_user
 
@@ -60,6 +61,8 @@ class Cadence:
                 return self.anchor
             steps = math.floor((after - self.anchor) / self.interval_seconds) + 1
             return self.anchor + steps * self.interval_seconds
+        if self.cron is None:
+            raise ScheduleError("a schedule needs a cron expression or an interval")
         start = datetime.fromtimestamp(after, zone(self.timezone))
         from croniter import croniter
 
@@ -111,8 +114,6 @@ def add_schedule(flow_name: str, *, cron: str | None = None, interval_seconds: f
                  timezone: str = "UTC", parameters: dict[str, Any] | None = None, catchup: str = "skip",
                  user: str | None = None, store: Store | None = None) -> int:
     """Validate everything (cadence, flow, parameters, role), then store the schedule; its id."""
-    from agentops.engine.registry import find_flow
-
     store = store or open_store()
     require_user(store, user, CAN_OPERATE, "adding a schedule")
     if catchup not in CATCHUP_POLICIES:

@@ -6,16 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from agentops.db import open_store
 from agentops.governance.users import CAN_ADMIN, require_user
+from agentops.governance.users import add_user as _add
+from agentops.governance.users import authenticate as _auth
+from agentops.governance.users import oidc_login as _oidc_login
 from agentops.service.runs import actor_of
+from agentops.settings import get_settings
 
 if TYPE_CHECKING:
     from agentops.db.schema import User
 
 
-
 def add_user(name: str, role: str, password: str | None, *, actor_user: str | None = None) -> None:
-    from agentops.governance.users import add_user as _add
-
     st = open_store()
     if actor_user:
         require_user(st, actor_user, CAN_ADMIN, "adding users")
@@ -23,16 +24,11 @@ def add_user(name: str, role: str, password: str | None, *, actor_user: str | No
 
 
 def authenticate(name: str, password: str) -> Any:
-    from agentops.governance.users import authenticate as _auth
-
     return _auth(open_store(), name, password)
 
 
 def oidc_login(claims: dict[str, Any]) -> Any:
     """The local account for an identity from the OIDC provider (created on first login); login recorded."""
-    from agentops.governance.users import oidc_login as _oidc_login
-    from agentops.settings import get_settings
-
     return _oidc_login(open_store(), claims, get_settings().oidc_default_role)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from agentops.db import open_store
 from agentops.errors import NotFoundError
 from agentops.governance import approvals
+from agentops.governance.screening import validate_edited_args
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval
@@ -28,16 +29,8 @@ def get_approval(approval_id: str) -> Approval:
     return appr
 
 
-def _edit_validator() -> approvals.EditValidator | None:
-    try:
-        from agentops.governance.screening import validate_edited_args
-    except ImportError:
-        return None
-    return validate_edited_args
-
-
 def decide(approval_id: str, kind: str, *, user: str | None, args_digest: str | None = None,
            edited_args: dict[str, Any] | None = None, message: str | None = None) -> approvals.Decision | None:
     appr = get_approval(approval_id)
     return approvals.decide(open_store(), appr.id, kind, user=user, args_digest=args_digest, edited_args=edited_args,
-                            message=message, validate_edit=_edit_validator())
+                            message=message, validate_edit=validate_edited_args)

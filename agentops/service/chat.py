@@ -12,10 +12,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentops.agents import Agent
+from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor
+from agentops.db import open_store
 from agentops.engine.flows import flow
-from agentops.engine.registry import registered_flows
+from agentops.engine.registry import find_flow, registered_flows
+from agentops.engine.runner import create_run, execute_run, local_worker_id
+from agentops.engine.toolkit import current_run_id, idempotency_key
+from agentops.errors import AgentOpsError
+from agentops.service.setup import check_settings
 
 DISPATCHER_FLOW = "chat_dispatch"
 
@@ -35,11 +42,6 @@ def start_flow_tool(user: str | None) -> Any:
     """The dispatcher's tool: queue a run of a project flow, once per tool step (idempotent)."""
     from langchain_core.tools import StructuredTool
     from pydantic import BaseModel, Field
-
-    from agentops.db import open_store
-    from agentops.engine.registry import find_flow
-    from agentops.engine.runner import create_run
-    from agentops.engine.toolkit import current_run_id, idempotency_key
 
     class StartFlowArgs(BaseModel):
         flow: str = Field(description="Name of the flow to start.")
@@ -64,8 +66,6 @@ def start_flow_tool(user: str | None) -> Any:
 @flow(name=DISPATCHER_FLOW)
 def chat_dispatch(message: str, conversation_id: str, user: str | None = None) -> dict[str, Any]:
     """Route a chat message to the right flow (the chat dispatcher)."""
-    from agentops.agents import Agent
-
     dispatcher = Agent(name="dispatcher", prompt="dispatcher", tools=["start_flow"],
                        extra_tools=[start_flow_tool(user)])
     result = dispatcher.run(message, flows=_flow_catalogue())
@@ -86,17 +86,8 @@ class ChatReply:
 
 def send(message: str, *, user: str | None, conversation_id: str | None = None) -> ChatReply:
     """Store the message, run the dispatcher now, store its answer. Started flows are queued runs."""
-    from agentops.core import serialization
-    from agentops.db import open_store
-    from agentops.engine.registry import find_flow
-    from agentops.engine.runner import create_run, execute_run, local_worker_id
-
     if not message.strip():
-        from agentops.errors import AgentOpsError
-
         raise AgentOpsError("the chat message is empty")
-    from agentops.service.runs import check_settings
-
     check_settings()
     store = open_store()
     conversation_id = conversation_id or uuid.uuid4().hex

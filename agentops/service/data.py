@@ -15,14 +15,14 @@ if TYPE_CHECKING:
 
 
 def list_datasets() -> list[str]:
-    from agentops.data import list_datasets as datasets_under
+    from agentops.data import list_datasets as datasets_under  # duckdb stays off the CLI's cold start
 
     return sorted(datasets_under(project_path()))
 
 
 def ask_data(dataset: str, question: str, *, user: str | None) -> dict[str, Any]:
     """A question to a dataset from a person (the app's Data page); recorded in the ledger."""
-    from agentops.data import answer_question
+    from agentops.data import answer_question  # duckdb stays off the CLI's cold start
 
     st = open_store()
     require_user(st, user, CAN_OPERATE, "asking the data")

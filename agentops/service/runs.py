@@ -19,7 +19,8 @@ from agentops.engine.registry import find_flow, registered_flows
 from agentops.engine.runner import RunOutcome, cancel_run, create_run, execute_run, local_worker_id, resume_run
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.governance.users import CAN_OPERATE, require_user
-from agentops.settings import get_settings
+from agentops.service.chat import DISPATCHER_FLOW, send
+from agentops.service.setup import check_settings
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval, LedgerEvent
@@ -35,20 +36,8 @@ def actor_of(user: str | None, default: str = "system:cli") -> str:
 
 def list_flows() -> list[Flow[Any, Any]]:
     """The project's flows (the built-in chat dispatcher is not listed)."""
-    from agentops.service.chat import DISPATCHER_FLOW
-
     load_project()
     return sorted((f for f in registered_flows().values() if f.name != DISPATCHER_FLOW), key=lambda f: f.name)
-
-
-def check_settings() -> None:
-    """Settings a run depends on, checked before a row is written: the database URL and the model."""
-    open_store()
-    model = get_settings().model
-    if model:
-        from agentops.agents.models.setting import check_model_setting  # langchain only when a model is set
-
-        check_model_setting(model)
 
 
 def start_run(flow_name: str, parameters: dict[str, Any], *, user: str | None = None, trigger: str = "manual",
@@ -150,8 +139,6 @@ def rerun(run_id: str, *, user: str | None = None, queue: bool = True) -> str:
 
 def chat_send(message: str, *, user: str | None, conversation_id: str | None = None) -> Any:
     """Send a chat message to the dispatcher; returns a ChatReply (answer, started runs)."""
-    from agentops.service.chat import send
-
     load_project()
     st = open_store()
     if user:

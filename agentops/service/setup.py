@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from agentops.backends.seeders import seed_all
 from agentops.db import open_store
 from agentops.engine.project import project_root
+from agentops.settings import get_settings
 
 
 def init_project() -> Iterator[str]:
@@ -18,3 +19,13 @@ def init_project() -> Iterator[str]:
 def open_database() -> None:
     """Open (and on first use create or migrate) the project's database."""
     open_store()
+
+
+def check_settings() -> None:
+    """Settings a run depends on, checked before a row is written: the database URL and the model."""
+    open_store()
+    model = get_settings().model
+    if model:
+        from agentops.agents.models.setting import check_model_setting  # langchain only when a model is set
+
+        check_model_setting(model)

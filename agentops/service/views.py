@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from agentops.core import serialization
 from agentops.db import open_store
 from agentops.db.records import StepRecord
+from agentops.engine.project import project_root
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval
@@ -90,8 +91,7 @@ def timeline_rows(steps: list[StepRecord], now: float | None = None) -> list[dic
 
 def chart_image(sha256: str) -> bytes | None:
     """A stored chart (charts are kept once, by content hash, under .agentops/charts/)."""
-    from agentops.data.query import load_chart
-    from agentops.engine.project import project_root
+    from agentops.data.query import load_chart  # duckdb stays off the CLI's cold start
 
     return load_chart(sha256, project_root())
 

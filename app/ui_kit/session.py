@@ -14,8 +14,6 @@ from agentops import service
 from agentops.errors import AgentOpsError
 
 SESSION_KEY = "agentops_user"
-DECIDERS = frozenset({"approver", "admin"})
-OPERATORS = frozenset({"operator", "approver", "admin"})
 
 
 @dataclass(frozen=True)
@@ -26,11 +24,11 @@ class SessionUser:
 
     @property
     def can_decide(self) -> bool:
-        return self.role in DECIDERS
+        return self.role in service.CAN_DECIDE
 
     @property
     def can_operate(self) -> bool:
-        return self.role in OPERATORS
+        return self.role in service.CAN_OPERATE
 
 
 def bootstrap() -> str:
