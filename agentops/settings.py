@@ -58,8 +58,12 @@ class Settings(BaseSettings):
     """Namespace of the deployments the scaling tool manages."""
 
     sandbox_require_landlock: bool = True
-    """Model-written data code runs only where the kernel's Landlock can confine it; false runs it with the
-    sandbox's in-process checks alone (kernels before 5.13, macOS)."""
+    """Model-written data code runs only where the kernel's Landlock can confine it; false runs it without
+    Landlock (kernels before 5.13): the mount namespace then hides every file but the dataset's."""
+    sandbox_require_isolation: bool = True
+    """Model-written data code runs only where the kernel cuts it off from the network, bounds its processes and
+    kills them when the question ends, and (without Landlock) hides every file but the dataset's: namespaces, or
+    seccomp and Landlock. False runs it with whatever the kernel offers (macOS: the in-process checks alone)."""
 
     oidc_server_metadata_url: str | None = None
     """OpenID Connect discovery URL (.../.well-known/openid-configuration); set it to log in with st.login."""

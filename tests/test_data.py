@@ -26,7 +26,7 @@ from agentops.data import (
     resolve_dataset,
     run_sandboxed,
 )
-from agentops.data._sandbox_child import landlock_abi
+from agentops.data._sandbox_kernel import landlock_abi
 from agentops.data.datasets import Column, Dataset
 from agentops.errors import AgentOpsError
 

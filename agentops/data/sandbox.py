@@ -1,14 +1,24 @@
-"""Run model-written Python over a dataset in a separate, locked-down process.
+"""Run model-written Python over a dataset in a separate, locked-down process tree.
 
-The child (agentops/data/_sandbox_child.py) starts in Python's isolated mode with an environment of four
-variables (no secrets: no API keys, no AGENTOPS_*), under CPU, memory, file-size and open-file limits, in a fresh
-scratch directory, with a wall-clock timeout after which its whole process group is killed. Inside it, Landlock
-(where the kernel has it) and an audit hook confine reads to the dataset and Python's own files, and writes to
-the scratch directory; process creation and sockets are refused. The code sees `df` (the dataset), `pd`, `np`,
-`execute_sql_query(sql)` (DuckDB over the dataset) and, when it plots, `plt`; it sets `result` the way pandasai
-code does: {"type": "dataframe" | "number" | "string" | "plot", "value": ...}.
+The child (agentops/data/_sandbox_child.py, with the kernel layers in _sandbox_kernel.py) starts in Python's
+isolated mode with a fixed environment (no secrets: no API keys, no AGENTOPS_*), in a fresh scratch directory.
+Where the kernel allows it, the code runs in its own user, network, PID, mount and IPC namespaces: no network
+interface at all, an unprivileged uid outside (nobody when agentops runs as root), a file view holding only the
+interpreter, system libraries, the data file (read-only) and the scratch dir, and a PID namespace whose end
+kills every process the code started. Inside, it holds no capability, runs under CPU, memory, file-size,
+open-file and process limits, and under seccomp (no sockets, no new processes, no exec, no namespaces, mounts
+or ptrace) and Landlock (reads of the dataset and Python's own files, writes of the scratch dir). An audit
+hook refuses the same operations in-process, with messages that name them. A supervisor outside every
+namespace enforces the wall-clock limit and kills and reaps whatever is left when the question ends.
 
-This is defence in depth for code a model wrote, not a boundary for an attacker who controls the machine.
+Each guarantee rests on at least one kernel mechanism, and the code is refused (one line saying what is
+missing) unless AGENTOPS_SANDBOX_REQUIRE_ISOLATION / _REQUIRE_LANDLOCK say otherwise: no network (network
+namespace, or seccomp), bounded processes that die with the question (PID namespace with RLIMIT_NPROC, or
+seccomp), and no file outside the dataset (mount namespace, or Landlock). The code sees `df` (the dataset),
+`pd`, `np`, `execute_sql_query(sql)` (DuckDB over the dataset) and, when it plots, `plt`; it sets `result` the
+way pandasai code does: {"type": "dataframe" | "number" | "string" | "plot", "value": ...}.
+
+This is a boundary for code a model wrote, built from the kernel's own isolation; a kernel bug is out of scope.
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ from agentops.settings import get_settings
 CHILD_SCRIPT = Path(__file__).with_name("_sandbox_child.py")
 MAX_OUTCOME_BYTES = 20 * 1024 * 1024
 PLOT_WORDS = ("plt", "matplotlib", "plot", "chart", "savefig", "figure")
+SUPERVISOR_GRACE_SECONDS = 5.0
+"""The supervisor stops the sandbox at the wall-clock limit itself; this process kills its group only if the
+supervisor has not ended this long after."""
 
 
 class SandboxError(AgentOpsError):
@@ -50,8 +63,16 @@ class SandboxLimits:
     file_bytes: int = 50 * 1024**2
     """Largest file the code may write (RLIMIT_FSIZE)."""
     open_files: int = 256
-    require_kernel_sandbox: bool = True
+    processes: int = 32
+    """Processes and threads of the sandbox's user namespace, its own supervisor and init included
+    (RLIMIT_NPROC; seccomp already refuses new processes, so this bounds threads)."""
+    require_landlock: bool = True
     """Refuse to run the code where Landlock cannot be applied (AGENTOPS_SANDBOX_REQUIRE_LANDLOCK)."""
+    require_isolation: bool = True
+    """Refuse to run the code where the kernel cannot cut it off from the network, bound and reap its processes,
+    and hide every file but the dataset's (AGENTOPS_SANDBOX_REQUIRE_ISOLATION)."""
+    in_process_checks: bool = True
+    """False leaves the audit hook out, so that tests can prove the kernel layers hold on their own."""
 
 
 @dataclass
@@ -70,7 +91,8 @@ class SandboxOutput:
     """Operations the sandbox refused but the code survived (it caught the error), as the child reports them."""
     stdout: str = ""
     kernel_sandbox: str = ""
-    """'landlock abi N', or why Landlock was not applied."""
+    """The kernel layers in force ('landlock abi 7; namespaces user pid net mount ipc uts; seccomp'), and why any
+    one is missing."""
     seconds: float = 0.0
 
     def records(self) -> list[dict[str, Any]]:
@@ -119,18 +141,23 @@ def run_sandboxed(code: str, dataset: Dataset, *, table: str | None = None,
                   limits: SandboxLimits | None = None) -> SandboxOutput:
     """Run `code` over the dataset in the sandbox. SandboxError (one line) when it fails in any way."""
     if limits is None:
-        limits = SandboxLimits(require_kernel_sandbox=get_settings().sandbox_require_landlock)
+        settings = get_settings()
+        limits = SandboxLimits(require_landlock=settings.sandbox_require_landlock,
+                               require_isolation=settings.sandbox_require_isolation)
     plotting = any(word in code for word in PLOT_WORDS)
     workdir = Path(tempfile.mkdtemp(prefix="agentops-sandbox-"))
     scratch = workdir / "scratch"
     scratch.mkdir()
+    (workdir / "view").mkdir()
     if plotting:
         _seed_font_cache(scratch)
     job = {"code": code, "scratch": str(scratch), "table": table or dataset.name, "plotting": plotting,
            "source": {"kind": dataset.kind, "path": str(dataset.path), "table": dataset.table},
            "duckdb_memory": f"{limits.memory_bytes // 3 // 1024**2}MB",
            "memory_limit_text": _fmt_bytes(limits.memory_bytes), "rlimits": _rlimits(limits),
-           "require_kernel_sandbox": limits.require_kernel_sandbox}
+           "processes": limits.processes, "wall_seconds": limits.wall_seconds, "view": str(workdir / "view"),
+           "require_landlock": limits.require_landlock, "require_isolation": limits.require_isolation,
+           "in_process_checks": limits.in_process_checks}
     started = time.perf_counter()
     try:
         with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
@@ -138,17 +165,23 @@ def run_sandboxed(code: str, dataset: Dataset, *, table: str | None = None,
                                     stderr=err, cwd=scratch, env=child_environment(scratch), close_fds=True,
                                     start_new_session=True)
             try:
-                proc.communicate(json.dumps(job).encode(), timeout=limits.wall_seconds)
+                proc.communicate(json.dumps(job).encode(), timeout=limits.wall_seconds + SUPERVISOR_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
-                raise SandboxError(f"the generated code ran longer than {limits.wall_seconds:g} s and was stopped"
-                                   ) from None
+                raise _timeout(limits) from None
             finally:
                 if proc.poll() is None:
                     _kill_group(proc)
-        return _read_outcome(proc.returncode, workdir, scratch, limits, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        if proc.returncode == -signal.SIGKILL and seconds >= limits.wall_seconds:
+            raise _timeout(limits)  # the supervisor's own alarm stopped the sandbox
+        return _read_outcome(proc.returncode, workdir, scratch, limits, seconds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _timeout(limits: SandboxLimits) -> SandboxError:
+    return SandboxError(f"the generated code ran longer than {limits.wall_seconds:g} s and was stopped")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -183,6 +216,8 @@ def _read_outcome(returncode: int, workdir: Path, scratch: Path, limits: Sandbox
         raise SandboxError("the sandbox wrote an unreadable result") from None
     if not outcome.get("ok"):
         error = " ".join(str(outcome.get("error") or "unknown error").split())
+        if outcome.get("refused"):
+            raise SandboxError(f"the generated code was not run: {error}")
         raise SandboxError(f"the generated code failed: {error}")
     result = outcome.get("result") or {}
     output = SandboxOutput(kind=str(result.get("type")), sql=list(outcome.get("sql") or []),
