@@ -54,8 +54,11 @@ def kernel_has_every_layer() -> None:
     """Skip where this kernel lacks a layer the test needs; the sandbox itself refuses to run there."""
     if landlock_abi() < 1:
         pytest.skip("this kernel has no Landlock")
-    probe = ("import importlib.util as u, sys; s = u.spec_from_file_location('k', sys.argv[1]); k = u.module_from_spec(s)\n"
-             "s.loader.exec_module(k); k.unshare(k.SANDBOX_NAMESPACES)")  # single-threaded, as the sandbox's is
+    if "Seccomp_filters:" not in Path("/proc/self/status").read_text():
+        pytest.skip("this kernel has no seccomp filters")
+    # unshare() in a fresh single-threaded interpreter, as the sandbox's own is (pytest's has threads)
+    probe = ("import importlib.util as u, sys\ns = u.spec_from_file_location('k', sys.argv[1])\n"
+             "k = u.module_from_spec(s)\ns.loader.exec_module(k)\nk.unshare(k.SANDBOX_NAMESPACES)")
     kernel_file = ROOT / "agentops" / "data" / "_sandbox_kernel.py"
     if subprocess.run([sys.executable, "-I", "-c", probe, kernel_file], capture_output=True).returncode != 0:
         pytest.skip("this kernel refuses user, network, PID and mount namespaces to this user")
@@ -122,6 +125,17 @@ def test_sandboxed_code_is_held_to_its_cpu_and_memory_limits(sales: Dataset) -> 
     with pytest.raises(SandboxError, match="out of memory"):
         run_sandboxed("hog = bytearray(3 * 1024**3)\nresult = {'type': 'number', 'value': len(hog)}", sales,
                       limits=SandboxLimits(wall_seconds=30, memory_bytes=1024**3))
+
+
+def test_a_dataset_the_sandbox_user_cannot_read_is_one_clear_line(kernel_has_every_layer: None,
+                                                                  tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    shutil.copyfile(ROOT / "data" / "sales.csv", tmp_path / "data" / "sales.csv")
+    (tmp_path / "data" / "sales.csv").chmod(0o600 if os.geteuid() == 0 else 0o000)
+    with pytest.raises(SandboxError, match=r"^the generated code was not run: .* cannot read .*sales.csv; make the "
+                                           r"file readable by others \(chmod o\+r\)$"):
+        run_sandboxed("result = {'type': 'number', 'value': len(df)}", resolve_dataset("sales", tmp_path),
+                      limits=QUICK)
 
 
 # -- the in-process layer: refusals that name what was refused ------------------------------------------------------
@@ -470,3 +484,93 @@ def test_without_namespaces_the_supervisor_still_reaps_a_setsid_grandchild(kerne
     finally:
         for pid in with_name(token):
             os.kill(pid, signal.SIGKILL)
+
+
+# -- the question ends, however it ends ------------------------------------------------------------------------------
+
+NAMED_SLEEPER = ("import ctypes, time\nctypes.CDLL(None).prctl(15, TOKEN.encode(), 0, 0, 0)\ntime.sleep(600)\n"
+                 "result = {'type': 'string', 'value': 'woke'}")
+
+
+def wait_for(predicate: Any, what: str, deadline_seconds: float = 60.0) -> Any:
+    """Poll until `predicate()` is truthy (a generous deadline, for a loaded machine; not a timing claim)."""
+    import time
+
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def supervisors_of(parent: int) -> list[int]:
+    pids = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            args = Path(cmdline).read_bytes().split(b"\0")
+            stat = Path(cmdline).with_name("stat").read_text()
+        except OSError:
+            continue
+        if any(a.endswith(b"_sandbox_child.py") for a in args) and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            pids.append(int(cmdline.split("/")[2]))
+    return pids
+
+
+def test_killing_the_supervisor_takes_the_whole_sandbox_with_it(kernel_has_every_layer: None,
+                                                                 sales: Dataset) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    token = f"sbx{uuid.uuid4().hex[:10]}"
+    limits = SandboxLimits(wall_seconds=120, in_process_checks=False)
+    with ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(run_sandboxed, f"TOKEN = {token!r}\n" + NAMED_SLEEPER, sales, limits=limits)
+        try:
+            wait_for(lambda: with_name(token), "the generated code to start")
+            (supervisor,) = supervisors_of(os.getpid())
+            os.kill(supervisor, signal.SIGKILL)
+            with pytest.raises(SandboxError, match="was killed"):
+                asked.result(timeout=120)
+            wait_for(lambda: not with_name(token), "the sandboxed code to die with its supervisor")
+        finally:
+            for pid in with_name(token):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_sandbox_whose_parent_died_still_ends_at_its_wall_clock_limit(kernel_has_every_layer: None,
+                                                                        sales: Dataset) -> None:
+    token = f"sbx{uuid.uuid4().hex[:10]}"
+    job = {"dataset": str(sales.path), "code": f"TOKEN = {token!r}\n" + NAMED_SLEEPER,
+           "limits": {"wall_seconds": 8, "in_process_checks": False}}
+    parent = subprocess.Popen([sys.executable, "-m", "tests.sandbox_harness"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, text=True)
+    try:
+        assert parent.stdin is not None
+        parent.stdin.write(json.dumps(job))
+        parent.stdin.close()
+        wait_for(lambda: with_name(token), "the generated code to start")
+        parent.kill()
+        parent.wait()
+        wait_for(lambda: not with_name(token), "the orphaned sandbox to end at its wall-clock limit")
+    finally:
+        parent.kill()
+        for pid in with_name(token):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sandboxes_running_at_once_each_get_their_own_limits_and_answer(kernel_has_every_layer: None,
+                                                                        sales: Dataset,
+                                                                        sales_frame: pd.DataFrame) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    code = ("import threading, time\nstarted = 0\ntry:\n    while started < 100:\n"
+            "        threading.Thread(target=time.sleep, args=(3,), daemon=True).start()\n        started += 1\n"
+            "except RuntimeError:\n    pass\nresult = {'type': 'number', 'value': started * 100000 + len(df)}")
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda _: run_sandboxed(code, sales, limits=SandboxLimits(wall_seconds=120,
+                                                                                       processes=16)), range(3)))
+    for out in outs:
+        threads, rows = divmod(out.value, 100000)
+        assert rows == len(sales_frame) and 0 < threads < 16, "each sandbox counts only its own threads"
+        assert out.kernel_sandbox == EVERY_LAYER

@@ -172,10 +172,18 @@ def _start_isolated(job: dict[str, Any]) -> tuple[int | None, str]:
     return None, said or "unavailable: the sandbox stopped while entering its namespaces"
 
 
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent dies (and now, if it already has)."""
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _holder(job: dict[str, Any], reports_w: int, go_r: int, *unused: int) -> None:
     for fd in unused:
         os.close(fd)
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    supervisor = os.getppid()
+    _die_with_parent(supervisor)
     report = os.fdopen(reports_w, "w", buffering=1)
     try:
         kernel.unshare(kernel.SANDBOX_NAMESPACES)
@@ -191,13 +199,14 @@ def _holder(job: dict[str, Any], reports_w: int, go_r: int, *unused: int) -> Non
     except OSError as exc:
         report.write(f"unavailable: file view: {_why(exc)}\n")
         return
+    _die_with_parent(supervisor)  # again: entering the user namespace and changing uid cleared it
     init = _fork(lambda: _init(job, report))
     report.close()
     os._exit(_exit_code(os.waitpid(init, 0)[1]))
 
 
 def _init(job: dict[str, Any], report: Any) -> NoReturn:
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # its parent, the holder, is outside this PID namespace
     try:
         kernel.FileView.enter()
     except OSError as exc:
@@ -488,10 +497,10 @@ class _NoPyArrow:
 
 def worker(job: dict[str, Any], layers: dict[str, str], *, isolated: bool) -> None:
     """Lock this process down, then run the job (or refuse to) and write the outcome to the scratch dir."""
-    if isolated:
-        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     with contextlib.suppress(OSError):  # an unprivileged process without namespaces has none to drop
         kernel.drop_capabilities()
+    if isolated:  # init is its parent; outside namespaces the supervisor reaps it
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     limits = list(job.get("rlimits") or [])
     if isolated:  # counted per user namespace; outside one it would count every process of the user
         limits.append([resource.RLIMIT_NPROC, int(job["processes"])])
@@ -511,6 +520,10 @@ def worker(job: dict[str, Any], layers: dict[str, str], *, isolated: bool) -> No
             json.dump(outcome, handle, default=str)
 
     refusal = kernel_refusal(layers, job["require_landlock"], job["require_isolation"])
+    data_file = os.path.realpath(job["source"]["path"])
+    if not refusal and not os.access(data_file, os.R_OK):
+        refusal = (f"the sandbox's unprivileged user (nobody, when agentops runs as root) cannot read {data_file}; "
+                   "make the file readable by others (chmod o+r)")
     if refusal:
         outcome["error"], outcome["refused"] = refusal, True
         write_outcome()
@@ -534,7 +547,11 @@ def run(job: dict[str, Any], scratch: str, read_paths: list[str], outcome: dict[
         import matplotlib.pyplot
 
         plt = matplotlib.pyplot
-    df, con = _load(job)
+    try:
+        df, con = _load(job)
+    except Exception as exc:
+        outcome["error"] = f"the sandbox could not load the dataset: {type(exc).__name__}: {str(exc)[:300]}"
+        return
 
     def execute_sql_query(sql_query: str) -> Any:
         """Run DuckDB SQL over the dataset (the table named in the prompt); returns a DataFrame."""
