@@ -486,6 +486,19 @@ def test_without_namespaces_the_supervisor_still_reaps_a_setsid_grandchild(kerne
             os.kill(pid, signal.SIGKILL)
 
 
+def test_the_parent_never_follows_what_the_code_planted_in_its_scratch_dir(kernel_has_every_layer: None,
+                                                                           sales: Dataset, tmp_path: Path) -> None:
+    secret = f"planted-{uuid.uuid4().hex}"
+    host_file = tmp_path / "host.json"
+    host_file.write_text(json.dumps({"ok": False, "error": secret}))
+    host_file.chmod(0o600)
+    code = (f"import os\nos.symlink({str(host_file)!r}, 'outcome.json')\nos.mkfifo('chart.png')\n"
+            "os._exit(0)")  # no Landlock and no audit hook: only the parent's own care stands in the way
+    got = harness({"without": ["landlock"], "dataset": str(sales.path), "code": code,
+                   "limits": {"wall_seconds": 30, "in_process_checks": False, "require_landlock": False}})
+    assert got["error"].startswith("the generated code stopped without a result") and secret not in got["error"]
+
+
 # -- the question ends, however it ends ------------------------------------------------------------------------------
 
 NAMED_SLEEPER = ("import ctypes, time\nctypes.CDLL(None).prctl(15, TOKEN.encode(), 0, 0, 0)\ntime.sleep(600)\n"

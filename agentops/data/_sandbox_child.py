@@ -69,6 +69,12 @@ def _read_paths(job: dict[str, Any]) -> list[str]:
     return [*_prefixes(), *SYSTEM_READ_PATHS, os.path.realpath(job["source"]["path"])]
 
 
+def _view_paths(job: dict[str, Any]) -> list[str]:
+    """What the file view shows read-only: the read paths but /proc (its own, fresh) and the cgroup tree (a
+    stack of mounts that DuckDB needs no more, its memory limit being set)."""
+    return [p for p in _read_paths(job) if not p.startswith(("/proc/", "/sys/fs/cgroup"))]
+
+
 def _why(exc: OSError) -> str:
     return f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
 
@@ -195,7 +201,7 @@ def _holder(job: dict[str, Any], reports_w: int, go_r: int, *unused: int) -> Non
         if go.readline() != "go\n":
             return
     try:
-        kernel.FileView(job["view"], _read_paths(job), [os.path.realpath(job["scratch"])]).build(become=(0, 0))
+        kernel.FileView(job["view"], _view_paths(job), [os.path.realpath(job["scratch"])]).build(become=(0, 0))
     except OSError as exc:
         report.write(f"unavailable: file view: {_why(exc)}\n")
         return

@@ -29,6 +29,7 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -199,19 +200,33 @@ def _tail(path: Path, limit: int = 2000) -> str:
         return ""
 
 
+def _read_regular(path: Path) -> bytes | None:
+    """The file the sandbox wrote, or None: never through a symlink, a FIFO or a device it planted there,
+    and never more than MAX_OUTCOME_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_OUTCOME_BYTES:
+            return None
+        return handle.read(MAX_OUTCOME_BYTES + 1)
+
+
 def _read_outcome(returncode: int, workdir: Path, scratch: Path, limits: SandboxLimits,
                   seconds: float) -> SandboxOutput:
-    outcome_path = scratch / "outcome.json"
+    written = _read_regular(scratch / "outcome.json")
     if returncode == -signal.SIGXCPU:
         raise SandboxError(f"the generated code used more than {limits.cpu_seconds} s of CPU and was stopped")
-    if returncode == -signal.SIGKILL and not outcome_path.exists():
+    if returncode == -signal.SIGKILL and written is None:
         raise SandboxError(f"the generated code was killed (CPU limit {limits.cpu_seconds} s, memory limit "
                            f"{_fmt_bytes(limits.memory_bytes)})")
-    if not outcome_path.is_file() or outcome_path.stat().st_size > MAX_OUTCOME_BYTES:
+    if written is None or len(written) > MAX_OUTCOME_BYTES:
         last = (_tail(workdir / "stderr.txt").strip().splitlines() or [f"exit status {returncode}"])[-1]
         raise SandboxError(f"the generated code stopped without a result: {' '.join(last.split())[:300]}")
     try:
-        outcome = json.loads(outcome_path.read_text())
+        outcome = json.loads(written)
     except ValueError:
         raise SandboxError("the sandbox wrote an unreadable result") from None
     if not outcome.get("ok"):
@@ -227,10 +242,9 @@ def _read_outcome(returncode: int, workdir: Path, scratch: Path, limits: Sandbox
         output.columns = [str(c) for c in result.get("columns") or []]
         output.value, output.row_count = result.get("rows") or [], int(result.get("row_count") or 0)
     elif output.kind == "plot":
-        chart = scratch / "chart.png"
-        if not chart.is_file():
+        output.chart_png = _read_regular(scratch / "chart.png")
+        if output.chart_png is None:
             raise SandboxError("the generated code returned a plot but no chart file was written")
-        output.chart_png = chart.read_bytes()
         if not output.chart_png.startswith(b"\x89PNG"):
             raise SandboxError("the generated code's chart is not a PNG image")
     else:
