@@ -39,9 +39,9 @@ import time
 import traceback
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-if __package__:
+if __package__ or TYPE_CHECKING:
     from agentops.data import _sandbox_kernel as kernel
 else:  # run as a script (-I leaves its own directory off sys.path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
