@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentops.core.deferred import DeferredModule
 from agentops.core.ledger import Event
+from agentops.errors import LeaseLost
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -31,15 +32,19 @@ class GovernanceSQL(RunsSQL):
             conn.execute(sa.insert(schema.APPROVALS), values)
             self._append(conn, events)
 
-    def open_approval(self, approval: dict[str, Any], step: dict[str, Any], *, step_exists: bool,
+    def open_approval(self, approval: dict[str, Any], step: dict[str, Any], *, epoch: int,
                       events: Sequence[Event]) -> None:
-        """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically."""
+        """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically, while the run
+        is at `epoch` (the requesting execution's lease); otherwise nothing is written and LeaseLost is raised."""
         with self.write() as conn:
+            paused = conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == step["run_id"],
+                                                               schema.RUNS.c.epoch == epoch)
+                                  .values(state="AWAITING_APPROVAL", worker_id=None, heartbeat_at=None,
+                                          updated_at=time.time(), state_message=f"awaiting approval {approval['id']}"))
+            if paused.rowcount != 1:
+                raise LeaseLost(step["run_id"], epoch, f"requesting approval at step {step['step_no']}")
             conn.execute(sa.insert(schema.APPROVALS), approval)
-            self._put_step(SqlText(conn), step, exists=step_exists)
-            conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == step["run_id"])
-                         .values(state="AWAITING_APPROVAL", worker_id=None, heartbeat_at=None,
-                                 updated_at=time.time(), state_message=f"awaiting approval {approval['id']}"))
+            self._put_step(SqlText(conn), step, exists=False, epoch=None)
             self._append(conn, events)
 
     def get_approval(self, approval_id: str) -> Approval | None:
