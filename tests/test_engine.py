@@ -379,7 +379,8 @@ def test_cancelled_run_stops_at_its_next_step(store) -> None:
     calls.clear()
     run_id = create_run(cancellable, {}, queue=False, store=store, worker_id="w1")
     result: dict[str, object] = {}
-    thread = threading.Thread(target=lambda: result.update(o=execute_run(run_id, worker_id="w1", epoch=CREATED_EPOCH, store=store)))
+    thread = threading.Thread(target=lambda: result.update(
+        o=execute_run(run_id, worker_id="w1", epoch=CREATED_EPOCH, store=store)))
     thread.start()
     time.sleep(0.1)
     cancel_run(run_id, store=store)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from agentops.core.deferred import DeferredModule
 from agentops.core.ledger import Event
-from agentops.errors import LeaseLost
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -37,14 +36,8 @@ class GovernanceSQL(RunsSQL):
         """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically, while the run
         is at `epoch` (the requesting execution's lease); otherwise nothing is written and LeaseLost is raised."""
         with self.write() as conn:
-            paused = conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == step["run_id"],
-                                                               schema.RUNS.c.epoch == epoch)
-                                  .values(state="AWAITING_APPROVAL", worker_id=None, heartbeat_at=None,
-                                          updated_at=time.time(), state_message=f"awaiting approval {approval['id']}"))
-            if paused.rowcount != 1:
-                raise LeaseLost(step["run_id"], epoch, f"requesting approval at step {step['step_no']}")
+            self._pause_at_step(SqlText(conn), step, epoch=epoch, message=f"awaiting approval {approval['id']}")
             conn.execute(sa.insert(schema.APPROVALS), approval)
-            self._put_step(SqlText(conn), step, exists=False, epoch=None)
             self._append(conn, events)
 
     def get_approval(self, approval_id: str) -> Approval | None:

@@ -263,6 +263,21 @@ class RunsSQL(LedgerSQL):
         if tx.execute(sql, params) != 1 and epoch is not None:
             raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
 
+    def pause_at_step(self, step: dict[str, Any], events: Sequence[Event], *, epoch: int, message: str) -> None:
+        """Store the row of a step that waits (AWAITING_APPROVAL) and pause its run there, freeing its worker,
+        atomically, while the run is at `epoch`; otherwise nothing is written and LeaseLost is raised."""
+        with self._write_sql() as tx:
+            self._pause_at_step(tx, step, epoch=epoch, message=message)
+            self._chain(tx, events)
+
+    def _pause_at_step(self, tx: SqlText, step: dict[str, Any], *, epoch: int, message: str) -> None:
+        paused = tx.execute("UPDATE flow_runs SET state = 'AWAITING_APPROVAL', worker_id = NULL, heartbeat_at = NULL, "
+                            "updated_at = :now, state_message = :message WHERE id = :id AND epoch = :epoch",
+                            {"now": time.time(), "message": message, "id": step["run_id"], "epoch": epoch})
+        if paused != 1:
+            raise LeaseLost(step["run_id"], epoch, f"pausing at step {step['step_no']}")
+        self._put_step(tx, step, exists=False, epoch=None)
+
     def add_logs(self, logs: Sequence[dict[str, Any]], *, epoch: int | None = None) -> None:
         """Store log lines; with `epoch`, only those of runs still at that epoch (the others are dropped)."""
         if not logs:

@@ -323,6 +323,16 @@ class PausingStep:
         pauses the run (fenced by `ctx.epoch`)."""
         return {**_step_values(self.ctx, self._task, self._prep, state, ended=None), **columns}
 
+    def pause(self, reason: str, **payload: Any) -> NoReturn:
+        """Pause the run at this step for the first time: the step's row (AWAITING_APPROVAL) and the run's pause
+        are stored in one transaction, fenced by the execution's epoch. (A body that stores more with the pause,
+        as an approval request does, writes the row from `row()` in a transaction of its own.)"""
+        ctx, name = self.ctx, self._task.name
+        events = [transitions.step_state(ctx.run_id, self.step_no, name, State.AWAITING_APPROVAL.value, **payload),
+                  transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value, **payload)]
+        ctx.store.pause_at_step(self.row(State.AWAITING_APPROVAL), events, epoch=ctx.epoch, message=reason)
+        raise FlowPaused(reason)
+
     def pause_again(self, reason: str, **payload: Any) -> NoReturn:
         """Pause the run again: what this step waits for is stored already and has not happened yet."""
         ctx = self.ctx

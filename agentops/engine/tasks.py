@@ -209,10 +209,10 @@ def pausing_step(name: str, body: Callable[[PausingStep], R], *, kind: str, inpu
 
     Numbered, checked for determinism and replayed like a task: once completed, the step returns its recorded
     output (typed by the body's return annotation) and the body never runs again. Until then the body runs on
-    every execution. On the first (`step.record` is None) it stores what it waits for, with `step.row(...)`, in
-    the transaction that pauses the run, and raises FlowPaused; later it either finds the wait still on and
-    calls `step.pause_again(...)`, or returns the step's result, which is recorded like a task's output.
-    `inputs` are what the step records as its inputs.
+    every execution. On the first (`step.record` is None) it pauses the run with `step.pause(...)`, or stores
+    what it waits for together with `step.row(...)` in the transaction that pauses the run and raises
+    FlowPaused. Later it either finds the wait still on and calls `step.pause_again(...)`, or returns the step's
+    result, which is recorded like a task's output. `inputs` are what the step records as its inputs.
     """
     ctx = current_run.get()
     if ctx is None:
