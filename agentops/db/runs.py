@@ -80,10 +80,8 @@ class RunsSQL(LedgerSQL):
         not there, not in one of `expect` (if given) or, with `fence`, no longer at that epoch. `revoke` takes the
         run from whoever executes it (its epoch moves on, so their next write is refused)."""
         values = {"state": state, "updated_at": time.time(), **(fields or {})}
-        sql = update_sql("flow_runs", values, "id = :where_id")
+        sql = update_sql("flow_runs", values, "id = :where_id", also=["epoch = epoch + 1"] if revoke else [])
         params = {**values, "where_id": run_id}
-        if revoke:
-            sql = sql.replace(" WHERE ", ", epoch = epoch + 1 WHERE ", 1)
         if fence is not None:
             sql += " AND epoch = :fence"
             params["fence"] = fence

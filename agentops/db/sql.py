@@ -36,8 +36,9 @@ def insert_where_sql(table: str, columns: Iterable[str], condition: str) -> str:
             f"WHERE {condition}")
 
 
-def update_sql(table: str, columns: Iterable[str], where: str) -> str:
-    return f"UPDATE {table} SET {', '.join(f'{c} = :{c}' for c in columns)} WHERE {where}"
+def update_sql(table: str, columns: Iterable[str], where: str, *, also: Iterable[str] = ()) -> str:
+    """An UPDATE setting each column from its parameter, plus the assignments in `also` (`epoch = epoch + 1`)."""
+    return f"UPDATE {table} SET {', '.join([*(f'{c} = :{c}' for c in columns), *also])} WHERE {where}"
 
 
 def in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
