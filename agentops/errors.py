@@ -70,8 +70,19 @@ class FlowPaused(BaseException):
         self.reason = reason
 
 
-class RunCancelled(BaseException):
-    """Raised inside a run when it was cancelled from outside. Not catchable by `except Exception`."""
+class LeaseLost(BaseException):
+    """Raised inside an execution whose run was taken from it (claimed again after a stall, recovered as crashed,
+    cancelled): the run's epoch moved past the one this execution holds, so every write it attempts is refused.
+
+    A BaseException, so that user code's `except Exception` cannot swallow it; the execution stops and writes
+    nothing more except a `run.lease_lost` event in the ledger.
+    """
+
+    def __init__(self, run_id: str, epoch: int, where: str) -> None:
+        super().__init__(f"run {run_id}: this execution's lease (epoch {epoch}) was taken over; stopped {where}")
+        self.run_id = run_id
+        self.epoch = epoch
+        self.where = where
 
 
 class RunFailed(AgentOpsError):

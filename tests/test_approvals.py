@@ -151,7 +151,7 @@ def test_crash_while_awaiting_approval_then_decision_runs_the_step_exactly_once(
     restarted = open_store()
     decide(restarted, appr_id, "approve", user="alice")
     assert finish(restarted, run_id)["applied"]["replicas"] == 12
-    outcome = execute_run(run_id, worker_id="late-duplicate", store=restarted)
+    outcome = execute_run(run_id, worker_id="late-duplicate", epoch=1, store=restarted)
     assert outcome.state == State.COMPLETED
     assert effects == [{"name": "web-app", "replicas": 12}], "the approved effect happened exactly once"
 

@@ -14,7 +14,7 @@ import pytest
 import agentops
 from agentops import flow, get_run_logger, task
 from agentops.core.states import State
-from agentops.engine.runner import RunOutcome, create_run, execute_run, resume_run
+from agentops.engine.runner import CREATED_EPOCH, RunOutcome, create_run, execute_run, resume_run
 from agentops.errors import ParameterError, RunFailed
 
 calls: dict[str, int] = {}
@@ -228,7 +228,7 @@ async def async_flow(x: int) -> int:
 
 def test_async_flows_and_tasks_are_recorded_steps(store) -> None:
     run_id = create_run(async_flow, {"x": 3}, queue=False, store=store, worker_id="w")
-    outcome = execute_run(run_id, worker_id="w", store=store)
+    outcome = execute_run(run_id, worker_id="w", epoch=CREATED_EPOCH, store=store)
     assert outcome.result == 12
     assert [s.name for s in store.steps_for_run(run_id)] == ["t_async_double", "t_async_double"]
 
@@ -238,7 +238,7 @@ def test_async_flows_run_from_a_thread_whose_event_loop_is_running(store) -> Non
     run_id = create_run(async_flow, {"x": 5}, queue=False, store=store, worker_id="w")
 
     async def caller() -> RunOutcome:
-        return execute_run(run_id, worker_id="w", store=store)
+        return execute_run(run_id, worker_id="w", epoch=CREATED_EPOCH, store=store)
 
     with ThreadPoolExecutor(max_workers=1) as fresh_thread:  # this thread may already run a loop (Playwright's)
         outcome = fresh_thread.submit(asyncio.run, caller()).result()
@@ -379,7 +379,8 @@ def test_cancelled_run_stops_at_its_next_step(store) -> None:
     calls.clear()
     run_id = create_run(cancellable, {}, queue=False, store=store, worker_id="w1")
     result: dict[str, object] = {}
-    thread = threading.Thread(target=lambda: result.update(o=execute_run(run_id, worker_id="w1", store=store)))
+    thread = threading.Thread(target=lambda: result.update(
+        o=execute_run(run_id, worker_id="w1", epoch=CREATED_EPOCH, store=store)))
     thread.start()
     time.sleep(0.1)
     cancel_run(run_id, store=store)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from agentops.backends import cluster_sim
 from agentops.db import open_store
-from agentops.engine.toolkit import current_run_id, idempotency_key
+from agentops.engine.toolkit import check_fence, current_run_id, idempotency_key
 from agentops.settings import get_settings
 
 
@@ -63,6 +63,7 @@ def scale_deployment(name: str, replicas: int) -> dict[str, Any]:
     done = store.scale_event(key)
     if done is not None:
         return {"name": name, "replicas": done.to_replicas, "previous": done.from_replicas, "status": "already applied"}
+    check_fence()
     client = _kube()
     if client is not None:
         with client:

@@ -10,7 +10,7 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
 from agentops.db import open_store
-from agentops.engine.toolkit import current_run_id, idempotency_key
+from agentops.engine.toolkit import check_fence, current_run_id, idempotency_key
 from agentops.settings import get_settings
 
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -46,6 +46,7 @@ def _api() -> httpx.Client | None:
 def create_ticket(title: str, description: str = "", priority: str = "P3") -> dict[str, Any]:
     """Open a ticket once per tool step: the API gets an Idempotency-Key header, the table a unique key."""
     key = idempotency_key()
+    check_fence()
     client = _api()
     if client is not None:
         with client:
@@ -64,6 +65,7 @@ def update_ticket(ticket_id: int, status: str | None = None, comment: str | None
                   priority: str | None = None) -> dict[str, Any]:
     """Change a ticket's status or priority, or add a comment (updates are idempotent by nature)."""
     changes = {k: v for k, v in {"status": status, "priority": priority}.items() if v is not None}
+    check_fence()
     client = _api()
     if client is not None:
         with client:

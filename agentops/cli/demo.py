@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentops import service
+from agentops.core.states import SETTLED
 from agentops.errors import AgentOpsError
 from agentops.service import schedules
 
@@ -71,7 +72,7 @@ def trigger_incident(say: Callable[[str], None]) -> DemoState:
     for started in reply.started_runs:
         deadline = time.time() + 30
         run = service.get_run(started["run_id"])
-        while run.state not in ("AWAITING_APPROVAL", "COMPLETED", "FAILED") and time.time() < deadline:
+        while run.state not in SETTLED and time.time() < deadline:
             time.sleep(0.1)
             run = service.get_run(started["run_id"])
         state.incident_run_id = run.id

@@ -6,6 +6,10 @@ SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by an
 Every state change appends its audit events in the same transaction, so the ledger never disagrees
 with the tables.
 
+Times that decide who holds a run (heartbeats, staleness) come from the database's clock: on PostgreSQL
+`clock_timestamp()`, so workers on hosts whose clocks disagree still agree; on SQLite, whose writers all
+share one machine, that machine's clock (`time.time()`) is the database's clock.
+
 The engine's own path (runs, steps, logs, cache, the ledger) is written as SQL text that both databases
 accept. On SQLite it runs on plain sqlite3 connections, so `agentops run` never imports SQLAlchemy;
 everything else is built with SQLAlchemy Core on the SQLModel tables, imported on first use.
@@ -45,6 +49,10 @@ class StoreBase:
         self._sqlite_path = sqlite_path(url) if self.is_sqlite else ""
         self._raw_writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
+        self.now_sql = ":now" if self.is_sqlite else "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+        """The database's clock in epoch seconds, in SQL text (on SQLite the `:now` parameter: this machine's)."""
+        self.share_lock = "" if self.is_sqlite else " FOR SHARE"
+        """Appended to a read that must not interleave with a concurrent claim (SQLite serialises writers)."""
         if not self.is_sqlite:
             self._engine = self._create_engine(url)
 

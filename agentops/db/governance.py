@@ -31,15 +31,13 @@ class GovernanceSQL(RunsSQL):
             conn.execute(sa.insert(schema.APPROVALS), values)
             self._append(conn, events)
 
-    def open_approval(self, approval: dict[str, Any], step: dict[str, Any], *, step_exists: bool,
+    def open_approval(self, approval: dict[str, Any], step: dict[str, Any], *, epoch: int,
                       events: Sequence[Event]) -> None:
-        """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically."""
+        """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically, while the run
+        is at `epoch` (the requesting execution's lease); otherwise nothing is written and LeaseLost is raised."""
         with self.write() as conn:
+            self._pause_at_step(SqlText(conn), step, epoch=epoch, message=f"awaiting approval {approval['id']}")
             conn.execute(sa.insert(schema.APPROVALS), approval)
-            self._put_step(SqlText(conn), step, exists=step_exists)
-            conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == step["run_id"])
-                         .values(state="AWAITING_APPROVAL", worker_id=None, heartbeat_at=None,
-                                 updated_at=time.time(), state_message=f"awaiting approval {approval['id']}"))
             self._append(conn, events)
 
     def get_approval(self, approval_id: str) -> Approval | None:

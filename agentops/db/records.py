@@ -31,6 +31,8 @@ class RunRecord:
     ended_at: float | None = None
     worker_id: str | None = None
     heartbeat_at: float | None = None
+    epoch: int = 0
+    """The run's lease: incremented by every claim; each write of an execution checks it."""
     wake_at: float | None = None
     result: str | None = None
     error: str | None = None

@@ -1,14 +1,23 @@
-"""The engine's statements: runs, claims, heartbeats, steps, logs and the task cache."""
+"""The engine's statements: runs, claims, heartbeats, steps, logs and the task cache.
+
+Fencing: a claim increments the run's epoch, and the execution holding that epoch passes it to every write it
+makes (steps, logs, heartbeats, its final state). Each such statement carries the check in its own WHERE (on
+PostgreSQL with a share lock on the run row, so it cannot interleave with a claim), and a write whose epoch is
+stale changes nothing and raises LeaseLost.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from agentops.core.deferred import DeferredModule
 from agentops.core.ledger import Event
+from agentops.core.states import CLAIMABLE, State
 from agentops.db.records import LogRecord, RunRecord, StepRecord, column_names
+from agentops.errors import LeaseLost
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -18,11 +27,11 @@ else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
 from agentops.db.ledger import LedgerSQL
-from agentops.db.sql import SqlText, as_row, in_list, insert_sql, update_sql, with_defaults
+from agentops.db.sql import SqlText, as_row, in_list, insert_sql, insert_where_sql, update_sql, with_defaults
 
-CLAIMABLE = ("PENDING", "CRASHED")
-_LOG_INSERT = ("INSERT INTO log_lines (run_id, step_no, ts, level, message) "
-               "VALUES (:run_id, :step_no, :ts, :level, :message)")
+_LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message")
+_LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS)
+_CLAIMABLE, _CLAIMABLE_PARAMS = in_list("claimable_", sorted(CLAIMABLE))
 
 RUN_COLUMNS = ", ".join(column_names(RunRecord))
 STEP_COLUMNS = ", ".join(column_names(StepRecord))
@@ -38,7 +47,11 @@ class RunsSQL(LedgerSQL):
         complete = [with_defaults(RunRecord, row) for row in rows]
         with self._write_sql() as tx:
             if complete:
-                tx.execute_many(insert_sql("flow_runs", complete[0]), complete)
+                sql = insert_sql("flow_runs", complete[0])
+                if not self.is_sqlite:  # a run created claimed heartbeats by the database's clock
+                    sql = sql.replace(":heartbeat_at", "CASE WHEN CAST(:heartbeat_at AS DOUBLE PRECISION) IS NULL "
+                                                       f"THEN NULL ELSE {self.now_sql} END")
+                tx.execute_many(sql, complete)
             self._chain(tx, events)
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -59,11 +72,19 @@ class RunsSQL(LedgerSQL):
         *,
         expect: Iterable[str] | None = None,
         fields: dict[str, Any] | None = None,
+        fence: int | None = None,
+        revoke: bool = False,
+        logs: Sequence[dict[str, Any]] = (),
     ) -> bool:
-        """Move a run to `state` (only from one of `expect`, if given). False if the run was not there."""
+        """Move a run to `state`, with its events and buffered log lines. False (and nothing written) if the run is
+        not there, not in one of `expect` (if given) or, with `fence`, no longer at that epoch. `revoke` takes the
+        run from whoever executes it (its epoch moves on, so their next write is refused)."""
         values = {"state": state, "updated_at": time.time(), **(fields or {})}
-        sql = update_sql("flow_runs", values, "id = :where_id")
+        sql = update_sql("flow_runs", values, "id = :where_id", also=["epoch = epoch + 1"] if revoke else [])
         params = {**values, "where_id": run_id}
+        if fence is not None:
+            sql += " AND epoch = :fence"
+            params["fence"] = fence
         if expect is not None:
             expect = list(expect)
             if not expect:
@@ -74,6 +95,7 @@ class RunsSQL(LedgerSQL):
         with self._write_sql() as tx:
             if tx.execute(sql, params) != 1:
                 return False
+            tx.execute_many(_LOG_INSERT, logs)
             self._chain(tx, events)
         return True
 
@@ -110,62 +132,91 @@ class RunsSQL(LedgerSQL):
         with self.read() as conn:
             return list(conn.execute(sa.select(schema.RUNS.c.flow_name).distinct()).scalars())
 
-    def claim_run(self, worker_id: str, now: float, events_for: Any) -> RunRecord | None:
-        """Take the oldest queued (or crashed) run for this worker; `events_for(run)` builds its audit events."""
-        query = (sa.select(schema.RUNS).where(schema.RUNS.c.state.in_(CLAIMABLE))
-                 .where(sa.or_(schema.RUNS.c.wake_at.is_(None), schema.RUNS.c.wake_at <= now))
-                 .order_by(schema.RUNS.c.created_at).limit(1))
-        if not self.is_sqlite:
-            query = query.with_for_update(skip_locked=True)
-        with self.write() as conn:
-            found = conn.execute(query).first()
-            if found is None:
+    def claim_run(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord | None:
+        """Take the oldest queued (or crashed) run for this worker, skipping rows another worker is claiming.
+
+        `events_for(run)` builds the claim's audit events from the run as it was. Returns the run as claimed.
+        """
+        now = time.time()
+        lock = "" if self.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        with self._write_sql() as tx:
+            found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
+                             f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT 1{lock}",
+                             {**_CLAIMABLE_PARAMS, "now": now})
+            return None if found is None else self._take(tx, RunRecord(**found), worker_id, now, events_for)
+
+    def claim_run_by_id(self, run_id: str, worker_id: str, states: Iterable[str],
+                        events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord | None:
+        """Take this run for this worker if it is in one of `states`, waiting for a concurrent claimer's row lock
+        on PostgreSQL; None if it is not there or not in those states. Returns the run as claimed."""
+        lock = "" if self.is_sqlite else " FOR UPDATE"
+        with self._write_sql() as tx:
+            found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id{lock}", {"id": run_id})
+            if found is None or found["state"] not in set(states):
                 return None
-            run = as_row(RunRecord, found._mapping)
-            conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == run.id).values(
-                state="RUNNING", worker_id=worker_id, heartbeat_at=now, updated_at=now,
-                started_at=run.started_at or now))
-            self._append(conn, events_for(run))
-        run.state, run.worker_id = "RUNNING", worker_id
-        return run
+            return self._take(tx, RunRecord(**found), worker_id, time.time(), events_for)
+
+    def _take(self, tx: SqlText, run: RunRecord, worker_id: str, now: float,
+              events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord:
+        """The claim itself, on a row the caller has locked: RUNNING here under the next epoch."""
+        tx.execute(f"UPDATE flow_runs SET state = 'RUNNING', epoch = epoch + 1, worker_id = :worker_id, "
+                   f"heartbeat_at = {self.now_sql}, updated_at = :now, started_at = COALESCE(started_at, :now), "
+                   f"ended_at = NULL, error = NULL WHERE id = :id",
+                   {"worker_id": worker_id, "now": now, "id": run.id})
+        self._chain(tx, events_for(run))
+        return replace(run, state=State.RUNNING.value, worker_id=worker_id, epoch=run.epoch + 1,
+                       started_at=run.started_at or now, ended_at=None, error=None)
 
     def has_claimable(self, now: float) -> bool:
-        with self.read() as conn:
-            return conn.execute(sa.select(schema.RUNS.c.id).where(schema.RUNS.c.state.in_(CLAIMABLE))
-                                .where(sa.or_(schema.RUNS.c.wake_at.is_(None), schema.RUNS.c.wake_at <= now))
-                                .limit(1)).first() is not None
+        with self._read_sql() as tx:
+            return tx.first(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} "
+                            f"AND (wake_at IS NULL OR wake_at <= :now) LIMIT 1",
+                            {**_CLAIMABLE_PARAMS, "now": now}) is not None
 
-    def heartbeat(self, run_ids: Sequence[str], worker_id: str, now: float) -> set[str]:
-        """Refresh the heartbeat of runs this worker holds; returns those no longer RUNNING here."""
-        if not run_ids:
+    def holds_lease(self, run_id: str, epoch: int) -> bool:
+        """Whether the run is still at `epoch` (the caller's execution still holds it)."""
+        with self._read_sql() as tx:
+            return tx.first("SELECT 1 AS held FROM flow_runs WHERE id = :id AND epoch = :epoch",
+                            {"id": run_id, "epoch": epoch}) is not None
+
+    def heartbeat(self, leases: Mapping[str, int]) -> set[str]:
+        """Refresh the heartbeat (by the database's clock) of runs still RUNNING under the epoch the caller holds
+        (run id -> epoch); returns the ids whose lease is gone."""
+        if not leases:
             return set()
-        ids, params = in_list("run_", list(run_ids))
-        held = f"id IN {ids} AND state = 'RUNNING' AND worker_id = :worker_id"
-        params |= {"worker_id": worker_id, "now": now}
+        held = []
+        params: dict[str, Any] = {"now": time.time()}
+        for i, (run_id, epoch) in enumerate(leases.items()):
+            held.append(f"(id = :run_{i} AND epoch = :epoch_{i})")
+            params |= {f"run_{i}": run_id, f"epoch_{i}": epoch}
         with self._write_sql() as tx:
-            tx.execute(f"UPDATE flow_runs SET heartbeat_at = :now WHERE {held}", params)
-            alive = {row["id"] for row in tx.rows(f"SELECT id FROM flow_runs WHERE {held}", params)}
-        return set(run_ids) - alive
+            alive = {row["id"] for row in tx.rows(
+                f"UPDATE flow_runs SET heartbeat_at = {self.now_sql} WHERE state = 'RUNNING' "
+                f"AND ({' OR '.join(held)}) RETURNING id", params)}
+        return set(leases) - alive
 
-    def stale_runs(self, stale_before: float) -> list[RunRecord]:
-        with self.read() as conn:
-            runs = schema.RUNS
-            rows = conn.execute(sa.select(runs).where(
-                runs.c.state == "RUNNING", sa.or_(runs.c.heartbeat_at.is_(None), runs.c.heartbeat_at < stale_before)))
-            return [as_row(RunRecord, r._mapping) for r in rows]
+    def _stale(self) -> str:
+        return f"state = 'RUNNING' AND (heartbeat_at IS NULL OR heartbeat_at < {self.now_sql} - :stale_after)"
 
-    def mark_crashed(self, run: RunRecord, stale_before: float, events: Sequence[Event]) -> bool:
-        with self.write() as conn:
-            changed = conn.execute(sa.update(schema.RUNS).where(
-                schema.RUNS.c.id == run.id, schema.RUNS.c.state == "RUNNING",
-                sa.or_(schema.RUNS.c.heartbeat_at.is_(None), schema.RUNS.c.heartbeat_at < stale_before),
-            ).values(state="CRASHED", worker_id=None, updated_at=time.time(),
-                     state_message="worker stopped heartbeating")).rowcount
+    def stale_runs(self, stale_after: float) -> list[RunRecord]:
+        """Running runs whose last heartbeat is more than `stale_after` seconds old by the database's clock."""
+        with self._read_sql() as tx:
+            rows = tx.rows(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE {self._stale()}",
+                           {"stale_after": stale_after, "now": time.time()})
+        return [RunRecord(**row) for row in rows]
+
+    def mark_crashed(self, run: RunRecord, stale_after: float, events: Sequence[Event]) -> bool:
+        """Mark a run CRASHED if it is still stale under the epoch seen; its epoch moves on, so the stalled
+        execution can write nothing more even before another worker claims the run."""
+        with self._write_sql() as tx:
+            changed = tx.execute(
+                f"UPDATE flow_runs SET state = 'CRASHED', epoch = epoch + 1, worker_id = NULL, updated_at = :now, "
+                f"state_message = 'worker stopped heartbeating' WHERE id = :id AND epoch = :epoch AND {self._stale()}",
+                {"id": run.id, "epoch": run.epoch, "stale_after": stale_after, "now": time.time()})
             if changed:
-                steps = schema.STEPS
-                conn.execute(sa.update(steps).where(steps.c.run_id == run.id, steps.c.state == "RUNNING")
-                             .values(state="CRASHED"))
-                self._append(conn, events)
+                tx.execute("UPDATE step_runs SET state = 'CRASHED' WHERE run_id = :id AND state = 'RUNNING'",
+                           {"id": run.id})
+                self._chain(tx, events)
         return bool(changed)
 
     def delete_run(self, run_id: str) -> None:
@@ -179,27 +230,62 @@ class RunsSQL(LedgerSQL):
                            {"run_id": run_id})
         return [StepRecord(**row) for row in rows]
 
-    def record_step(self, values: dict[str, Any], events: Sequence[Event], *, exists: bool,
+    @property
+    def _fence(self) -> str:
+        """SQL text that holds while run `:fence_run` is still at epoch `:fence_epoch`: the writer's lease. (The
+        run id has a parameter of its own: PostgreSQL types a parameter once, and an INSERT's value is varchar.)"""
+        return (f"EXISTS (SELECT 1 FROM flow_runs WHERE id = :fence_run AND epoch = :fence_epoch"
+                f"{self.share_lock})")
+
+    def record_step(self, values: dict[str, Any], events: Sequence[Event], *, exists: bool, epoch: int,
                     logs: Sequence[dict[str, Any]] = ()) -> None:
-        """Insert or update the step row, with its audit events and buffered log lines, atomically."""
+        """Insert or update the step row, with its audit events and buffered log lines, atomically, while the run
+        is at `epoch`; otherwise nothing is written and LeaseLost is raised."""
         with self._write_sql() as tx:
-            self._put_step(tx, values, exists=exists)
+            self._put_step(tx, values, exists=exists, epoch=epoch)
             tx.execute_many(_LOG_INSERT, logs)
             self._chain(tx, events)
 
-    @staticmethod
-    def _put_step(tx: SqlText, values: dict[str, Any], *, exists: bool) -> None:
+    def _put_step(self, tx: SqlText, values: dict[str, Any], *, exists: bool, epoch: int | None) -> None:
+        """Write the step row; with `epoch`, only while the run is at it (else LeaseLost). Without, the caller's
+        transaction has checked the lease already."""
         if exists:
             changed = [c for c in values if c not in ("run_id", "step_no")]
-            tx.execute(update_sql("step_runs", changed, "run_id = :run_id AND step_no = :step_no"), values)
+            where = "run_id = :run_id AND step_no = :step_no"
+            row = values
+            sql = update_sql("step_runs", changed, where if epoch is None else f"{where} AND {self._fence}")
         else:
             row = with_defaults(StepRecord, values)
-            tx.execute(insert_sql("step_runs", row), row)
+            sql = insert_sql("step_runs", row) if epoch is None else insert_where_sql("step_runs", row, self._fence)
+        params = row if epoch is None else {**row, "fence_run": values["run_id"], "fence_epoch": epoch}
+        if tx.execute(sql, params) != 1 and epoch is not None:
+            raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
 
-    def add_logs(self, logs: Sequence[dict[str, Any]]) -> None:
-        if logs:
-            with self._write_sql() as tx:
+    def pause_at_step(self, step: dict[str, Any], events: Sequence[Event], *, epoch: int, message: str) -> None:
+        """Store the row of a step that waits (AWAITING_APPROVAL) and pause its run there, freeing its worker,
+        atomically, while the run is at `epoch`; otherwise nothing is written and LeaseLost is raised."""
+        with self._write_sql() as tx:
+            self._pause_at_step(tx, step, epoch=epoch, message=message)
+            self._chain(tx, events)
+
+    def _pause_at_step(self, tx: SqlText, step: dict[str, Any], *, epoch: int, message: str) -> None:
+        paused = tx.execute("UPDATE flow_runs SET state = 'AWAITING_APPROVAL', worker_id = NULL, heartbeat_at = NULL, "
+                            "updated_at = :now, state_message = :message WHERE id = :id AND epoch = :epoch",
+                            {"now": time.time(), "message": message, "id": step["run_id"], "epoch": epoch})
+        if paused != 1:
+            raise LeaseLost(step["run_id"], epoch, f"pausing at step {step['step_no']}")
+        self._put_step(tx, step, exists=False, epoch=None)
+
+    def add_logs(self, logs: Sequence[dict[str, Any]], *, epoch: int | None = None) -> None:
+        """Store log lines; with `epoch`, only those of runs still at that epoch (the others are dropped)."""
+        if not logs:
+            return
+        with self._write_sql() as tx:
+            if epoch is None:
                 tx.execute_many(_LOG_INSERT, logs)
+            else:
+                tx.execute_many(insert_where_sql("log_lines", _LOG_COLUMNS, self._fence),
+                                [{**line, "fence_run": line["run_id"], "fence_epoch": epoch} for line in logs])
 
     def logs_for_run(self, run_id: str, limit: int = 5000) -> list[LogRecord]:
         with self._read_sql() as tx:

@@ -38,6 +38,9 @@ class FlowRun(SQLModel, table=True):
     ended_at: float | None = None
     worker_id: str | None = Field(default=None, max_length=100)
     heartbeat_at: float | None = None
+    """The database's clock (epoch seconds) at the executing worker's last heartbeat."""
+    epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    """How many times the run was claimed (or taken away); every write of an execution checks it (fencing)."""
     wake_at: float | None = None
     result: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))

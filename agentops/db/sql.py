@@ -29,8 +29,16 @@ def insert_sql(table: str, columns: Iterable[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
 
 
-def update_sql(table: str, columns: Iterable[str], where: str) -> str:
-    return f"UPDATE {table} SET {', '.join(f'{c} = :{c}' for c in columns)} WHERE {where}"
+def insert_where_sql(table: str, columns: Iterable[str], condition: str) -> str:
+    """An INSERT of one row that inserts nothing unless `condition` (SQL text) holds, in the same statement."""
+    columns = list(columns)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(':' + c for c in columns)} "
+            f"WHERE {condition}")
+
+
+def update_sql(table: str, columns: Iterable[str], where: str, *, also: Iterable[str] = ()) -> str:
+    """An UPDATE setting each column from its parameter, plus the assignments in `also` (`epoch = epoch + 1`)."""
+    return f"UPDATE {table} SET {', '.join([*(f'{c} = :{c}' for c in columns), *also])} WHERE {where}"
 
 
 def in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:

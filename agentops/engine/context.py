@@ -8,6 +8,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from agentops.errors import LeaseLost
+
 if TYPE_CHECKING:
     from agentops.db import Store
     from agentops.db.records import StepRecord
@@ -40,8 +42,11 @@ class RunContext:
     store: Store
     recorded: dict[int, StepRecord]
     worker_id: str
+    epoch: int
+    """The run's epoch when this execution claimed it: its lease. Every write on its behalf checks it."""
     log_prints: bool = False
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    lease_revoked: threading.Event = field(default_factory=threading.Event)
+    """Set when the heartbeat finds the run no longer RUNNING under this epoch (taken over, recovered, cancelled)."""
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
     _counter_lock: threading.Lock = field(default_factory=threading.Lock)
     _logs: list[dict[str, Any]] = field(default_factory=list)
@@ -63,6 +68,14 @@ class RunContext:
     def usage(self) -> BudgetUsage:
         with self._usage_lock:
             return BudgetUsage(**vars(self._usage))
+
+    def lease_lost(self, where: str) -> LeaseLost:
+        return LeaseLost(self.run_id, self.epoch, where)
+
+    def check_fence(self) -> None:
+        """Raise LeaseLost unless this execution still holds the run (one read of its epoch)."""
+        if self.lease_revoked.is_set() or not self.store.holds_lease(self.run_id, self.epoch):
+            raise self.lease_lost("before an effect")
 
     def next_step_no(self) -> int:
         with self._counter_lock:

@@ -1,4 +1,5 @@
-"""One thread per process refreshes the heartbeat of every run executing here, and notices cancellation."""
+"""One thread per process refreshes the heartbeat of every run executing here, and notices a run taken away
+(cancelled, recovered as crashed, claimed by another worker): that execution stops before its next step."""
 
 from __future__ import annotations
 
@@ -33,19 +34,17 @@ class Heartbeater:
     def beat(self) -> None:
         with self._lock:
             active = list(self._active.values())
-        by_worker: dict[tuple[int, str], list[RunContext]] = {}
+        by_store: dict[int, list[RunContext]] = {}
         for ctx in active:
-            by_worker.setdefault((id(ctx.store), ctx.worker_id), []).append(ctx)
-        now = time.time()
-        for contexts in by_worker.values():
-            store, worker_id = contexts[0].store, contexts[0].worker_id
+            by_store.setdefault(id(ctx.store), []).append(ctx)
+        for contexts in by_store.values():
             try:
-                lost = store.heartbeat([c.run_id for c in contexts], worker_id, now)
+                lost = contexts[0].store.heartbeat({c.run_id: c.epoch for c in contexts})
             except Exception:
                 continue
             for ctx in contexts:
                 if ctx.run_id in lost:
-                    ctx.cancel_requested.set()
+                    ctx.lease_revoked.set()
 
     def _loop(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from agentops.core import serialization
 from agentops.core.coroutines import run_coroutine
 from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor, redact, secret_parameter_values, secret_values
-from agentops.core.states import State
+from agentops.core.states import RESUMABLE, State, is_terminal
 from agentops.db import Store, open_store
 from agentops.engine import secrets, transitions
 from agentops.engine.context import RunContext, current_run
@@ -24,14 +24,15 @@ from agentops.engine.registry import get_flow
 from agentops.errors import (
     FlowPaused,
     InvalidStateError,
+    LeaseLost,
     NotFoundError,
     ParameterError,
-    RunCancelled,
     RunFailed,
     SerializationError,
 )
 
 if TYPE_CHECKING:
+    from agentops.db.records import RunRecord
     from agentops.engine.flows import Flow
 
 
@@ -42,6 +43,10 @@ class RunOutcome:
     result: Any = None
     error: str | None = None
     message: str | None = None
+
+
+CREATED_EPOCH = 1
+"""The epoch of a run created already claimed (`create_run(queue=False)`): its creator executes it under this."""
 
 
 def new_run_id() -> str:
@@ -93,7 +98,8 @@ def create_run(
     parent_run_id: str | None = None,
     run_id: str | None = None,
 ) -> str:
-    """Validate parameters, then store a new run: PENDING (queued for a worker) or RUNNING (claimed here).
+    """Validate parameters, then store a new run: PENDING (queued for a worker) or RUNNING (claimed here, under
+    CREATED_EPOCH).
 
     Nothing is written when the parameters are wrong.
     """
@@ -102,33 +108,39 @@ def create_run(
     if not queue:
         now = values["created_at"]
         values.update(state=State.RUNNING.value, worker_id=worker_id or local_worker_id(), heartbeat_at=now,
-                      started_at=now)
-        events.append(transitions.run_state(values["id"], State.RUNNING.value, ts=now))
+                      started_at=now, epoch=CREATED_EPOCH)
+        events.append(transitions.run_state(values["id"], State.RUNNING.value, ts=now, epoch=CREATED_EPOCH))
     store = store or open_store()
     store.create_run(values, events)
     return values["id"]
 
 
-def execute_run(run_id: str, *, worker_id: str, store: Store | None = None) -> RunOutcome:
-    """Run (or replay) a run this worker has claimed, to completion, failure or a pause."""
+def execute_run(run_id: str, *, worker_id: str, epoch: int, store: Store | None = None) -> RunOutcome:
+    """Run (or replay) a run this worker has claimed under `epoch`, to completion, failure or a pause.
+
+    If another execution takes the run over meanwhile, this one stops at its next write (LeaseLost), writes
+    nothing more, and the outcome is the run's state as the new owner has it.
+    """
     store = store or open_store()
     run = store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"no run with id '{run_id}'")
+    recorded = {s.step_no: s for s in store.steps_for_run(run_id)}
+    ctx = RunContext(run_id=run_id, flow_name=run.flow_name, store=store, recorded=recorded, worker_id=worker_id,
+                     epoch=epoch)
     try:
         flow = get_flow(run.flow_name)
         stored = serialization.loads(run.parameters, f"run {run_id} parameters") or {}
         params = flow.validate_parameters(secrets.resolve(flow, run_id, stored))
     except Exception as exc:
-        return _finish(store, run_id, State.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return _finish(ctx, State.FAILED, error=f"{type(exc).__name__}: {exc}")
     with secret_values(secret_parameter_values(params)):
-        return _execute(store, run_id, flow, params, worker_id)
+        return _execute(ctx, flow, params)
 
 
-def _execute(store: Store, run_id: str, flow: Flow[Any, Any], params: dict[str, Any], worker_id: str) -> RunOutcome:
-    recorded = {s.step_no: s for s in store.steps_for_run(run_id)}
-    ctx = RunContext(run_id=run_id, flow_name=flow.name, store=store, recorded=recorded, worker_id=worker_id,
-                     log_prints=flow.log_prints)
+def _execute(ctx: RunContext, flow: Flow[Any, Any], params: dict[str, Any]) -> RunOutcome:
+    store, run_id = ctx.store, ctx.run_id
+    ctx.log_prints = flow.log_prints
     if flow.log_prints:
         install_print_capture()
     beats = heartbeater()
@@ -142,40 +154,49 @@ def _execute(store: Store, run_id: str, flow: Flow[Any, Any], params: dict[str, 
             if inspect.isawaitable(result):
                 result = run_coroutine(result)  # type: ignore[arg-type]
     except FlowPaused as pause:
-        store.add_logs(ctx.take_logs())
+        store.add_logs(ctx.take_logs(), epoch=ctx.epoch)
         return RunOutcome(run_id, State.AWAITING_APPROVAL, message=pause.reason)
-    except RunCancelled:
-        store.add_logs(ctx.take_logs())
-        return RunOutcome(run_id, State.CANCELLED, message="cancelled")
+    except LeaseLost as lost:
+        return _lease_lost(ctx, lost)
     except Exception as exc:
-        return _finish(store, run_id, State.FAILED, error=f"{type(exc).__name__}: {exc}", ctx=ctx)
+        return _finish(ctx, State.FAILED, error=f"{type(exc).__name__}: {exc}")
     finally:
         current_run.reset(token)
         beats.unregister(run_id)
     try:
         text = serialization.stored(result)
     except SerializationError as exc:
-        return _finish(store, run_id, State.FAILED, error=f"flow '{flow.name}' returned a result that cannot be "
-                                                          f"stored: {exc}", ctx=ctx)
-    return _finish(store, run_id, State.COMPLETED, result=result, result_text=text, ctx=ctx)
+        return _finish(ctx, State.FAILED, error=f"flow '{flow.name}' returned a result that cannot be stored: {exc}")
+    return _finish(ctx, State.COMPLETED, result=result, result_text=text)
 
 
-def _finish(store: Store, run_id: str, state: State, *, result: Any = None, result_text: str | None = None,
-            error: str | None = None, ctx: RunContext | None = None) -> RunOutcome:
-    if ctx is not None:
-        store.add_logs(ctx.take_logs())
-    secrets.forget(run_id)
+def _finish(ctx: RunContext, state: State, *, result: Any = None, result_text: str | None = None,
+            error: str | None = None) -> RunOutcome:
+    secrets.forget(ctx.run_id)
     error = default_redactor().text(error) if error else error
     now = time.time()
     fields = {"ended_at": now, "result": result_text, "error": error, "heartbeat_at": None,
               "state_message": error}
-    event = transitions.run_state(run_id, state.value, ts=now, **({"error": error} if error else {}))
-    moved = store.set_run_state(run_id, state.value, [event], expect=[State.RUNNING.value], fields=fields)
-    if not moved:
-        current = store.get_run(run_id)
-        actual = State(current.state) if current else state
-        return RunOutcome(run_id, actual, error=error, message="the run changed state while executing")
-    return RunOutcome(run_id, state, result=result, error=error)
+    event = transitions.run_state(ctx.run_id, state.value, ts=now, **({"error": error} if error else {}))
+    if ctx.store.set_run_state(ctx.run_id, state.value, [event], expect=[State.RUNNING.value], fence=ctx.epoch,
+                               fields=fields, logs=ctx.take_logs()):
+        return RunOutcome(ctx.run_id, state, result=result, error=error)
+    current = ctx.store.get_run(ctx.run_id)
+    if current is None or current.epoch != ctx.epoch:
+        return _lease_lost(ctx, ctx.lease_lost("recording the run's end"))
+    return RunOutcome(ctx.run_id, State(current.state), error=error, message="the run changed state while executing")
+
+
+def _lease_lost(ctx: RunContext, lost: LeaseLost) -> RunOutcome:
+    """The run was taken from this execution: it writes only the ledger's note of that, and reports the run's
+    state as its new owner has it."""
+    ctx.take_logs()
+    current = ctx.store.get_run(ctx.run_id)
+    state = State(current.state) if current is not None else State.CANCELLED
+    ctx.store.append_events([Event(actor=ctx.worker_id, action="run.lease_lost", run_id=ctx.run_id, payload={
+        "epoch": ctx.epoch, "current_epoch": current.epoch if current is not None else None,
+        "state": state.value, "where": lost.where})])
+    return RunOutcome(ctx.run_id, state, message=str(lost))
 
 
 def call_flow(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -186,16 +207,12 @@ def call_flow(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any
     store = open_store()
     worker_id = local_worker_id()
     run_id = create_run(flow, dict(bound.arguments), queue=False, store=store, worker_id=worker_id)
-    outcome = execute_run(run_id, worker_id=worker_id, store=store)
+    outcome = execute_run(run_id, worker_id=worker_id, epoch=CREATED_EPOCH, store=store)
     if outcome.state == State.COMPLETED:
         return outcome.result
     if outcome.state == State.FAILED:
         raise RunFailed(run_id, f"run {run_id} of flow '{flow.name}' failed: {outcome.error}")
     raise InvalidStateError(f"run {run_id} of flow '{flow.name}' is {outcome.state.value}: {outcome.message}")
-
-
-RESUMABLE_BY_HAND = (State.PENDING, State.CRASHED, State.FAILED, State.AWAITING_APPROVAL, State.AWAITING_RETRY,
-                     State.SCHEDULED)
 
 
 def resume_run(run_id: str, *, actor: str = transitions.ENGINE, store: Store | None = None) -> RunOutcome:
@@ -204,30 +221,34 @@ def resume_run(run_id: str, *, actor: str = transitions.ENGINE, store: Store | N
     run = store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"no run with id '{run_id}'")
-    if run.state not in RESUMABLE_BY_HAND:
-        raise InvalidStateError(f"run {run_id} is {run.state}; only {', '.join(RESUMABLE_BY_HAND)} runs can be resumed")
+    if run.state not in RESUMABLE:
+        allowed = ", ".join(sorted(RESUMABLE))
+        raise InvalidStateError(f"run {run_id} is {run.state}; only {allowed} runs can be resumed")
     worker_id = local_worker_id()
-    now = time.time()
-    moved = store.set_run_state(
-        run_id, State.RUNNING.value, [transitions.run_state(run_id, State.RUNNING.value, actor=actor, ts=now,
-                                                            resumed_from=run.state)],
-        expect=[run.state], fields={"worker_id": worker_id, "heartbeat_at": now, "ended_at": None, "error": None},
-    )
-    if not moved:
+
+    def events_for(before: RunRecord) -> list[Event]:
+        return [transitions.run_state(run_id, State.RUNNING.value, actor=actor, resumed_from=before.state,
+                                      epoch=before.epoch + 1)]
+
+    claimed = store.claim_run_by_id(run_id, worker_id, [run.state], events_for)
+    if claimed is None:
         raise InvalidStateError(f"run {run_id} changed state while resuming; try again")
-    return execute_run(run_id, worker_id=worker_id, store=store)
+    return execute_run(run_id, worker_id=worker_id, epoch=claimed.epoch, store=store)
 
 
 def cancel_run(run_id: str, *, actor: str = transitions.ENGINE, store: Store | None = None) -> None:
+    """Cancel a run that has not finished. An execution in progress loses its lease: its next write is refused."""
     store = store or open_store()
     run = store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"no run with id '{run_id}'")
-    if State(run.state) in (State.COMPLETED, State.FAILED, State.CANCELLED):
+    if is_terminal(run.state):
         raise InvalidStateError(f"run {run_id} is already {run.state}")
     now = time.time()
     moved = store.set_run_state(run_id, State.CANCELLED.value,
                                 [transitions.run_state(run_id, State.CANCELLED.value, actor=actor, ts=now)],
-                                expect=[run.state], fields={"ended_at": now, "state_message": f"cancelled by {actor}"})
+                                expect=[run.state], revoke=True,
+                                fields={"ended_at": now, "state_message": f"cancelled by {actor}", "worker_id": None,
+                                        "heartbeat_at": None})
     if not moved:
         raise InvalidStateError(f"run {run_id} changed state while cancelling; try again")

@@ -1,4 +1,7 @@
-"""The @task decorator: a function that, inside a flow, runs as a recorded, replayable step."""
+"""The @task decorator: a function that, inside a flow, runs as a recorded, replayable step.
+
+The step runner itself is in agentops.engine.steps; this module holds the definitions people write.
+"""
 
 from __future__ import annotations
 
@@ -6,64 +9,31 @@ import contextlib
 import functools
 import inspect
 import random
-import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextvars import copy_context
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from agentops.core import serialization
 from agentops.core.coroutines import run_coroutine
-from agentops.core.deferred import DeferredModule
-from agentops.core.redaction import default_redactor, redact
-from agentops.core.states import State
-from agentops.engine import transitions
-from agentops.engine.context import RunContext, StepInfo, current_run, current_step
-from agentops.engine.logs import install_print_capture
-from agentops.errors import NonDeterministicFlowError, RunCancelled, SerializationError, TaskTimeoutError
-from agentops.settings import get_settings
+from agentops.engine.context import current_run
+from agentops.engine.steps import (
+    CacheContext,
+    PausingStep,
+    StepFacts,
+    run_async_step_in_thread,
+    run_pausing_step,
+    run_step,
+    run_step_async,
+    task_pool,
+)
+from agentops.errors import AgentOpsError, SerializationError
 
-if TYPE_CHECKING:
-    import asyncio
-else:
-    asyncio = DeferredModule("asyncio")
+__all__ = ["CacheContext", "PausingStep", "StepFacts", "StepFuture", "Task", "pausing_step", "task", "wait"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass
-class StepFacts:
-    """What a step reports about its result besides the output: meta for the record, usage, audit events."""
-
-    meta: dict[str, Any] | None = None
-    tokens: int = 0
-    cost: float = 0.0
-    events: list[Any] | None = None
-
-
-@dataclass(frozen=True)
-class CacheContext:
-    """What a cache_key_fn receives besides the task's bound arguments."""
-
-    task_name: str
-    run_id: str
-    flow_name: str
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def task_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=get_settings().task_workers, thread_name_prefix="agentops-task")
-        return _pool
 
 
 class StepFuture(Generic[R]):
@@ -137,8 +107,8 @@ class Task(Generic[P, R]):
             return self.fn(*args, **kwargs)
         step_no = ctx.next_step_no()
         if self.is_async:
-            return _run_step_async(ctx, self, step_no, args, kwargs)  # type: ignore[return-value]
-        return _run_step(ctx, self, step_no, args, kwargs)
+            return run_step_async(ctx, self, step_no, args, kwargs)  # type: ignore[return-value]
+        return run_step(ctx, self, step_no, args, kwargs)
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> StepFuture[R]:
         """Run the task on the thread pool; the step number is fixed now, in call order."""
@@ -147,7 +117,7 @@ class Task(Generic[P, R]):
             future: Future[R] = task_pool().submit(copy_context().run, self._call_plain, args, kwargs)
             return StepFuture(future, 0, self.name)
         step_no = ctx.next_step_no()
-        runner = _run_step_in_thread if not self.is_async else _run_async_step_in_thread
+        runner = run_step if not self.is_async else run_async_step_in_thread
         future = task_pool().submit(copy_context().run, runner, ctx, self, step_no, args, kwargs)
         return StepFuture(future, step_no, self.name)
 
@@ -233,192 +203,19 @@ def task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     return lambda f: Task(f, **options)
 
 
-# -- the step runner --------------------------------------------------------------------------------
+def pausing_step(name: str, body: Callable[[PausingStep], R], *, kind: str, inputs: dict[str, Any],
+                 describe: Callable[[R], StepFacts] | None = None) -> R:
+    """A durable step whose body may pause the run until something outside it happens (a person decides).
 
-
-@dataclass
-class _Prepared:
-    step_no: int
-    inputs: dict[str, Any]
-    digest: str
-    cache_key: str | None
-    exists: bool
-    started_at: float
-
-
-def _replayed(ctx: RunContext, task: Task[Any, Any], step_no: int) -> tuple[bool, Any, bool]:
-    """(done, output, row_exists) for a step recorded by an earlier execution of this run."""
-    recorded = ctx.recorded.get(step_no)
-    if recorded is None:
-        return False, None, False
-    if recorded.name != task.name:
-        raise NonDeterministicFlowError(
-            f"run {ctx.run_id}: step {step_no} was recorded as task '{recorded.name}' but the flow now calls "
-            f"'{task.name}' there; flows must call tasks in the same order on every execution"
-        )
-    if recorded.state == State.COMPLETED:
-        return True, task.load_output(recorded.output), True
-    return False, None, True
-
-
-def _prepare(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> tuple[_Prepared | None, Any]:
-    if ctx.cancel_requested.is_set():
-        raise RunCancelled(f"run {ctx.run_id} was cancelled")
-    done, output, exists = _replayed(ctx, task, step_no)
-    if done:
-        return None, output
-    inputs = task.bind(args, kwargs)
-    digest = serialization.safe_digest(inputs)
-    cache_key = None
-    now = time.time()
-    if task.cache_key_fn is not None:
-        cache_key = task.cache_key_fn(CacheContext(task.name, ctx.run_id, ctx.flow_name), inputs)
-        if cache_key is not None:
-            cache_key = f"{task.name}:{cache_key}"
-            cached = ctx.store.cache_get(cache_key, now)
-            if cached is not None:
-                _record(ctx, task, _Prepared(step_no, inputs, digest, cache_key, exists, now), State.COMPLETED,
-                        output_text=cached, attempts=0, meta={"cache_hit": True})
-                return None, task.load_output(cached)
-    return _Prepared(step_no, inputs, digest, cache_key, exists, now), None
-
-
-def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State, *, output_text: str | None = None,
-            error: str | None = None, attempts: int = 1, meta: dict[str, Any] | None = None,
-            facts: StepFacts | None = None) -> None:
-    ended = time.time()
-    if facts is not None and facts.meta:
-        meta = {**(meta or {}), **facts.meta}
-    values: dict[str, Any] = {
-        "run_id": ctx.run_id, "step_no": prep.step_no, "name": task.name, "kind": task.kind, "state": state.value,
-        "inputs_digest": prep.digest, "inputs": serialization.safe_dumps(redact(prep.inputs)),
-        "output": output_text, "error": default_redactor().text(error) if error else None, "attempts": attempts,
-        "started_at": prep.started_at,
-        "ended_at": ended, "duration_ms": (ended - prep.started_at) * 1000.0,
-        "tags": ",".join(task.tags) or None, "cache_key": prep.cache_key,
-        "meta": serialization.stored(meta) if meta else None,
-    }
-    if facts is not None:
-        values["tokens"], values["cost"] = facts.tokens, facts.cost
-    events = [transitions.step_state(ctx.run_id, prep.step_no, task.name, state.value, ts=ended,
-                                     attempts=attempts, **({"error": error} if error else {}))]
-    if attempts <= 1 and state in (State.COMPLETED, State.FAILED):
-        events.insert(0, transitions.step_state(ctx.run_id, prep.step_no, task.name, State.RUNNING.value,
-                                                ts=prep.started_at))
-    if facts is not None and facts.events:
-        for ev in facts.events:
-            ev.run_id, ev.step_no = ctx.run_id, prep.step_no
-        events[-1:-1] = facts.events
-    ctx.store.record_step(values, events, exists=prep.exists, logs=ctx.take_logs())
-    ctx.count_step(task.kind, new_step=not prep.exists, tokens=values.get("tokens") or 0,
-                   cost=values.get("cost") or 0.0)
-    prep.exists = True
-
-
-def _serialise_output(task: Task[Any, Any], result: Any) -> str:
-    try:
-        return serialization.stored(result)
-    except SerializationError as exc:
-        raise SerializationError(f"task '{task.name}' returned a result that cannot be stored: {exc}") from None
-
-
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _finish(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, result: Any, attempts: int) -> Any:
-    try:
-        text = _serialise_output(task, result)
-    except SerializationError as exc:
-        _record(ctx, task, prep, State.FAILED, error=str(exc), attempts=attempts)
-        raise
-    facts = task.describe(result) if task.describe is not None else None
-    _record(ctx, task, prep, State.COMPLETED, output_text=text, attempts=attempts, facts=facts)
-    if prep.cache_key is not None:
-        expires = time.time() + task.cache_ttl_seconds if task.cache_ttl_seconds else None
-        ctx.store.cache_put(prep.cache_key, text, time.time(), expires)
-    return result
-
-
-def _after_failure(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, exc: BaseException, attempt: int) -> float:
-    """Record a failed attempt; returns the delay before retrying, or re-raises when out of retries."""
-    if attempt > task.retries or isinstance(exc, SerializationError):
-        _record(ctx, task, prep, State.FAILED, error=_error_text(exc), attempts=attempt)
-        raise exc
-    delay = task.retry_delay(attempt)
-    _record(ctx, task, prep, State.AWAITING_RETRY, error=_error_text(exc), attempts=attempt,
-            meta={"retry_in_seconds": round(delay, 3)})
-    return delay
-
-
-def _call_with_timeout(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if task.timeout_seconds is None:
-        return task.fn(*args, **kwargs)
-    future = task_pool().submit(copy_context().run, task.fn, *args, **kwargs)
-    try:
-        return future.result(timeout=task.timeout_seconds)
-    except FutureTimeout:
-        raise TaskTimeoutError(f"task '{task.name}' exceeded its timeout of {task.timeout_seconds}s") from None
-
-
-def _run_step(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Any:
-    prep, output = _prepare(ctx, task, step_no, args, kwargs)
-    if prep is None:
-        return output
-    if task.log_prints:
-        install_print_capture()
-    token = current_step.set(StepInfo(step_no, task.name, task.log_prints))
-    try:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                result = _call_with_timeout(task, args, kwargs)
-            except Exception as exc:
-                time.sleep(_after_failure(ctx, task, prep, exc, attempt))
-                continue
-            return _finish(ctx, task, prep, result, attempt)
-    finally:
-        current_step.reset(token)
-
-
-async def _run_step_async(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
-                          kwargs: dict[str, Any]) -> Any:
-    prep, output = _prepare(ctx, task, step_no, args, kwargs)
-    if prep is None:
-        return output
-    if task.log_prints:
-        install_print_capture()
-    token = current_step.set(StepInfo(step_no, task.name, task.log_prints))
-    try:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                coro = task.fn(*args, **kwargs)
-                if task.timeout_seconds is not None:
-                    try:
-                        result = await asyncio.wait_for(coro, task.timeout_seconds)
-                    except TimeoutError:
-                        raise TaskTimeoutError(
-                            f"task '{task.name}' exceeded its timeout of {task.timeout_seconds}s") from None
-                else:
-                    result = await coro
-            except Exception as exc:
-                await asyncio.sleep(_after_failure(ctx, task, prep, exc, attempt))
-                continue
-            return _finish(ctx, task, prep, result, attempt)
-    finally:
-        current_step.reset(token)
-
-
-def _run_step_in_thread(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
-                        kwargs: dict[str, Any]) -> Any:
-    return _run_step(ctx, task, step_no, args, kwargs)
-
-
-def _run_async_step_in_thread(ctx: RunContext, task: Task[Any, Any], step_no: int, args: tuple[Any, ...],
-                              kwargs: dict[str, Any]) -> Any:
-    return run_coroutine(_run_step_async(ctx, task, step_no, args, kwargs))
+    Numbered, checked for determinism and replayed like a task: once completed, the step returns its recorded
+    output (typed by the body's return annotation) and the body never runs again. Until then the body runs on
+    every execution. On the first (`step.record` is None) it pauses the run with `step.pause(...)`, or stores
+    what it waits for together with `step.row(...)` in the transaction that pauses the run and raises
+    FlowPaused. Later it either finds the wait still on and calls `step.pause_again(...)`, or returns the step's
+    result, which is recorded like a task's output. `inputs` are what the step records as its inputs.
+    """
+    ctx = current_run.get()
+    if ctx is None:
+        raise AgentOpsError(f"'{name}' must be called inside a running flow")
+    step = Task(body, name=name, kind=kind, describe=describe)
+    return run_pausing_step(ctx, step, ctx.next_step_no(), inputs)

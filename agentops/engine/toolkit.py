@@ -1,8 +1,10 @@
 """How the project's tools (tools/*.py) are found, and what a running tool knows about its call.
 
 A tool module exposes `TOOLS`: a list of LangChain tools (`StructuredTool` with a pydantic args_schema).
-A tool that changes the world sets `metadata={"side_effect": True}` and uses `idempotency_key()`, so a
-retry or a resume of the same step never repeats the effect.
+A tool that changes the world sets `metadata={"side_effect": True}`, uses `idempotency_key()`, so a
+retry or a resume of the same step never repeats the effect, and calls `check_fence()` right before the
+effect, so an execution that lost its run to another worker (it stalled past the stale interval) never
+starts it.
 """
 
 from __future__ import annotations
@@ -40,18 +42,28 @@ def idempotency_key() -> str:
     info = current_tool_call.get()
     if info is not None:
         return info.idempotency_key
-
     ctx, step = current_run.get(), current_step.get()
     if ctx is not None and step is not None:
         return f"{ctx.run_id}:{step.step_no}"
     return f"adhoc:{uuid.uuid4().hex}"
 
 
+def check_fence() -> None:
+    """Raise LeaseLost if another execution has taken this run over; call it right before an effect.
+
+    It reads the run's epoch (one query) and does nothing outside a run. A takeover between this check and the
+    effect cannot be seen here: the idempotency key is what keeps that effect from happening twice, and an
+    external system that checks the key (or a fencing token) is what closes the window.
+    """
+    ctx = current_run.get()
+    if ctx is not None:
+        ctx.check_fence()
+
+
 def current_run_id() -> str | None:
     info = current_tool_call.get()
     if info is not None:
         return info.run_id
-
     ctx = current_run.get()
     return ctx.run_id if ctx else None
 

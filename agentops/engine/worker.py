@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from agentops.core.ledger import Event
 from agentops.core.states import State
 from agentops.db import Store, open_store
 from agentops.db.records import RunRecord
@@ -20,6 +21,9 @@ from agentops.settings import get_settings
 
 class Worker:
     """Claims runs (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreSQL) and executes them.
+
+    Each claim increments the run's epoch, and the execution holds that epoch as its lease: when this worker
+    stalls past the stale interval and another takes the run over, this one can write nothing more.
 
     Housekeeping runs between claims: runs whose worker stopped heartbeating become CRASHED (and so
     claimable again), then each job passed in as `housekeeping` runs (the service passes the expiry of
@@ -47,12 +51,13 @@ class Worker:
         self._stop.set()
 
     def recover_crashed(self) -> list[str]:
-        stale_before = time.time() - self.stale_after
+        """Mark CRASHED (and so claimable again) every run whose heartbeat is older than the stale interval by the
+        database's clock; the stalled execution's lease ends with it."""
         recovered = []
-        for run in self.store.stale_runs(stale_before):
-            event = transitions.run_state(run.id, State.CRASHED.value, actor=self.id,
-                                          previous_worker=run.worker_id, last_heartbeat=run.heartbeat_at)
-            if self.store.mark_crashed(run, stale_before, [event]):
+        for run in self.store.stale_runs(self.stale_after):
+            event = transitions.run_state(run.id, State.CRASHED.value, actor=self.id, previous_worker=run.worker_id,
+                                          last_heartbeat=run.heartbeat_at, epoch=run.epoch + 1)
+            if self.store.mark_crashed(run, self.stale_after, [event]):
                 recovered.append(run.id)
         return recovered
 
@@ -61,14 +66,15 @@ class Worker:
         for job in self._jobs:
             job(self.store)
 
-    def _claim_events(self, run: RunRecord) -> list:
-        return [transitions.run_state(run.id, State.RUNNING.value, actor=self.id, resumed_from=run.state)]
+    def _claim_events(self, run: RunRecord) -> list[Event]:
+        return [transitions.run_state(run.id, State.RUNNING.value, actor=self.id, resumed_from=run.state,
+                                      epoch=run.epoch + 1)]
 
     def claim_one(self) -> RunRecord | None:
-        return self.store.claim_run(self.id, time.time(), self._claim_events)
+        return self.store.claim_run(self.id, self._claim_events)
 
-    def _execute(self, run_id: str) -> RunOutcome:
-        outcome = execute_run(run_id, worker_id=self.id, store=self.store)
+    def _execute(self, run: RunRecord) -> RunOutcome:
+        outcome = execute_run(run.id, worker_id=self.id, epoch=run.epoch, store=self.store)
         self.executed += 1
         if self.on_outcome is not None:
             self.on_outcome(outcome)
@@ -88,7 +94,7 @@ class Worker:
                 if len(self._running) < self.concurrency:
                     claimed = self.claim_one()
                     if claimed is not None:
-                        self._running.add(self._pool.submit(self._execute, claimed.id))
+                        self._running.add(self._pool.submit(self._execute, claimed))
                         continue
                 if burst and not self._running and not self.store.has_claimable(time.time()):
                     break

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from agentops.core import serialization
 from agentops.core.ledger import Event
@@ -20,7 +20,8 @@ from agentops.core.states import State
 from agentops.db import Store
 from agentops.engine import transitions
 from agentops.engine.context import current_run
-from agentops.errors import AgentOpsError, ApprovalError, FlowPaused, NonDeterministicFlowError, NotFoundError
+from agentops.engine.tasks import PausingStep, StepFacts, pausing_step
+from agentops.errors import AgentOpsError, ApprovalError, FlowPaused, NotFoundError
 from agentops.governance.users import CAN_DECIDE, require_user
 
 if TYPE_CHECKING:
@@ -77,60 +78,51 @@ def request_approval(
 
     Call it inside a flow. It is a step: on resume it returns the recorded decision.
     """
-    ctx = current_run.get()
-    if ctx is None:
+    if current_run.get() is None:
         raise AgentOpsError("request_approval() must be called inside a running flow")
-    step_no = ctx.next_step_no()
-    name = f"approval:{action}"
-    recorded = ctx.recorded.get(step_no)
-    if recorded is not None:
-        if recorded.name != name:
-            raise NonDeterministicFlowError(
-                f"run {ctx.run_id}: step {step_no} was recorded as '{recorded.name}' but the flow now calls "
-                f"'{name}' there; flows must call tasks in the same order on every execution")
-        if recorded.state == State.COMPLETED:
-            data = serialization.loads(recorded.output, f"run {ctx.run_id} step {step_no} decision")
-            return Decision(**data)
-        appr = ctx.store.approval_for_step(ctx.run_id, step_no)
+    args = redact(args)  # what is stored, digested, shown and later executed are the same redacted arguments
+
+    def ask(step: PausingStep) -> Decision:
+        ctx = step.ctx
+        if step.record is None:
+            _open_request(step, action, args, reason=reason, expires_in=expires_in,
+                          requester=requester or f"flow:{ctx.flow_name}", verdict=verdict, policy_hash=policy_hash,
+                          context=context, quorum=quorum)
+        appr = ctx.store.approval_for_step(ctx.run_id, step.step_no)
         if appr is None:
-            raise NotFoundError(f"run {ctx.run_id}: step {step_no} awaits an approval that does not exist")
+            raise NotFoundError(f"run {ctx.run_id}: step {step.step_no} awaits an approval that does not exist")
         if appr.status == "pending" and appr.expires_at is not None and appr.expires_at <= time.time():
             expire_due(ctx.store)
-            appr = ctx.store.approval_for_step(ctx.run_id, step_no) or appr
+            appr = ctx.store.approval_for_step(ctx.run_id, step.step_no) or appr
         if appr.status == "pending":
-            ctx.store.set_run_state(ctx.run_id, State.AWAITING_APPROVAL.value,
-                                    [transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value,
-                                                           approval_id=appr.id)],
-                                    expect=[State.RUNNING.value], fields={"worker_id": None, "heartbeat_at": None})
-            raise FlowPaused(f"awaiting approval {appr.id}")
-        decision = decision_of(appr)
-        now = time.time()
-        ctx.store.record_step(
-            {"run_id": ctx.run_id, "step_no": step_no, "state": State.COMPLETED.value, "ended_at": now,
-             "output": serialization.stored(decision.__dict__),
-             "duration_ms": (now - (recorded.started_at or now)) * 1000.0},
-            [transitions.step_state(ctx.run_id, step_no, name, State.COMPLETED.value, ts=now,
-                                    decision=decision.kind, approval_id=appr.id)],
-            exists=True, logs=ctx.take_logs())
-        return decision
+            step.pause_again(f"awaiting approval {appr.id}", approval_id=appr.id)
+        return decision_of(appr)
 
+    def describe(decision: Decision) -> StepFacts:
+        facts = {"decision": decision.kind, "approval_id": decision.approval_id}
+        return StepFacts(meta=facts, payload=facts)
+
+    return pausing_step(f"approval:{action}", ask, kind="approval", inputs=args, describe=describe)
+
+
+def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reason: str, expires_in: float | None,
+                  requester: str, verdict: dict[str, Any] | None, policy_hash: str | None,
+                  context: dict[str, Any] | None, quorum: int) -> NoReturn:
+    """Store the request with its step and the run's pause (one transaction, fenced), then pause the run."""
+    ctx, step_no = step.ctx, step.step_no
     now = time.time()
     approval_id = uuid.uuid4().hex
-    args = redact(args)  # what is stored, digested, shown and later executed are the same redacted arguments
-    args_text = serialization.dumps(args)
     digest = serialization.digest(args)
-    requester = requester or f"flow:{ctx.flow_name}"
     approval = {
-        "id": approval_id, "run_id": ctx.run_id, "step_no": step_no, "action": action, "args": args_text,
-        "args_digest": digest, "reason": default_redactor().text(reason), "requester": requester,
-        "verdict": serialization.stored(verdict) if verdict else None, "policy_hash": policy_hash,
+        "id": approval_id, "run_id": ctx.run_id, "step_no": step_no, "action": action,
+        "args": serialization.dumps(args), "args_digest": digest, "reason": default_redactor().text(reason),
+        "requester": requester, "verdict": serialization.stored(verdict) if verdict else None,
+        "policy_hash": policy_hash,
         "context": serialization.safe_dumps(redact(context), limit=200_000) if context else None,
         "quorum": max(1, quorum),
         "status": "pending", "created_at": now, "expires_at": now + expires_in if expires_in else None,
     }
-    step = {"run_id": ctx.run_id, "step_no": step_no, "name": name, "kind": "approval",
-            "state": State.AWAITING_APPROVAL.value, "inputs_digest": digest, "inputs": args_text,
-            "attempts": 1, "started_at": now, "meta": serialization.dumps({"approval_id": approval_id})}
+    name = f"approval:{action}"
     events = [
         Event(actor=requester, action="approval.requested", run_id=ctx.run_id, step_no=step_no,
               approval_id=approval_id, policy_hash=policy_hash, ts=now,
@@ -140,7 +132,8 @@ def request_approval(
                                approval_id=approval_id),
         transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value, ts=now, approval_id=approval_id),
     ]
-    ctx.store.open_approval(approval, step, step_exists=recorded is not None, events=events)
+    row = step.row(State.AWAITING_APPROVAL, meta=serialization.dumps({"approval_id": approval_id}))
+    ctx.store.open_approval(approval, row, epoch=ctx.epoch, events=events)
     raise FlowPaused(f"awaiting approval {approval_id}")
 
 

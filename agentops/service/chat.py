@@ -19,7 +19,7 @@ from agentops.core.redaction import default_redactor
 from agentops.db import open_store
 from agentops.engine.flows import flow
 from agentops.engine.registry import find_flow, registered_flows
-from agentops.engine.runner import create_run, execute_run, local_worker_id
+from agentops.engine.runner import CREATED_EPOCH, create_run, execute_run, local_worker_id
 from agentops.engine.toolkit import current_run_id, idempotency_key
 from agentops.errors import AgentOpsError
 from agentops.service.setup import check_settings
@@ -101,7 +101,7 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
     run_id = create_run(find_flow(DISPATCHER_FLOW), {"message": message, "conversation_id": conversation_id,
                                                      "user": user}, trigger="chat", created_by=user,
                         queue=False, store=store, worker_id=worker_id)
-    outcome = execute_run(run_id, worker_id=worker_id, store=store)
+    outcome = execute_run(run_id, worker_id=worker_id, epoch=CREATED_EPOCH, store=store)
     if outcome.state == "COMPLETED":
         data = outcome.result
         answer, started, model = data["answer"], data["started"], data["model"]

@@ -16,7 +16,15 @@ from agentops.db.records import LogRecord, RunRecord, StepRecord
 from agentops.engine.flows import Flow
 from agentops.engine.project import load_project
 from agentops.engine.registry import find_flow, registered_flows
-from agentops.engine.runner import RunOutcome, cancel_run, create_run, execute_run, local_worker_id, resume_run
+from agentops.engine.runner import (
+    CREATED_EPOCH,
+    RunOutcome,
+    cancel_run,
+    create_run,
+    execute_run,
+    local_worker_id,
+    resume_run,
+)
 from agentops.errors import AgentOpsError, NotFoundError
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.chat import DISPATCHER_FLOW, send
@@ -55,7 +63,7 @@ def start_run(flow_name: str, parameters: dict[str, Any], *, user: str | None = 
 def run_now(flow_name: str, parameters: dict[str, Any], *, user: str | None = None,
             trigger: str = "manual") -> RunOutcome:
     run_id = start_run(flow_name, parameters, user=user, trigger=trigger, queue=False)
-    return execute_run(run_id, worker_id=local_worker_id(), store=open_store())
+    return execute_run(run_id, worker_id=local_worker_id(), epoch=CREATED_EPOCH, store=open_store())
 
 
 def resolve_run_id(run_id: str) -> str:
@@ -176,9 +184,9 @@ def run_flow_names() -> list[str]:
 
 
 def execute_here(run_id: str) -> RunOutcome:
-    """Execute a run that start_run(queue=False) already assigned to this process."""
+    """Execute a run that start_run(queue=False) already assigned to this process (under CREATED_EPOCH)."""
     run = get_run(run_id)
-    return execute_run(run_id, worker_id=run.worker_id or "", store=open_store())
+    return execute_run(run_id, worker_id=run.worker_id or "", epoch=CREATED_EPOCH, store=open_store())
 
 
 def run_steps(run_id: str) -> list[StepRecord]:

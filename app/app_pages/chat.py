@@ -10,11 +10,11 @@ from ui_kit.render import state_label
 from ui_kit.session import SessionUser, current_user
 
 from agentops import service
+from agentops.core.states import SETTLED
 from agentops.errors import AgentOpsError
 from agentops.service import views
 
 FOLLOW_SECONDS = 30.0
-SETTLED = ("AWAITING_APPROVAL", "COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 
 user = current_user()
 assert user is not None

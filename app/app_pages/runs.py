@@ -11,7 +11,7 @@ from ui_kit.render import pretty, state_label, when
 from ui_kit.session import SessionUser, current_user, database_key
 
 from agentops import service
-from agentops.core.states import State
+from agentops.core.states import STOPPED_SHORT, State, is_terminal
 from agentops.errors import AgentOpsError
 from agentops.service import views
 
@@ -121,10 +121,10 @@ def live_state(run_id: str) -> None:
 def run_actions(run_id: str, state: str, user: SessionUser) -> None:
     resume, cancel, rerun, _ = st.columns([1, 1, 1, 5])
     try:
-        if state in ("CRASHED", "FAILED", "AWAITING_RETRY") and resume.button("Resume", key="run-resume"):
+        if state in STOPPED_SHORT and resume.button("Resume", key="run-resume"):
             outcome = service.resume(run_id, user=user.name)
             st.toast(f"resumed: {outcome.state}")
-        if state not in ("COMPLETED", "FAILED", "CANCELLED") and cancel.button("Cancel", key="run-cancel"):
+        if not is_terminal(state) and cancel.button("Cancel", key="run-cancel"):
             service.cancel(run_id, user=user.name)
             st.toast("cancelled")
         if rerun.button("Re-run", key="run-rerun"):
