@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from agentops.db.schema import Approval
 
 
-
 def list_approvals(status: str | None = "pending", limit: int = 200) -> list[Approval]:
     return open_store().list_approvals(status=status if status != "all" else None, limit=limit)
 
@@ -28,16 +27,9 @@ def get_approval(approval_id: str) -> Approval:
     return appr
 
 
-def _edit_validator() -> approvals.EditValidator | None:
-    try:
-        from agentops.governance.screening import validate_edited_args
-    except ImportError:
-        return None
-    return validate_edited_args
-
-
 def decide(approval_id: str, kind: str, *, user: str | None, args_digest: str | None = None,
            edited_args: dict[str, Any] | None = None, message: str | None = None) -> approvals.Decision | None:
+    """One decision by `user` (the CLI's --as, the app's logged-in user); every check is in approvals.decide."""
     appr = get_approval(approval_id)
     return approvals.decide(open_store(), appr.id, kind, user=user, args_digest=args_digest, edited_args=edited_args,
-                            message=message, validate_edit=_edit_validator())
+                            message=message)
