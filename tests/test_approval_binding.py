@@ -19,7 +19,7 @@ from agentops.engine.project import project_root
 from agentops.engine.runner import cancel_run
 from agentops.engine.toolkit import load_tools
 from agentops.engine.worker import Worker
-from agentops.errors import ApprovalError, PolicyViolation
+from agentops.errors import ApprovalError, ApprovalMismatch, PolicyViolation
 from agentops.governance.approvals import decide, expire_due
 from tests.test_cli import agentops
 
@@ -132,6 +132,7 @@ def _decision_json(kind: str, args: dict, appr_id: str) -> str:
                                 "decided_by": ["alice"], "self_approved": False})
 
 
+CHANGED = "the request's stored arguments or digest were changed"
 TAMPERS = {
     "the stored decision's arguments": (
         "approve", "UPDATE approvals SET decision = :decision WHERE id = :id", "the arguments to run are not"),
@@ -139,19 +140,20 @@ TAMPERS = {
         "approve", "UPDATE approvals SET args = :args, args_digest = :digest, decision = :decision WHERE id = :id",
         "the arguments to run are not"),
     "the request's arguments only": (
-        "approve", "UPDATE approvals SET args = :args WHERE id = :id", "the request's stored arguments"),
+        "approve", "UPDATE approvals SET args = :args WHERE id = :id", CHANGED),
     "the request's digest only": (
-        "approve", "UPDATE approvals SET args_digest = :digest WHERE id = :id", "the request's stored arguments"),
+        "approve", "UPDATE approvals SET args_digest = :digest WHERE id = :id", CHANGED),
     "a pending approval marked approved": (
         None, "UPDATE approvals SET status = 'approved', decision = :decision WHERE id = :id;"
-              "UPDATE flow_runs SET state = 'PENDING' WHERE id = :run", "the ledger holds 0 decisions"),
+              "UPDATE flow_runs SET state = 'PENDING' WHERE id = :run", "the ledger holds 0 'approval.decided' events"),
     "a rejection turned into an approval": (
         "reject", "UPDATE approvals SET status = 'approved', decision = :decision WHERE id = :id",
         "the ledger records a 'reject' decision"),
     "the ledger's decision event, to match": (
         "approve", "UPDATE approvals SET decision = :decision WHERE id = :id;"
                    "UPDATE ledger SET payload = REPLACE(payload, :approved, :digest) "
-                   "WHERE approval_id = :id AND action = 'approval.decided'", "decision event in the ledger"),
+                   "WHERE approval_id = :id AND action = 'approval.decided'",
+        "its 'approval.decided' event in the ledger"),
 }
 
 
@@ -185,6 +187,23 @@ def test_a_database_edit_after_the_decision_fails_the_step_closed_and_runs_nothi
         assert payload["stored_digest"] == serialization.digest(BIGGER)
     again = service.resume(run_id)  # resuming by hand meets the same check
     assert again.state == State.FAILED and "nothing was run" in again.error and cluster() == before
+
+
+def test_a_request_edited_in_the_database_before_anyone_decides_cannot_be_decided(ops: Path) -> None:
+    """The approver would review the edited arguments, but they are not what the agent asked for or the policy
+    screened (200 replicas is past the policy's bound): the request's ledger event says so."""
+    run_id, appr_id = paused()
+    huge = {"name": "web-app", "replicas": 200}
+    tamper("UPDATE approvals SET args = :args, args_digest = :digest WHERE id = :id",
+           args=serialization.dumps(huge), digest=serialization.digest(huge), id=appr_id)
+    with pytest.raises(ApprovalMismatch, match=rf"{CHANGED} .*cannot be decided"):
+        decide(open_store(), appr_id, "approve", user="alice", args_digest=serialization.digest(huge))
+    [event] = open_store().search_ledger(action="approval.mismatch")
+    payload = json.loads(event.payload)
+    assert payload["approved_digest"] == serialization.digest(ASKED)
+    assert payload["stored_digest"] == serialization.digest(huge) and payload["attempted_by"] == "alice"
+    assert open_store().get_approval(appr_id).status == "pending" and open_store().votes_for(appr_id) == []
+    assert open_store().get_run(run_id).state == "AWAITING_APPROVAL"
 
 
 def test_a_resumed_run_checks_a_completed_approval_step_again(ops: Path) -> None:

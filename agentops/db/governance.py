@@ -39,9 +39,9 @@ WITH RECURSIVE lineage(id, created_by, parent_run_id, state, depth) AS (
 )
 SELECT id, created_by, parent_run_id, state FROM lineage ORDER BY depth"""
 
-_DECISION_EVENTS = ("SELECT seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, "
+_APPROVAL_EVENTS = ("SELECT seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, "
                     "hash FROM ledger WHERE run_id = :run_id AND approval_id = :approval_id "
-                    "AND action = 'approval.decided' ORDER BY seq")
+                    "AND action = :action ORDER BY seq")
 
 
 class Ancestor(NamedTuple):
@@ -146,11 +146,11 @@ class GovernanceSQL(RunsSQL):
         with self._read_sql() as tx:
             return [Ancestor(**row) for row in tx.rows(_LINEAGE, {"run_id": run_id})]
 
-    def decision_events(self, run_id: str, approval_id: str) -> list[LedgerRow]:
-        """The ledger's `approval.decided` events for one approval of a run (one, unless someone forged more)."""
+    def approval_events(self, run_id: str, approval_id: str, action: str) -> list[LedgerRow]:
+        """The ledger's `action` events (e.g. approval.decided) for one approval of a run, by the run's index."""
+        params = {"run_id": run_id, "approval_id": approval_id, "action": action}
         with self._read_sql() as tx:
-            return [tuple(row.values()) for row in tx.rows(_DECISION_EVENTS,  # type: ignore[misc]
-                                                           {"run_id": run_id, "approval_id": approval_id})]
+            return [tuple(row.values()) for row in tx.rows(_APPROVAL_EVENTS, params)]  # type: ignore[misc]
 
     def expire_approvals(self, now: float, events_for: Callable[[Approval, bool], Sequence[Event]]
                          ) -> list[Approval]:

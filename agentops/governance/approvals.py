@@ -20,7 +20,14 @@ from agentops.core.states import State, is_terminal
 from agentops.db import Store
 from agentops.engine import transitions
 from agentops.engine.context import current_run
-from agentops.errors import AgentOpsError, ApprovalError, FlowPaused, NonDeterministicFlowError, NotFoundError
+from agentops.errors import (
+    AgentOpsError,
+    ApprovalError,
+    ApprovalMismatch,
+    FlowPaused,
+    NonDeterministicFlowError,
+    NotFoundError,
+)
 from agentops.governance import binding
 from agentops.governance.screening import validate_edited_args
 from agentops.governance.users import CAN_DECIDE, require_user
@@ -173,27 +180,9 @@ def decide(
     appr = store.get_approval(approval_id)
     if appr is None:
         raise NotFoundError(f"no approval with id '{approval_id}'")
-    lineage = store.run_lineage(appr.run_id) if appr.run_id else []
-    if appr.status == "cancelled" or (lineage and is_terminal(lineage[0].state)):
-        raise _no_effect(appr, lineage[0].state if lineage else "CANCELLED")
-    if appr.status != "pending":
-        by = f" by {appr.decided_by}" if appr.decided_by else ""
-        raise ApprovalError(f"approval {approval_id} is already {appr.status}{by}; a decision is used only once")
     now = time.time()
-    if appr.expires_at is not None and appr.expires_at <= now:
-        expire_due(store)
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appr.expires_at))
-        raise ApprovalError(f"approval {approval_id} expired at {when} UTC; "
-                            "it was recorded as expired and cannot be decided")
     digest = args_digest or appr.args_digest
-    if digest != appr.args_digest:
-        raise ApprovalError(f"stale decision for approval {approval_id}: it was made on arguments {digest[:12]}, "
-                            f"the request now holds {appr.args_digest[:12]}; review it again")
-    makers = people_behind(appr, lineage)
-    if approver.name in makers and not self_approval_allowed(appr.action):
-        raise ApprovalError(f"user '{approver.name}' {_role_in(appr, approver.name)} approval {approval_id} and "
-                            f"cannot decide it (maker-checker: another approver must; the policy rule for "
-                            f"'{appr.action}' does not allow self-approval)")
+    makers = _decidable_by(store, appr, approver.name, digest, now)
     args = serialization.loads(appr.args, f"approval {appr.id} arguments")
     if kind == "edit":
         if not isinstance(edited_args, dict):
@@ -242,6 +231,34 @@ def decide(
     if outcome != "recorded":
         raise ApprovalError(f"approval {approval_id} was decided concurrently; look at it again")
     return decision if final else None
+
+
+def _decidable_by(store: Store, appr: Approval, name: str, digest: str, now: float) -> set[str]:
+    """Refuse a decision by `name` on `digest` that cannot be made now; returns the people behind the run."""
+    lineage = store.run_lineage(appr.run_id) if appr.run_id else []
+    if appr.status == "cancelled" or (lineage and is_terminal(lineage[0].state)):
+        raise _no_effect(appr, lineage[0].state if lineage else "CANCELLED")
+    if appr.status != "pending":
+        by = f" by {appr.decided_by}" if appr.decided_by else ""
+        raise ApprovalError(f"approval {appr.id} is already {appr.status}{by}; a decision is used only once")
+    if appr.expires_at is not None and appr.expires_at <= now:
+        expire_due(store)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appr.expires_at))
+        raise ApprovalError(f"approval {appr.id} expired at {when} UTC; "
+                            "it was recorded as expired and cannot be decided")
+    if digest != appr.args_digest:
+        raise ApprovalError(f"stale decision for approval {appr.id}: it was made on arguments {digest[:12]}, "
+                            f"the request now holds {appr.args_digest[:12]}; review it again")
+    changed = binding.request_mismatch(store, appr) if appr.run_id else None
+    if changed is not None:
+        store.append_events([binding.mismatch_event(appr.run_id, appr.step_no, appr.id, changed, attempted_by=name)])
+        raise ApprovalMismatch(changed.line(appr.id, "it cannot be decided"))
+    makers = people_behind(appr, lineage)
+    if name in makers and not self_approval_allowed(appr.action):
+        raise ApprovalError(f"user '{name}' {_role_in(appr, name)} approval {appr.id} and cannot decide it "
+                            f"(maker-checker: another approver must; the policy rule for '{appr.action}' does not "
+                            "allow self-approval)")
+    return makers
 
 
 def people_behind(appr: Approval, lineage: list[Ancestor]) -> set[str]:
