@@ -51,6 +51,10 @@ class ApprovalError(AgentOpsError):
     """An approval decision was refused: decided already, stale digest, expired, or self-approval."""
 
 
+class ApprovalMismatch(ApprovalError):
+    """At execution, what a run would act on is not what the ledger says was approved; nothing runs."""
+
+
 class PolicyViolation(AgentOpsError):
     """The policy denied an action or its arguments."""
 

@@ -103,3 +103,17 @@ def ops_project(sqlite_project: Path) -> Path:
 
     list(init_project())
     return sqlite_project
+
+
+@pytest.fixture
+def ops_db_project(project: Path) -> Path:
+    """Like `ops_project` (the repository's tools, prompts, policies; backends seeded), on SQLite and PostgreSQL."""
+    import shutil
+
+    for folder in ("tools", "prompts", "policies"):
+        shutil.copytree(ROOT / folder, project / folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    from agentops.service.setup import init_project
+
+    list(init_project())
+    return project

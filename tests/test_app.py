@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -171,3 +172,26 @@ def test_oidc_identity_maps_to_an_account_and_is_recorded(app_project: Path, mon
     assert open_store().get_user("sso.person@example.com").role == "viewer"
     logins = service.audit_search(actor="user:sso.person@example.com", action="user.login")
     assert json.loads(logins[0].payload)["via"] == "oidc"
+
+
+def test_an_approver_who_started_the_run_from_the_chat_page_cannot_approve_it_in_the_inbox(
+        app_project: Path) -> None:
+    worker = Worker(open_store(), poll_seconds=0.02)
+    working = threading.Thread(target=worker.run, daemon=True)
+    working.start()
+    try:
+        at = logged_in("ada")
+        at.switch_page("app_pages/chat.py").run()
+        at.chat_input(key="chat-input").set_value("web-app is at 95% CPU, handle it").run()
+        assert not at.exception, at.exception
+    finally:
+        worker.stop()
+        working.join(30)
+    [run] = service.list_runs(flow="incident_response")
+    assert run.created_by == "ada" and run.trigger == "chat"
+    [pending] = service.pending_approvals_for(run.id)
+    at.switch_page("app_pages/approvals.py").run()
+    at.button(key=f"approve-inbox-{pending.id}").click().run()
+    assert any("'ada' started the run behind" in e.value and "maker-checker" in e.value for e in at.error)
+    assert service.get_approval(pending.id).status == "pending" and service.audit_search(
+        action="approval.decided") == []

@@ -35,8 +35,20 @@ def guarded_scale(name: str, replicas: int, expires_in: float | None = None, quo
     return {"decision": decision.kind, "applied": apply_scale(**decision.args)}
 
 
+POLICY = """
+tools:
+  scale_deployment:
+    verdict: require_approval
+    constraints:
+      replicas: {min: 1, max: 20}
+"""
+
+
 @pytest.fixture
-def people(store):
+def people(store, project: Path):
+    """Approvers, a viewer and a policy naming the flow's action (an edit is screened against it)."""
+    (project / "policies").mkdir(exist_ok=True)
+    (project / "policies" / "approvals.yaml").write_text(POLICY)
     for name, role in [("maker", "approver"), ("alice", "approver"), ("bob", "approver"), ("vic", "viewer")]:
         add_user(store, name, role, "correct horse battery")
     return store

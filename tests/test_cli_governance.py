@@ -24,6 +24,9 @@ def risky(replicas: int) -> dict:
 @pytest.fixture
 def gov_project(sqlite_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (sqlite_project / "flows" / "risky.py").write_text(FLOWS)
+    (sqlite_project / "policies").mkdir()
+    (sqlite_project / "policies" / "default.yaml").write_text(
+        "tools:\n  scale_deployment:\n    verdict: require_approval\n")
     monkeypatch.setenv("AGENTOPS_USER_PASSWORD", "correct horse battery")
     for name, role in [("alice", "approver"), ("vic", "viewer")]:
         assert agentops("users", "add", name, "--role", role).returncode == 0

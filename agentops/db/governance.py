@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from agentops.core.deferred import DeferredModule
-from agentops.core.ledger import Event
+from agentops.core.ledger import Event, LedgerRow
+from agentops.core.states import TERMINAL
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -23,6 +24,33 @@ else:
     schema = DeferredModule("agentops.db.schema")
 from agentops.db.runs import RunsSQL
 from agentops.db.sql import SqlText, as_row
+
+VoteOutcome = Literal["recorded", "not_pending", "already_voted", "run_ended"]
+
+MAX_LINEAGE = 32
+"""How many parent runs `run_lineage` follows (chat dispatch -> flow -> sub-flow is three)."""
+
+_LINEAGE = f"""
+WITH RECURSIVE lineage(id, created_by, parent_run_id, state, depth) AS (
+    SELECT id, created_by, parent_run_id, state, 0 FROM flow_runs WHERE id = :run_id
+    UNION ALL
+    SELECT r.id, r.created_by, r.parent_run_id, r.state, l.depth + 1
+    FROM flow_runs r JOIN lineage l ON r.id = l.parent_run_id WHERE l.depth < {MAX_LINEAGE}
+)
+SELECT id, created_by, parent_run_id, state FROM lineage ORDER BY depth"""
+
+_APPROVAL_EVENTS = ("SELECT seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, "
+                    "hash FROM ledger WHERE run_id = :run_id AND approval_id = :approval_id "
+                    "AND action = :action ORDER BY seq")
+
+
+class Ancestor(NamedTuple):
+    """One run of a lineage: the run itself first, then the run that started it, and so on."""
+
+    id: str
+    created_by: str | None
+    parent_run_id: str | None
+    state: str
 
 
 class GovernanceSQL(RunsSQL):
@@ -74,51 +102,94 @@ class GovernanceSQL(RunsSQL):
         events: Sequence[Event],
         *,
         final: dict[str, Any] | None,
-        resume_run: str | None,
+        run_id: str | None,
         run_events: Sequence[Event] = (),
-    ) -> bool:
+    ) -> VoteOutcome:
         """Store one approver's vote; with `final`, close the approval (once) and make its run resumable.
 
         The approval must still be pending with the digest the vote was made on, so a decision is
-        used exactly once even when two approvers race.
+        used exactly once even when two approvers race; and its run must not have ended (the run's row
+        is locked, so a concurrent cancel waits and then finds the run moved on). `run_events` are
+        written only when the run did move from AWAITING_APPROVAL to PENDING.
         """
+        approvals, runs = schema.APPROVALS, schema.RUNS
         with self.write() as conn:
-            pending = conn.execute(sa.select(schema.APPROVALS.c.id).where(
-                schema.APPROVALS.c.id == vote["approval_id"], schema.APPROVALS.c.status == "pending",
-                schema.APPROVALS.c.args_digest == vote["args_digest"])).first()
+            pending = conn.execute(sa.select(approvals.c.id).where(
+                approvals.c.id == vote["approval_id"], approvals.c.status == "pending",
+                approvals.c.args_digest == vote["args_digest"]).with_for_update()).first()
             if pending is None:
-                return False
+                return "not_pending"
+            if run_id is not None:
+                state = conn.execute(sa.select(runs.c.state).where(runs.c.id == run_id).with_for_update()).scalar()
+                if state is None or state in TERMINAL:
+                    return "run_ended"
             try:
                 with conn.begin_nested():
                     conn.execute(sa.insert(schema.VOTES), vote)
             except sa.exc.IntegrityError:
-                return False
+                return "already_voted"
+            moved = False
             if final is not None:
-                approvals = schema.APPROVALS
                 conn.execute(sa.update(approvals).where(approvals.c.id == vote["approval_id"]).values(**final))
-                if resume_run:
-                    conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == resume_run,
-                                                    schema.RUNS.c.state == "AWAITING_APPROVAL")
-                                 .values(state="PENDING", updated_at=time.time(), worker_id=None))
-            self._append(conn, [*events, *run_events])
-        return True
+                if run_id is not None:
+                    moved = conn.execute(sa.update(runs).where(runs.c.id == run_id,
+                                                               runs.c.state == "AWAITING_APPROVAL")
+                                         .values(state="PENDING", updated_at=time.time(), worker_id=None)
+                                         ).rowcount == 1
+            self._append(conn, [*events, *(run_events if moved else ())])
+        return "recorded"
 
-    def expire_approvals(self, now: float, events_for: Any) -> list[Approval]:
-        """Close pending approvals past their expiry (fail closed) and make their runs resumable."""
+    def run_lineage(self, run_id: str) -> list[Ancestor]:
+        """The run, the run that started it, and so on up (at most MAX_LINEAGE parents), in one statement."""
+        with self._read_sql() as tx:
+            return [Ancestor(**row) for row in tx.rows(_LINEAGE, {"run_id": run_id})]
+
+    def approval_events(self, run_id: str, approval_id: str, action: str) -> list[LedgerRow]:
+        """The ledger's `action` events (e.g. approval.decided) for one approval of a run, by the run's index."""
+        params = {"run_id": run_id, "approval_id": approval_id, "action": action}
+        with self._read_sql() as tx:
+            return [tuple(row.values()) for row in tx.rows(_APPROVAL_EVENTS, params)]
+
+    def expire_approvals(self, now: float, events_for: Callable[[Approval, bool], Sequence[Event]]
+                         ) -> list[Approval]:
+        """Close pending approvals past their expiry (fail closed) and make their runs resumable.
+
+        `events_for(approval, run_moved)` gives each one's events; `run_moved` says whether its run went
+        from AWAITING_APPROVAL to PENDING (a run that ended or is running is left alone).
+        """
+        return self._close_pending(sa.and_(schema.APPROVALS.c.expires_at.is_not(None),
+                                           schema.APPROVALS.c.expires_at <= now),
+                                   {"status": "expired", "decided_at": now, "decided_by": "system:expiry"},
+                                   events_for, resume=True)
+
+    def cancel_approvals(self, run_id: str, now: float, actor: str,
+                         events_for: Callable[[Approval, bool], Sequence[Event]]) -> list[Approval]:
+        """Close the pending approvals of a run that was cancelled: nobody can decide them any more."""
+        return self._close_pending(schema.APPROVALS.c.run_id == run_id,
+                                   {"status": "cancelled", "decided_at": now, "decided_by": actor},
+                                   events_for, resume=False)
+
+    def _close_pending(self, where: Any, values: dict[str, Any],
+                       events_for: Callable[[Approval, bool], Sequence[Event]], *, resume: bool) -> list[Approval]:
+        approvals, runs = schema.APPROVALS, schema.RUNS
         with self.write() as conn:
-            rows = conn.execute(sa.select(schema.APPROVALS).where(schema.APPROVALS.c.status == "pending",
-                                                        schema.APPROVALS.c.expires_at.is_not(None),
-                                                        schema.APPROVALS.c.expires_at <= now)).all()
-            expired = [as_row(schema.Approval, r._mapping) for r in rows]
-            for appr in expired:
-                conn.execute(sa.update(schema.APPROVALS).where(schema.APPROVALS.c.id == appr.id)
-                             .values(status="expired", decided_at=now, decided_by="system:expiry"))
-                if appr.run_id:
-                    conn.execute(sa.update(schema.RUNS).where(schema.RUNS.c.id == appr.run_id,
-                                                    schema.RUNS.c.state == "AWAITING_APPROVAL")
-                                 .values(state="PENDING", updated_at=now, worker_id=None))
-                self._append(conn, events_for(appr))
-        return expired
+            rows = conn.execute(sa.select(approvals).where(approvals.c.status == "pending", where)
+                                .with_for_update()).all()
+            closed = [as_row(schema.Approval, r._mapping) for r in rows]
+            if not closed:
+                return []
+            conn.execute(sa.update(approvals).where(approvals.c.id.in_([a.id for a in closed])).values(**values))
+            events: list[Event] = []
+            for appr in closed:
+                moved = False
+                if resume and appr.run_id:
+                    moved = conn.execute(sa.update(runs).where(runs.c.id == appr.run_id,
+                                                               runs.c.state == "AWAITING_APPROVAL")
+                                         .values(state="PENDING", updated_at=values["decided_at"], worker_id=None)
+                                         ).rowcount == 1
+                events += events_for(appr, moved)
+            self._append(conn, events)
+        return closed
 
     def add_user(self, values: dict[str, Any], events: Sequence[Event]) -> bool:
         with self.write() as conn:

@@ -1,30 +1,40 @@
 """Durable human approval: a step that pauses its run until a person decides.
 
 A decision is bound to the digest of the exact arguments it was made on, used exactly once,
-refused from the requester (maker-checker) and from anyone without the approver or admin role,
-and an expired request fails closed (recorded as `expired`, never as a rejection).
+refused from the people behind the run (maker-checker: the requester and whoever started the run or a
+run above it, unless the policy allows self-approval) and from anyone without the approver or admin
+role; edits are screened again; an expired request fails closed (recorded as `expired`, never as a
+rejection); and before a run acts on a decision, `binding` checks it against the ledger.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor, redact
-from agentops.core.states import State
+from agentops.core.states import State, is_terminal
 from agentops.db import Store
 from agentops.engine import transitions
 from agentops.engine.context import current_run
 from agentops.engine.tasks import PausingStep, StepFacts, pausing_step
-from agentops.errors import AgentOpsError, ApprovalError, FlowPaused, NotFoundError
+from agentops.errors import (
+    AgentOpsError,
+    ApprovalError,
+    ApprovalMismatch,
+    FlowPaused,
+    NotFoundError,
+)
+from agentops.governance import binding
+from agentops.governance.screening import validate_edited_args
 from agentops.governance.users import CAN_DECIDE, require_user
 
 if TYPE_CHECKING:
+    from agentops.db.governance import Ancestor
     from agentops.db.schema import Approval
 
 DecisionKind = Literal["approve", "edit", "reject", "respond", "expired"]
@@ -40,6 +50,8 @@ class Decision:
     approval_id: str
     message: str | None = None
     decided_by: list[str] = field(default_factory=list)
+    self_approved: bool = False
+    """A person behind the run decided it, which the tool's policy rule allows (`self_approval: true`)."""
 
     @property
     def approved(self) -> bool:
@@ -59,7 +71,8 @@ def decision_of(appr: Approval) -> Decision:
         args = serialization.loads(appr.args, f"approval {appr.id} arguments")
         return Decision("expired", args, appr.id, "the approval request expired", [])
     data = serialization.loads(appr.decision, f"approval {appr.id} decision") or {}
-    return Decision(data["kind"], data["args"], appr.id, data.get("message"), data.get("decided_by", []))
+    return Decision(data["kind"], data["args"], appr.id, data.get("message"), data.get("decided_by", []),
+                    data.get("self_approved", False))
 
 
 def request_approval(
@@ -102,7 +115,13 @@ def request_approval(
         facts = {"decision": decision.kind, "approval_id": decision.approval_id}
         return StepFacts(meta=facts, payload=facts)
 
-    return pausing_step(f"approval:{action}", ask, kind="approval", inputs=args, describe=describe)
+    name = f"approval:{action}"
+    decision = pausing_step(name, ask, kind="approval", inputs=args, describe=describe)
+    ctx = current_run.get()
+    appr = ctx.store.get_approval(decision.approval_id) if ctx is not None else None
+    if ctx is None or appr is None or appr.step_no is None:
+        raise NotFoundError(f"approval {decision.approval_id} of this run does not exist")
+    return binding.checked(ctx, appr.step_no, name, appr, decision)
 
 
 def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reason: str, expires_in: float | None,
@@ -137,8 +156,6 @@ def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reaso
     raise FlowPaused(f"awaiting approval {approval_id}")
 
 
-EditValidator = Callable[[str, dict[str, Any]], dict[str, Any]]
-"""Checks edited arguments against the action's schema and policy; returns them normalised or raises."""
 
 
 def decide(
@@ -150,39 +167,32 @@ def decide(
     args_digest: str | None = None,
     edited_args: dict[str, Any] | None = None,
     message: str | None = None,
-    validate_edit: EditValidator | None = None,
 ) -> Decision | None:
-    """Record one approver's decision. Returns the final Decision, or None while a quorum is incomplete."""
+    """Record one approver's decision. Returns the final Decision, or None while a quorum is incomplete.
+
+    Every face (service, CLI, app, chat, a script) comes through here, so every check is made here:
+    the approver's role; the digest they reviewed; maker-checker against the requester and everyone
+    who started the run or a run above it, unless the tool's policy rule says `self_approval: true`
+    (then the decision is recorded as self-approved); edited arguments screened again against the
+    tool's schema and the policy; and an approval whose run has ended cannot be decided.
+    """
     if kind not in VOTE_KINDS:
         raise ApprovalError(f"unknown decision '{kind}' (choose one of: {', '.join(VOTE_KINDS)})")
     approver = require_user(store, user, CAN_DECIDE, "deciding approvals")
     appr = store.get_approval(approval_id)
     if appr is None:
         raise NotFoundError(f"no approval with id '{approval_id}'")
-    if appr.status != "pending":
-        by = f" by {appr.decided_by}" if appr.decided_by else ""
-        raise ApprovalError(f"approval {approval_id} is already {appr.status}{by}; a decision is used only once")
     now = time.time()
-    if appr.expires_at is not None and appr.expires_at <= now:
-        expire_due(store)
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appr.expires_at))
-        raise ApprovalError(f"approval {approval_id} expired at {when} UTC; "
-                            "it was recorded as expired and cannot be decided")
     digest = args_digest or appr.args_digest
-    if digest != appr.args_digest:
-        raise ApprovalError(f"stale decision for approval {approval_id}: it was made on arguments {digest[:12]}, "
-                            f"the request now holds {appr.args_digest[:12]}; review it again")
-    if _requester_name(appr.requester) == approver.name:
-        raise ApprovalError(f"user '{approver.name}' requested approval {approval_id} and cannot decide it "
-                            "(maker-checker: another approver must)")
+    makers = _decidable_by(store, appr, approver.name, digest, now)
     args = serialization.loads(appr.args, f"approval {appr.id} arguments")
     if kind == "edit":
-        if edited_args is None:
-            raise ApprovalError("an edit needs the replacement arguments (--args JSON)")
+        if not isinstance(edited_args, dict):
+            raise ApprovalError("an edit needs the replacement arguments as a JSON object (--args JSON)")
         if appr.quorum > 1:
             raise ApprovalError(f"approval {approval_id} needs {appr.quorum} approvers; edits need a quorum of 1 "
                                 "(reject with a message instead)")
-        args = validate_edit(appr.action, edited_args) if validate_edit else edited_args
+        args = validate_edited_args(appr.action, edited_args)
     if kind in ("reject", "respond") and not message:
         raise ApprovalError(f"a {kind} needs a message (--reason / --message)")
 
@@ -190,16 +200,21 @@ def decide(
     approvers = [v.user for v in votes if v.kind in ("approve", "edit")] + [approver.name]
     final = kind != "approve" or len(set(approvers)) >= appr.quorum
     decided_by = sorted(set(approvers)) if kind in ("approve", "edit") else [approver.name]
-    decision = Decision(kind, args, approval_id, message, decided_by)  # type: ignore[arg-type]
+    self_approved = bool(makers.intersection(decided_by))
+    decision = Decision(kind, args, approval_id, message, decided_by, self_approved)  # type: ignore[arg-type]
     actor = f"user:{approver.name}"
     vote = {"approval_id": approval_id, "user": approver.name, "kind": kind, "args_digest": digest,
-            "args": serialization.stored(edited_args) if kind == "edit" else None,
+            "args": serialization.stored(args) if kind == "edit" else None,
             "message": default_redactor().text(message) if message else message, "ts": now}
+    payload = {"decision": kind, "args_digest": digest, "message": message,
+               "edited_args": args if kind == "edit" else None, "votes": len(set(approvers)), "quorum": appr.quorum,
+               "self_approved": approver.name in makers}
+    if final:
+        payload |= {"decided_digest": serialization.digest(args), "decided_by": decided_by,
+                    "self_approved": self_approved}
     events = [Event(actor=actor, action=f"approval.{'decided' if final else 'vote'}", run_id=appr.run_id,
                     step_no=appr.step_no, approval_id=approval_id, policy_hash=appr.policy_hash, ts=now,
-                    payload={"decision": kind, "args_digest": digest, "message": message,
-                             "edited_args": edited_args if kind == "edit" else None,
-                             "votes": len(set(approvers)), "quorum": appr.quorum})]
+                    payload=payload)]
     closing = None
     run_events: list[Event] = []
     if final:
@@ -210,23 +225,103 @@ def decide(
         if appr.run_id:
             run_events.append(transitions.run_state(appr.run_id, State.PENDING.value, actor=actor, ts=now,
                                                     approval_id=approval_id))
-    if not store.record_vote(vote, events, final=closing, resume_run=appr.run_id if final else None,
-                             run_events=run_events):
-        raise ApprovalError(f"approval {approval_id} was decided concurrently, or {approver.name} already voted")
+    outcome = store.record_vote(vote, events, final=closing, run_id=appr.run_id, run_events=run_events)
+    if outcome == "run_ended":
+        ended = store.run_lineage(appr.run_id) if appr.run_id else []
+        raise _no_effect(appr, ended[0].state if ended else "deleted")
+    if outcome == "already_voted":
+        raise ApprovalError(f"{approver.name} already voted on approval {approval_id}")
+    if outcome != "recorded":
+        raise ApprovalError(f"approval {approval_id} was decided concurrently; look at it again")
     return decision if final else None
+
+
+def _decidable_by(store: Store, appr: Approval, name: str, digest: str, now: float) -> set[str]:
+    """Refuse a decision by `name` on `digest` that cannot be made now; returns the people behind the run."""
+    lineage = store.run_lineage(appr.run_id) if appr.run_id else []
+    if appr.status == "cancelled" or (lineage and is_terminal(lineage[0].state)):
+        raise _no_effect(appr, lineage[0].state if lineage else "CANCELLED")
+    if appr.status != "pending":
+        by = f" by {appr.decided_by}" if appr.decided_by else ""
+        raise ApprovalError(f"approval {appr.id} is already {appr.status}{by}; a decision is used only once")
+    if appr.expires_at is not None and appr.expires_at <= now:
+        expire_due(store)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appr.expires_at))
+        raise ApprovalError(f"approval {appr.id} expired at {when} UTC; "
+                            "it was recorded as expired and cannot be decided")
+    if digest != appr.args_digest:
+        raise ApprovalError(f"stale decision for approval {appr.id}: it was made on arguments {digest[:12]}, "
+                            f"the request now holds {appr.args_digest[:12]}; review it again")
+    changed = binding.request_mismatch(store, appr) if appr.run_id else None
+    if changed is not None:
+        store.append_events([binding.mismatch_event(appr.run_id, appr.step_no, appr.id, changed, attempted_by=name)])
+        raise ApprovalMismatch(changed.line(appr.id, "it cannot be decided"))
+    makers = people_behind(appr, lineage)
+    if name in makers and not self_approval_allowed(appr.action):
+        raise ApprovalError(f"user '{name}' {_role_in(appr, name)} approval {appr.id} and cannot decide it "
+                            f"(maker-checker: another approver must; the policy rule for '{appr.action}' does not "
+                            "allow self-approval)")
+    return makers
+
+
+def people_behind(appr: Approval, lineage: list[Ancestor]) -> set[str]:
+    """The people who may not decide `appr` themselves: its requester, when a person, and whoever started its run
+    or any run above it (a chat message that queued the flow, a schedule's owner, a parent flow's starter)."""
+    people = {_requester_name(appr.requester)} if appr.requester.startswith("user:") else set()
+    if appr.run_id is None:
+        return people
+    if not lineage:
+        raise ApprovalError(f"approval {appr.id} belongs to run {appr.run_id}, which does not exist; "
+                            "who started it cannot be established, so it cannot be decided")
+    top = lineage[-1]
+    if top.parent_run_id is not None:
+        raise ApprovalError(f"approval {appr.id}: run {top.id} was started by run {top.parent_run_id}, which does "
+                            "not exist (or the chain of parent runs is too long); who started the run cannot be "
+                            "established, so it cannot be decided")
+    return people | {a.created_by for a in lineage if a.created_by}
+
+
+def self_approval_allowed(action: str) -> bool:
+    """Whether the project's policy lets the person behind a run decide its `action` calls."""
+    from agentops.engine.project import project_root
+    from agentops.governance.screening import project_policy
+
+    rule = project_policy(project_root()).rules.get(action)
+    return rule is not None and rule.self_approval
+
+
+def _role_in(appr: Approval, name: str) -> str:
+    return "requested" if appr.requester == f"user:{name}" else "started the run behind"
+
+
+def _no_effect(appr: Approval, state: str) -> ApprovalError:
+    return ApprovalError(f"approval {appr.id} belongs to run {appr.run_id}, which is {state}; a decision would have "
+                         "no effect and was not recorded")
 
 
 def expire_due(store: Store, now: float | None = None) -> list[Approval]:
     """Close every pending approval past its expiry, failing closed; their runs resume and see `expired`."""
     now = time.time() if now is None else now
 
-    def events_for(appr: Approval) -> list[Event]:
+    def events_for(appr: Approval, run_moved: bool) -> list[Event]:
         events = [Event(actor="system:expiry", action="approval.expired", run_id=appr.run_id, step_no=appr.step_no,
                         approval_id=appr.id, policy_hash=appr.policy_hash, ts=now,
                         payload={"action": appr.action, "expires_at": appr.expires_at})]
-        if appr.run_id:
+        if run_moved and appr.run_id:
             events.append(transitions.run_state(appr.run_id, State.PENDING.value, actor="system:expiry", ts=now,
                                                 approval_id=appr.id))
         return events
 
     return store.expire_approvals(now, events_for)
+
+
+def cancel_pending(store: Store, run_id: str, *, actor: str) -> list[Approval]:
+    """Close the pending approvals of a cancelled run, so that nobody is asked to decide them."""
+    now = time.time()
+
+    def events_for(appr: Approval, run_moved: bool) -> list[Event]:
+        return [Event(actor=actor, action="approval.cancelled", run_id=run_id, step_no=appr.step_no,
+                      approval_id=appr.id, policy_hash=appr.policy_hash, ts=now,
+                      payload={"action": appr.action, "reason": "run cancelled"})]
+
+    return store.cancel_approvals(run_id, now, actor, events_for)

@@ -76,6 +76,8 @@ class ToolRule(BaseModel):
     constraints: dict[str, Constraint] = Field(default_factory=dict)
     when: list[WhenRule] = Field(default_factory=list)
     rate_limit: RateLimit | None = None
+    self_approval: bool = False
+    """The person behind a run (its creator, or the requester) may decide its calls of this tool (recorded)."""
 
 
 class Budgets(BaseModel):

@@ -103,19 +103,20 @@ def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy:
 
 
 def validate_edited_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
-    """An approver's edit must still pass the tool's schema and must not be denied by the policy."""
+    """An approver's edit must still pass the tool's schema and must not be denied by the policy.
+
+    The policy applies whether or not the action is a tool, so an action the policy does not name
+    cannot be edited (default deny): approve or reject it instead.
+    """
     root = project_root()
-    tools = load_tools(root)
-    tool = tools.get(action)
+    tool = load_tools(root).get(action)
     clean = args
     if tool is not None:
         try:
             clean = validate_args(tool, args)
         except ValueError as exc:
             raise PolicyViolation(f"edited arguments rejected: {exc}") from None
-    if (root / "policies").is_dir():
-        policy = project_policy(root)
-        verdict = policy.evaluate(action, clean, rate=None, now=time.time())
-        if verdict.verdict == "deny" and verdict.enforced:
-            raise PolicyViolation(f"edited arguments rejected by policy: {verdict.reason} (rule {verdict.rule})")
+    verdict = project_policy(root).evaluate(action, clean, rate=None, now=time.time())
+    if verdict.verdict == "deny" and verdict.enforced:
+        raise PolicyViolation(f"edited arguments rejected by policy: {verdict.reason} (rule {verdict.rule})")
     return clean

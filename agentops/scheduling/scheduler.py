@@ -108,7 +108,7 @@ class Scheduler:
         for fire_time in fire_times:
             values, run_events = prepare_run(
                 flow, params, trigger="schedule", run_id=scheduled_run_id(schedule.id or 0, fire_time), now=now,
-                schedule_id=schedule.id, scheduled_for=fire_time)
+                schedule_id=schedule.id, scheduled_for=fire_time, created_by=schedule.created_by)
             for ev in run_events:
                 ev.actor = ACTOR
             runs.append(values)

@@ -7,11 +7,9 @@ from typing import TYPE_CHECKING, Any
 from agentops.db import open_store
 from agentops.errors import NotFoundError
 from agentops.governance import approvals
-from agentops.governance.screening import validate_edited_args
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval
-
 
 
 def list_approvals(status: str | None = "pending", limit: int = 200) -> list[Approval]:
@@ -31,6 +29,7 @@ def get_approval(approval_id: str) -> Approval:
 
 def decide(approval_id: str, kind: str, *, user: str | None, args_digest: str | None = None,
            edited_args: dict[str, Any] | None = None, message: str | None = None) -> approvals.Decision | None:
+    """One decision by `user` (the CLI's --as, the app's logged-in user); every check is in approvals.decide."""
     appr = get_approval(approval_id)
     return approvals.decide(open_store(), appr.id, kind, user=user, args_digest=args_digest, edited_args=edited_args,
-                            message=message, validate_edit=validate_edited_args)
+                            message=message)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentops.core import serialization
-from agentops.core.ledger import Event
 from agentops.core.states import State
 from agentops.db import open_store
 from agentops.db.records import LogRecord, RunRecord, StepRecord
@@ -26,6 +25,7 @@ from agentops.engine.runner import (
     resume_run,
 )
 from agentops.errors import AgentOpsError, NotFoundError
+from agentops.governance.approvals import cancel_pending
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.chat import DISPATCHER_FLOW, send
 from agentops.service.setup import check_settings
@@ -134,9 +134,7 @@ def cancel(run_id: str, *, user: str | None = None) -> None:
         require_user(st, user, CAN_OPERATE, "cancelling runs")
     run_id = resolve_run_id(run_id)
     cancel_run(run_id, actor=actor_of(user), store=st)
-    for appr in st.list_approvals(status="pending", run_id=run_id):
-        st.append_events([Event(actor=actor_of(user), action="approval.cancelled", run_id=run_id,
-                                approval_id=appr.id, payload={"reason": "run cancelled"})])
+    cancel_pending(st, run_id, actor=actor_of(user))
 
 
 def rerun(run_id: str, *, user: str | None = None, queue: bool = True) -> str:
