@@ -55,6 +55,11 @@ class ApprovalMismatch(ApprovalError):
     """At execution, what a run would act on is not what the ledger says was approved; nothing runs."""
 
 
+class LedgerError(AgentOpsError):
+    """The audit ledger cannot be written or checkpointed as it stands (its high-water mark is gone, the chain
+    since the last checkpoint does not verify)."""
+
+
 class PolicyViolation(AgentOpsError):
     """The policy denied an action or its arguments."""
 

@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     kubernetes_namespace: str = "default"
     """Namespace of the deployments the scaling tool manages."""
 
+    ledger_key_file: Path | None = None
+    """Ed25519 private key (PEM, mode 0600) that signs the ledger's checkpoints; `agentops init` creates it.
+    Default: <project>/.agentops/ledger-signing-key.pem. In production keep it where the database's users
+    cannot read it (a secrets mount on the worker hosts), never in the database."""
+    checkpoint_dir: Path | None = None
+    """Where signed checkpoints are appended (checkpoints.jsonl), outside the database. Default:
+    <project>/.agentops/checkpoints. In production point it at WORM storage or ship it to an external anchor."""
+    checkpoint_every_events: int = Field(default=1000, ge=1)
+    """Workers sign a checkpoint once this many events were appended since the last one..."""
+    checkpoint_every_seconds: float = Field(default=60.0, gt=0)
+    """...or once this many seconds passed with any new event."""
+
     sandbox_require_landlock: bool = True
     """Model-written data code runs only where the kernel's Landlock can confine it; false runs it without
     Landlock (kernels before 5.13): the mount namespace then hides every file but the dataset's."""
@@ -94,6 +106,14 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.root / ".agentops"
+
+    @property
+    def ledger_key_path(self) -> Path:
+        return self.ledger_key_file or self.state_dir / "ledger-signing-key.pem"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint_dir or self.state_dir / "checkpoints"
 
     @property
     def url(self) -> str:

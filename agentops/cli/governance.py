@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agentops import service
@@ -118,17 +119,50 @@ def users_list(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+PackDir = Annotated[Path | None, typer.Option("--pack", help="An evidence pack directory (audit export --pack).")]
+
+
 @audit_app.command("verify")
-def audit_verify(as_json: JsonOpt = False) -> None:
-    """Walk the hash chain; report OK with the count, or the first bad event."""
-    report = service.audit_verify()
-    if as_json:
-        emit_json({"ok": report.ok, "count": report.count, "first_bad_seq": report.first_bad_seq,
-                   "problem": report.problem})
+def audit_verify(
+    pack: PackDir = None,
+    public_key: Annotated[Path | None, typer.Option(
+        "--public-key", help="PEM public key to check checkpoints with (default: the ledger key's own).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the chain, every signed checkpoint and the stored values the chain binds; exit 1 naming the first
+    bad event or the missing range, exit 2 on bad input."""
+    if pack is not None:
+        from agentops.service.evidence import verify_pack
+
+        report = verify_pack(pack, public_key=public_key)
     else:
-        console.print(("[green]" if report.ok else "[red]") + report.line(), markup=True)
+        report = service.audit_verify(public_key=public_key)
+    if as_json:
+        emit_json(report.as_json())
+    else:
+        style = "[green]" if report.ok else "[red]"
+        for i, line in enumerate(report.lines()):
+            console.print((style if i == 0 else "") + escape(line), markup=True, soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(as_json: JsonOpt = False) -> None:
+    """Sign the ledger's head now (workers do it every N events or T seconds)."""
+    from agentops.settings import get_settings
+
+    cp = service.audit_checkpoint()
+    where = get_settings().checkpoint_path
+    if as_json:
+        emit_json({"signed": cp is not None, "seq": cp.seq if cp else None, "hash": cp.hash if cp else None,
+                   "count": cp.count if cp else None, "ts": cp.ts if cp else None,
+                   "key_fingerprint": cp.key if cp else None, "directory": str(where)})
+    elif cp is None:
+        console.print("nothing new to sign: the head is checkpointed already")
+    else:
+        console.print(f"signed checkpoint of seq {cp.seq} ({cp.count} events) with key sha256:{cp.key[:16]}…, "
+                      f"appended to {where}", soft_wrap=True)
 
 
 def _parse_when(value: str | None) -> float | None:
@@ -151,10 +185,23 @@ def audit_export(
     until: Annotated[str | None, typer.Option("--until")] = None,
     fmt: Annotated[str, typer.Option("--format")] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+    pack: PackDir = None,
 ) -> None:
-    """Write the ledger as JSON lines (one event per line) for a SIEM."""
+    """Write the ledger as JSON lines (one event per line) for a SIEM; with --pack DIR, an evidence pack (events,
+    signed checkpoints, public key) that `audit verify --pack DIR` checks offline."""
     if fmt != "jsonl":
         raise AgentOpsError(f"unknown format '{fmt}' (supported: jsonl)")
+    if pack is not None:
+        if since or until or output:
+            raise AgentOpsError("--pack holds the whole ledger: --since, --until and --output do not apply")
+        from agentops.service.evidence import export_pack
+
+        summary = export_pack(pack)
+        console.print(f"evidence pack {summary.directory}: {summary.events} events, {summary.checkpoints} signed "
+                      f"checkpoints, key sha256:{summary.key_fingerprint[:16]}…", soft_wrap=True)
+        if summary.not_signed:
+            console.print(f"[red]the head is not signed[/red]: {escape(summary.not_signed)}", soft_wrap=True)
+        return
     lines = service.audit_export(since=_parse_when(since), until=_parse_when(until))
     out = output.open("w") if output else sys.stdout
     try:

@@ -23,7 +23,7 @@ from agentops.core.redaction import default_redactor
 from agentops.core.states import State
 from agentops.engine.project import project_root
 from agentops.errors import AgentOpsError, ConfigError
-from agentops.service.setup import init_project
+from agentops.service.setup import checkpoint_line, init_project
 from agentops.settings import reset_settings
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
@@ -274,6 +274,7 @@ def demo(
     except Exception:
         services.stop()
         raise
+    say(checkpoint_line())
     if exit_after_setup:
         services.stop()
         return

@@ -66,7 +66,7 @@ class GovernanceSQL(RunsSQL):
         with self.write() as conn:
             self._pause_at_step(SqlText(conn), step, epoch=epoch, message=f"awaiting approval {approval['id']}")
             conn.execute(sa.insert(schema.APPROVALS), approval)
-            self._append(conn, events)
+            self._append(conn, self._bind_step(events, step, exists=False))
 
     def get_approval(self, approval_id: str) -> Approval | None:
         with self.read() as conn:

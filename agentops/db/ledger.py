@@ -1,13 +1,23 @@
-"""The audit ledger's statements: append to the hash chain, read, search, count."""
+"""The audit ledger's statements: append to the hash chain, read it (in one snapshot, for verification),
+search, count, and the database's copy of the signed checkpoints.
+
+Sequence numbers come from `ledger_head`, a one-row high-water mark (seq, hash) that every append reads
+under a lock (BEGIN IMMEDIATE on SQLite, FOR UPDATE on PostgreSQL) and moves in the same transaction. A
+rolled-back append leaves no gap, and deleting rows never lowers the mark, so a number is never handed out
+twice and any missing number is a deleted row. (A PostgreSQL sequence would leave a gap for every rolled-back
+append, which verification could not tell from a deletion.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from agentops.core import ledger
 from agentops.core.deferred import DeferredModule
-from agentops.core.ledger import GENESIS, Event
+from agentops.core.ledger import RUN_BOUND, BoundRow, Event
+from agentops.errors import LedgerError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -21,12 +31,39 @@ else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
 from agentops.db.base import StoreBase
-from agentops.db.sql import SqlText, as_row
+from agentops.db.sql import SqlText, as_row, connect_sqlite, insert_sql
 
-_LEDGER_INSERT = ("INSERT INTO ledger (ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, "
-                  "prev_hash, hash) VALUES (:ts, :actor, :action, :run_id, :step_no, :approval_id, :payload, "
-                  ":policy_hash, :prev_hash, :hash)")
-LEDGER_LOCK_KEY = 7_246_318
+LEDGER_COLUMNS = "seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, hash"
+CHECKPOINT_COLUMNS = ("seq", "hash", "count", "ts", "key_fingerprint", "signature")
+_LEDGER_INSERT = insert_sql("ledger", LEDGER_COLUMNS.split(", "))
+_HEAD = "SELECT seq, hash FROM ledger_head WHERE id = 1"
+_MOVE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
+
+
+class LedgerSnapshot:
+    """Reads that all see one snapshot of the database, so the chain and the rows it binds agree."""
+
+    def __init__(self, query: Callable[[str], Iterator[Sequence[Any]]]) -> None:
+        self._query = query
+
+    def events(self) -> Iterator[ledger.LedgerRow]:
+        return self._query(f"SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq")  # type: ignore[return-value]
+
+    def head(self) -> tuple[int, str] | None:
+        found = list(self._query(_HEAD))
+        return (found[0][0], found[0][1]) if found else None
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        rows = self._query(f"SELECT id, {', '.join(CHECKPOINT_COLUMNS)} FROM ledger_checkpoints ORDER BY id")
+        return [dict(zip(("id", *CHECKPOINT_COLUMNS), row, strict=True)) for row in rows]
+
+    def bound_values(self) -> Iterator[BoundRow]:
+        """Every stored value the chain binds: runs' parameters and results, steps' outputs."""
+        for run_id, parameters, result in self._query("SELECT id, parameters, result FROM flow_runs"):
+            yield run_id, None, "parameters", parameters
+            yield run_id, None, "result", result
+        for run_id, step_no, output in self._query("SELECT run_id, step_no, output FROM step_runs"):
+            yield run_id, step_no, "output", output
 
 
 class LedgerSQL(StoreBase):
@@ -34,10 +71,28 @@ class LedgerSQL(StoreBase):
         """Append events to the hash chain inside the caller's transaction."""
         if not events:
             return
-        if not self.is_sqlite:
-            tx.execute("SELECT pg_advisory_xact_lock(:k)", {"k": LEDGER_LOCK_KEY})
-        last = tx.first("SELECT hash FROM ledger ORDER BY seq DESC LIMIT 1")
-        tx.execute_many(_LEDGER_INSERT, ledger.chain(last["hash"] if last else GENESIS, events))
+        head = tx.first(_HEAD if self.is_sqlite else _HEAD + " FOR UPDATE")
+        if head is None:
+            raise LedgerError("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can "
+                              "be appended: run `agentops audit verify` to see what else was changed")
+        rows = ledger.chain(head["hash"], events, head["seq"] + 1)
+        tx.execute_many(_LEDGER_INSERT, rows)
+        tx.execute(_MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+
+    @staticmethod
+    def _bind_runs(events: Sequence[Event], rows: Sequence[dict[str, Any]]) -> Sequence[Event]:
+        """Bind the bound columns each run row writes into its last run.state event (see ledger.bind)."""
+        written = [(row["id"], None, {c: row[c] for c in RUN_BOUND if c in row}) for row in rows]
+        written = [w for w in written if w[2]]
+        return ledger.bind(events, "run.state", written) if written else events
+
+    @staticmethod
+    def _bind_step(events: Sequence[Event], values: dict[str, Any], *, exists: bool) -> Sequence[Event]:
+        """Bind a step's output into its last step.state event when the row is created or its output written."""
+        if exists and "output" not in values:
+            return events
+        return ledger.bind(events, "step.state", [(values["run_id"], values["step_no"],
+                                                   {"output": values.get("output")})])
 
     def _append(self, conn: Connection, events: Sequence[Event]) -> None:
         self._chain(SqlText(conn), events)
@@ -46,19 +101,52 @@ class LedgerSQL(StoreBase):
         with self._write_sql() as tx:
             self._chain(tx, events)
 
-    def iter_ledger(self, chunk: int = 50_000) -> Iterator[ledger.LedgerRow]:
-        cols = [schema.LEDGER.c[n] for n in ("seq", "ts", "actor", "action", "run_id", "step_no", "approval_id",
-                                        "payload", "policy_hash", "prev_hash", "hash")]
-        after = 0
+    def iter_ledger(self, chunk: int = 50_000, *, after: int = 0) -> Iterator[ledger.LedgerRow]:
+        """The events after seq `after`, in order, read a chunk per statement."""
+        sql = f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE seq > :after ORDER BY seq LIMIT :limit"
         while True:
-            with self.read() as conn:
-                rows = conn.execute(
-                    sa.select(*cols).where(schema.LEDGER.c.seq > after).order_by(schema.LEDGER.c.seq).limit(chunk)
-                ).all()
+            with self._read_sql() as tx:
+                rows = tx.tuples(sql, {"after": after, "limit": chunk})
             if not rows:
                 return
-            yield from (tuple(r) for r in rows)
+            yield from rows
             after = rows[-1][0]
+
+    @contextmanager
+    def ledger_snapshot(self) -> Iterator[LedgerSnapshot]:
+        """One read transaction (a repeatable-read snapshot on PostgreSQL) for a whole verification."""
+        if self.is_sqlite:
+            raw = connect_sqlite(self._sqlite_path)
+            try:
+                raw.execute("BEGIN")
+                yield LedgerSnapshot(lambda sql: iter(raw.execute(sql)))
+            finally:
+                raw.close()
+            return
+        with self.engine.connect().execution_options(isolation_level="REPEATABLE READ",
+                                                     postgresql_readonly=True) as conn, conn.begin():
+            streaming = conn.execution_options(stream_results=True, yield_per=20_000)
+            yield LedgerSnapshot(lambda sql: iter(streaming.execute(sa.text(sql))))
+
+    def ledger_head(self) -> tuple[int, str] | None:
+        with self._read_sql() as tx:
+            found = tx.first(_HEAD)
+        return (found["seq"], found["hash"]) if found else None
+
+    def ledger_hash_at(self, seq: int) -> str | None:
+        with self._read_sql() as tx:
+            found = tx.first("SELECT hash FROM ledger WHERE seq = :seq", {"seq": seq})
+        return found["hash"] if found else None
+
+    def add_checkpoint(self, values: dict[str, Any]) -> None:
+        with self._write_sql() as tx:
+            tx.execute(insert_sql("ledger_checkpoints", CHECKPOINT_COLUMNS), values)
+
+    def latest_checkpoints(self, limit: int = 1) -> list[dict[str, Any]]:
+        """The database's copies of the newest signed checkpoints, newest first."""
+        with self._read_sql() as tx:
+            return tx.rows(f"SELECT id, {', '.join(CHECKPOINT_COLUMNS)} FROM ledger_checkpoints "
+                           "ORDER BY seq DESC, id DESC LIMIT :limit", {"limit": limit})
 
     def search_ledger(
         self,

@@ -52,7 +52,7 @@ class RunsSQL(LedgerSQL):
                     sql = sql.replace(":heartbeat_at", "CASE WHEN CAST(:heartbeat_at AS DOUBLE PRECISION) IS NULL "
                                                        f"THEN NULL ELSE {self.now_sql} END")
                 tx.execute_many(sql, complete)
-            self._chain(tx, events)
+            self._chain(tx, self._bind_runs(events, complete))
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._read_sql() as tx:
@@ -96,7 +96,7 @@ class RunsSQL(LedgerSQL):
             if tx.execute(sql, params) != 1:
                 return False
             tx.execute_many(_LOG_INSERT, logs)
-            self._chain(tx, events)
+            self._chain(tx, self._bind_runs(events, [{"id": run_id, **values}]))
         return True
 
     def _run_filters(self, query: Any, state: str | None, flow: str | None, trigger: str | None,
@@ -220,9 +220,11 @@ class RunsSQL(LedgerSQL):
         return bool(changed)
 
     def delete_run(self, run_id: str) -> None:
-        """Remove a run that never started (a failed enqueue); its ledger events stay."""
+        """Remove a run that never started (a failed enqueue); its ledger events stay, and one more says so."""
         with self.write() as conn:
             conn.execute(sa.delete(schema.RUNS).where(schema.RUNS.c.id == run_id))
+            self._append(conn, [Event("system:store", "run.deleted", run_id=run_id,
+                                      payload={"reason": "the run never started"})])
 
     def steps_for_run(self, run_id: str) -> list[StepRecord]:
         with self._read_sql() as tx:
@@ -244,7 +246,7 @@ class RunsSQL(LedgerSQL):
         with self._write_sql() as tx:
             self._put_step(tx, values, exists=exists, epoch=epoch)
             tx.execute_many(_LOG_INSERT, logs)
-            self._chain(tx, events)
+            self._chain(tx, self._bind_step(events, values, exists=exists))
 
     def _put_step(self, tx: SqlText, values: dict[str, Any], *, exists: bool, epoch: int | None) -> None:
         """Write the step row; with `epoch`, only while the run is at it (else LeaseLost). Without, the caller's
@@ -266,7 +268,7 @@ class RunsSQL(LedgerSQL):
         atomically, while the run is at `epoch`; otherwise nothing is written and LeaseLost is raised."""
         with self._write_sql() as tx:
             self._pause_at_step(tx, step, epoch=epoch, message=message)
-            self._chain(tx, events)
+            self._chain(tx, self._bind_step(events, step, exists=False))
 
     def _pause_at_step(self, tx: SqlText, step: dict[str, Any], *, epoch: int, message: str) -> None:
         paused = tx.execute("UPDATE flow_runs SET state = 'AWAITING_APPROVAL', worker_id = NULL, heartbeat_at = NULL, "

@@ -117,6 +117,32 @@ class LedgerEvent(SQLModel, table=True):
     hash: str = Field(max_length=64)
 
 
+class LedgerHead(SQLModel, table=True):
+    """The ledger's high-water mark: one row (id 1) with the last seq handed out and its hash. Every append
+    moves it in the same transaction; deleting events never lowers it, so sequence numbers are never reused."""
+
+    __tablename__ = "ledger_head"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int
+    hash: str = Field(max_length=64)
+
+
+class LedgerCheckpoint(SQLModel, table=True):
+    """The database's copy of a signed checkpoint (the copy that counts is in the checkpoint directory)."""
+
+    __tablename__ = "ledger_checkpoints"
+    __table_args__ = (Index("ix_ledger_checkpoints_seq", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    seq: int
+    hash: str = Field(max_length=64)
+    count: int
+    ts: float
+    key_fingerprint: str = Field(max_length=64)
+    signature: str = Field(max_length=200)
+
+
 class Approval(SQLModel, table=True):
     __tablename__ = "approvals"
     __table_args__ = (
@@ -310,6 +336,8 @@ STEPS = _table(StepRun)
 LOGS = _table(LogLine)
 CACHE = _table(CacheEntry)
 LEDGER = _table(LedgerEvent)
+LEDGER_HEAD = _table(LedgerHead)
+CHECKPOINTS = _table(LedgerCheckpoint)
 APPROVALS = _table(Approval)
 VOTES = _table(ApprovalVote)
 USERS = _table(User)

@@ -90,6 +90,11 @@ class SqlText:
             return [dict(zip(names, row, strict=True)) for row in cursor]
         return [dict(m) for m in self.conn.execute(sa.text(sql), params or {}).mappings()]
 
+    def tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        if isinstance(self.conn, sqlite3.Connection):
+            return self.conn.execute(sql, params or {}).fetchall()
+        return [tuple(row) for row in self.conn.execute(sa.text(sql), params or {})]
+
     def first(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         found = self.rows(sql, params)
         return found[0] if found else None

@@ -9,7 +9,14 @@ from agentops.governance.users import CAN_DECIDE, CAN_OPERATE
 from agentops.service import chat, schedules, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
 from agentops.service.approvals import decide, get_approval, list_approvals
-from agentops.service.audit import audit_count, audit_export, audit_search, audit_verify, ledger_record
+from agentops.service.audit import (
+    audit_checkpoint,
+    audit_count,
+    audit_export,
+    audit_search,
+    audit_verify,
+    ledger_record,
+)
 from agentops.service.backends import restore_seeded_deployment
 from agentops.service.data import ask_data, list_datasets
 from agentops.service.processes import new_scheduler, new_worker
@@ -48,6 +55,7 @@ __all__ = [
     "actor_of",
     "add_user",
     "ask_data",
+    "audit_checkpoint",
     "audit_count",
     "audit_export",
     "audit_search",

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agentops.backends.seeders import seed_all
-from agentops.db import open_store
+from agentops.db import Store, open_store
 from agentops.engine.project import project_root
+from agentops.service.audit import audit_checkpoint
 from agentops.settings import get_settings
 
 
@@ -14,6 +15,17 @@ def init_project() -> Iterator[str]:
     store = open_store()
     yield f"database ready: {store.url.split('@')[-1]} (schema {store.schema_revision()})"
     yield from seed_all(store, project_root())
+    yield checkpoint_line(store)
+
+
+def checkpoint_line(store: Store | None = None) -> str:
+    """Sign the ledger's head (creating the key on first use) and say so."""
+    settings = get_settings()
+    cp = audit_checkpoint(store)
+    key = f"key {settings.ledger_key_path} (keep it off the database host in production)"
+    if cp is None:
+        return f"ledger checkpoints: the head is signed already; {key}"
+    return f"ledger checkpoint: seq {cp.seq} signed, appended to {settings.checkpoint_path}; {key}"
 
 
 def open_database() -> None:
