@@ -24,7 +24,8 @@ def checkpoint_line(store: Store | None = None) -> str:
     cp = audit_checkpoint(store)
     key = f"key {settings.ledger_key_path} (keep it off the database host in production)"
     if cp is None:
-        return f"ledger checkpoints: the head is signed already; {key}"
+        head = (store or open_store()).ledger_head()
+        return f"ledger checkpoints: {'the head is signed already' if head and head[0] else 'no events yet'}; {key}"
     return f"ledger checkpoint: seq {cp.seq} signed, appended to {settings.checkpoint_path}; {key}"
 
 
