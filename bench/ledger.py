@@ -406,7 +406,8 @@ def bench_backend(name: str, url: str, args: argparse.Namespace, tmp: str) -> No
     if cli in got:
         cli_s, (code, out) = got[cli]
         assert code == 0 and out["ok"] and out["count"] == n, out
-        table.row(cli + ", wall time", cli_s, n, floor_s, f"exit {code}")
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        table.row(cli + ", wall time", cli_s, n, floor_s, f"exit {code}, peak RSS {rss:,.0f} MB")
     parts = rounds({f"plain {driver}, read the events only": plain.read_only,
                     "Store.iter_ledger(), read the events only": lambda: sum(1 for _ in store.iter_ledger())}, 1)
     table.section("  where the time goes (1 run each)")
@@ -475,7 +476,6 @@ def bench_backend(name: str, url: str, args: argparse.Namespace, tmp: str) -> No
     ratio = verify_s / floor_s
     verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
     print(f"after the appends (agentops and plain interleaved on one chain): {final.line()}")
-    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
     print(f"target: audit verify within x{TARGET_RATIO} of the plain floor doing the same checks: {verdict} "
           f"(x{ratio:.2f}; x{verify_s / chain_s:.2f} of the chain-only floor)")
     assert final.ok and final.count == n + 4 * reps * m, final

@@ -192,6 +192,18 @@ def test_a_forged_append_is_caught_unless_it_links_and_moves_the_mark(store) -> 
     assert report.ok and report.uncovered == 1 and report.latest_checkpoint.seq == 5
 
 
+def test_a_forged_event_with_an_unreadable_digest_is_named_not_a_crash(store) -> None:
+    fill(store, 2)
+    last = rows(store)[-1]
+    payload = '{"output_digest":"not-hex","state":"COMPLETED"}'
+    digest = event_hash(last["hash"], 5.0, "system:engine", "step.state", "r1", 1, None, payload, None)
+    tamper(store, "INSERT INTO ledger (seq, ts, actor, action, run_id, step_no, payload, prev_hash, hash) "
+                  "VALUES (3, 5.0, 'system:engine', 'step.state', 'r1', 1, :p, :ph, :h)",
+           p=payload, ph=last["hash"], h=digest)
+    report = service.audit_verify()
+    assert not report.ok and report.first_bad_seq == 3 and "the event was forged" in report.problem
+
+
 def test_sequence_numbers_are_never_reused_after_a_cut_tail(store) -> None:
     fill(store, 10)
     tamper(store, "DELETE FROM ledger WHERE seq > 7")

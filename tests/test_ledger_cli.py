@@ -64,7 +64,8 @@ def test_verify_exits_1_naming_a_cut_tail_and_2_on_bad_input(ledger_project: Pat
     report = json.loads(agentops("audit", "verify", "--json").stdout)
     assert report["missing"] == [ok["count"] - 1, ok["count"]] and not report["ok"]
 
-    for args, message in [(("--public-key", "nowhere.pem"), "error: cannot read the public key nowhere.pem: No such file or directory"),
+    for args, message in [(("--public-key", "nowhere.pem"),
+                           "error: cannot read the public key nowhere.pem: No such file or directory"),
                           (("--pack", "nowhere"), "error: --pack nowhere: no such directory")]:
         bad = agentops("audit", "verify", *args)
         assert bad.returncode == 2 and bad.stderr.strip() == message and bad.stdout == ""

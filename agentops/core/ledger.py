@@ -128,20 +128,27 @@ class Bindings:
         self.digests: dict[tuple[str, int | None, str], tuple[int, bytes | None]] = {}
         """(run id, step no, column) -> (seq of the binding event, sha256 of the stored text or None)."""
 
-    def note(self, seq: int, action: str, run_id: str, step_no: int | None, payload: str) -> None:
+    def note(self, seq: int, action: str, run_id: str, step_no: int | None, payload: str) -> str | None:
+        """Take the digests an event carries; a problem if it carries one that cannot be read."""
         if action == "run.deleted":
             for column in RUN_BOUND:
                 self.digests.pop((run_id, None, column), None)
-            return
+            return None
         if _BINDING_MARK not in payload or not action.startswith(("run.", "step.")):
-            return
-        data = json.loads(payload)
-        for column in RUN_BOUND if step_no is None else STEP_BOUND:
-            key = f"{column}_digest"
-            if key in data:
-                hex_digest = data[key]
-                self.digests[(run_id, step_no, column)] = (seq, None if hex_digest is None else
-                                                           bytes.fromhex(hex_digest))
+            return None
+        try:
+            data = json.loads(payload)
+            for column in RUN_BOUND if step_no is None else STEP_BOUND:
+                key = f"{column}_digest"
+                if isinstance(data, dict) and key in data:
+                    hex_digest = data[key]
+                    packed = None if hex_digest is None else bytes.fromhex(hex_digest)
+                    if packed is not None and len(packed) != 32:
+                        raise ValueError(f"{key} is not a sha256 digest")
+                    self.digests[(run_id, step_no, column)] = (seq, packed)
+        except (ValueError, TypeError) as exc:
+            return f"its payload does not carry a readable digest ({exc}): the event was forged"
+        return None
 
     def check(self, rows: Iterable[BoundRow]) -> tuple[int, VerifyProblem | None]:
         """Compare the rows' stored values with their digests (consuming the bindings). Returns how many bound
@@ -312,7 +319,9 @@ def verify_rows(
             latest = cp
             i += 1
         if bindings is not None and run_id is not None:
-            bindings.note(seq, action, run_id, step_no, payload)
+            unreadable = bindings.note(seq, action, run_id, step_no, payload)
+            if unreadable:
+                return fail(seq, unreadable)
         prev, last_seq = digest, seq
 
     if i < n:

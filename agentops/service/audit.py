@@ -91,11 +91,11 @@ def audit_checkpoint(store: Store | None = None) -> Checkpoint | None:
     key = signing_key()
     public = key.public_key()
     path = checkpoint_file(create=True)
+    anchor = _last_anchor(store, public)  # before the head: a checkpoint another process signs meanwhile is older
     head = store.ledger_head()
     if head is None:
         raise LedgerError("refusing to sign a checkpoint: the ledger's high-water mark (table ledger_head) is gone;"
                           " run `agentops audit verify`")
-    anchor = _last_anchor(store, public)
     if head[0] == (anchor.seq if anchor else 0):
         return None
     rows = itertools.takewhile(lambda row: row[0] <= head[0], store.iter_ledger(after=anchor.seq if anchor else 0))
@@ -126,8 +126,8 @@ def _last_anchor(store: Store, public: Ed25519PublicKey) -> Anchor | None:
 class Checkpointer:
     """The workers' housekeeping job: sign a checkpoint every N events or T seconds (see settings).
 
-    A failure is logged and retried after T seconds, so a broken ledger does not stop the worker but is
-    not signed either.
+    A failure is logged and retried after T seconds: a ledger that cannot be signed (broken, or its key or
+    directory unusable) does not stop the worker, and is not signed either.
     """
 
     def __init__(self) -> None:
@@ -151,6 +151,9 @@ class Checkpointer:
         except AgentOpsError as exc:
             self._retry_at = now + settings.checkpoint_every_seconds
             log.error("ledger checkpoint not signed: %s", exc)
+        except Exception:
+            self._retry_at = now + settings.checkpoint_every_seconds
+            log.exception("ledger checkpoint not signed")
 
 
 # -- verification ------------------------------------------------------------------------------------------
