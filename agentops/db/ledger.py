@@ -43,11 +43,11 @@ _MOVE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
 class LedgerSnapshot:
     """Reads that all see one snapshot of the database, so the chain and the rows it binds agree."""
 
-    def __init__(self, query: Callable[[str], Iterator[Sequence[Any]]]) -> None:
+    def __init__(self, query: Callable[[str], Iterator[Any]]) -> None:
         self._query = query
 
     def events(self) -> Iterator[ledger.LedgerRow]:
-        return self._query(f"SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq")  # type: ignore[return-value]
+        return self._query(f"SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq")
 
     def head(self) -> tuple[int, str] | None:
         found = list(self._query(_HEAD))

@@ -206,7 +206,7 @@ def _pack_events(path: Path) -> Iterator[LedgerRow]:
                     raise ValueError("a field has the wrong type")
             except ValueError as exc:
                 raise _BadPack(f"{path}:{number}: {exc}") from None
-            yield row  # type: ignore[misc]
+            yield row
 
 
 _TEXT, _OPTIONAL_TEXT = (str,), (str, type(None))

@@ -12,7 +12,7 @@ is the database's copy of the signed checkpoints (the copy that counts lives in 
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = '0004_ledger_checkpoints'
