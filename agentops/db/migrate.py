@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from agentops.db.store import Store
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 """The newest migration in agentops/migrations/versions; bump with every new migration."""
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

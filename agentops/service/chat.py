@@ -34,16 +34,11 @@ def _flow_catalogue() -> str:
 def start_flow_tool(user: str | None) -> Any:
     """The dispatcher's tool: queue a run of a project flow, once per tool step (idempotent)."""
     from langchain_core.tools import StructuredTool
-    from pydantic import BaseModel, Field
 
     from agentops.db import open_store
     from agentops.engine.registry import find_flow
     from agentops.engine.runner import create_run
-    from agentops.engine.toolkit import current_run_id, idempotency_key
-
-    class StartFlowArgs(BaseModel):
-        flow: str = Field(description="Name of the flow to start.")
-        parameters: dict[str, Any] = Field(default_factory=dict, description="The flow's parameters.")
+    from agentops.engine.toolkit import StartFlowArgs, current_run_id, idempotency_key
 
     def start(flow: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         target = find_flow(flow)
