@@ -55,6 +55,7 @@ def governed(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> It
     _reset_process_state()
 
 
+@pytest.mark.timeout(600)
 def test_three_an_hour_lets_exactly_three_through_from_three_worker_processes(governed: Path, tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     gun = tmp_path / "go"

@@ -1,6 +1,11 @@
 """Declarative, versioned policy: per-tool verdicts, argument constraints, `when` conditions, rate limits
 and per-run budgets, loaded from policies/*.yaml and validated with line numbers.
 
+Every load checks the policy against the tools it names: each tool must exist, each constraint key, rate
+key and name in a condition must be one of the tool's arguments, and each comparison must fit the
+argument types of the tool's schema (core/expressions.py does the typing). The first problem is one
+`file:line: ...` error. At run time, a condition that cannot be evaluated denies.
+
 Anything not named is denied. Every verdict carries the policy's content hash and the rule that decided it.
 """
 
@@ -9,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,8 +142,6 @@ class MemoryRateCounter:
 
     def take(self, key: str, limit: int, window: float, *, now: float | None = None,
              use_id: str | None = None) -> tuple[bool, int]:
-        import time
-
         now = time.time() if now is None else now
         if use_id is not None and any(u == use_id for _, _, u in self.events):
             return True, 0
