@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentops.core.ledger import Event
-from agentops.engine.context import current_run
+from agentops.engine.context import current_run, current_step
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
 from agentops.errors import AgentOpsError
@@ -180,20 +180,12 @@ class _Loop:
 
     def _screen(self, name: str, args: Any, call_id: str) -> dict[str, Any]:
         def check(tool_name: str, proposed: Any, call_id: str) -> dict[str, Any]:
-            from agentops.engine.context import current_step
-
-            budget = RunBudget.of(self.ctx)
-            budget.take_tool_call(self.policy, self.agent.name)
             step = current_step.get()
-            try:
+            with RunBudget.of(self.ctx).tool_call(self.policy, self.agent.name) as slot:
                 s = governance.screen(tool_name, proposed, whitelist=self.whitelist, policy=self.policy,
                                       store=self.ctx.store, shadow=self.settings.shadow_policy,
                                       use_id=key_for(self.ctx.run_id, step.step_no) if step else None)
-            except BaseException:
-                budget.give_back_tool_call()
-                raise
-            if s.status == "refused":
-                budget.give_back_tool_call()
+                slot.kept = s.status != "refused"
             return {"status": s.status, "args": s.args, "reason": s.reason, "verdict": s.verdict,
                     "policy_hash": s.policy_hash}
 

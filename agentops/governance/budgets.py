@@ -18,7 +18,10 @@ epoch fences off a worker that lost it), and on resume the counts are rebuilt fr
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
 
 from agentops.core import serialization
 from agentops.core.ledger import Event
@@ -40,6 +43,12 @@ def _admitted(step: StepRecord) -> bool:
         return serialization.loads(step.output).get("status") in ADMITTED
     except Exception:
         return True
+
+
+@dataclass
+class ToolSlot:
+    kept: bool = False
+    """Set when the call passed the policy: the slot stays taken."""
 
 
 class RunBudget:
@@ -73,20 +82,25 @@ class RunBudget:
                 return
         self._refuse(policy, agent, reason)
 
-    def take_tool_call(self, policy: Policy, agent: str) -> None:
-        """Count one proposed tool call, or raise BudgetExceeded when the tool-call budget is spent."""
+    @contextmanager
+    def tool_call(self, policy: Policy, agent: str) -> Iterator[ToolSlot]:
+        """Take one tool-call slot for a proposed call (BudgetExceeded, recorded, when the budget is spent);
+        it is given back on leaving unless the caller marks it kept (the policy let the call through)."""
         with self._lock:
             reason = policy.check_budget(self.usage(), only=("tool_calls",))
             if reason is None:
                 self.tool_calls += 1
-                return
-        self._refuse(policy, agent, reason)
+        if reason is not None:
+            self._refuse(policy, agent, reason)
+        slot = ToolSlot()
+        try:
+            yield slot
+        finally:
+            if not slot.kept:
+                with self._lock:
+                    self.tool_calls -= 1
 
-    def give_back_tool_call(self) -> None:
-        with self._lock:
-            self.tool_calls -= 1
-
-    def _refuse(self, policy: Policy, agent: str, reason: str) -> None:
+    def _refuse(self, policy: Policy, agent: str, reason: str) -> NoReturn:
         self.ctx.store.append_events([Event(actor="system:policy", action="budget.exceeded", run_id=self.ctx.run_id,
                                             policy_hash=policy.hash, payload={"agent": agent, "reason": reason})])
         raise BudgetExceeded(f"agent '{agent}' stopped: {reason}")
