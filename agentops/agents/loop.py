@@ -20,9 +20,10 @@ from agentops.engine.context import current_run, current_step
 from agentops.engine.project import project_root
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
-from agentops.errors import AgentOpsError, BudgetExceeded
+from agentops.errors import AgentOpsError
 from agentops.governance import screening as governance
 from agentops.governance.approvals import request_approval
+from agentops.governance.budgets import RunBudget
 from agentops.settings import get_settings
 
 if TYPE_CHECKING:
@@ -93,9 +94,7 @@ class Agent:
         cached = ctx.extras.get(key)
         if cached is None or cached[0] is not self:
             cached = ctx.extras[key] = (self, _Loop(self, ctx, {}))
-        loop = cached[1]
-        loop._check_budget()
-        return loop._handle_call(tool, args, f"flow_{tool}", [])
+        return cached[1]._handle_call(tool, args, f"flow_{tool}", [])
 
 
 class _Loop:
@@ -156,6 +155,7 @@ class _Loop:
         from agentops.agents.models.factory import call_model  # langchain loads with the first agent, not on import
 
         def call(turn: int) -> dict[str, Any]:
+            RunBudget.of(self.ctx).take_model_call(self.policy, self.agent.name)
             result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
             message = result.message
             return {"message": messages_to_dict([message])[0], "model": result.model_name,
@@ -180,8 +180,12 @@ class _Loop:
 
     def _screen(self, name: str, args: Any, call_id: str) -> dict[str, Any]:
         def check(tool_name: str, proposed: Any, call_id: str) -> dict[str, Any]:
-            s = governance.screen(tool_name, proposed, whitelist=self.whitelist, policy=self.policy,
-                                  store=self.ctx.store, shadow=self.settings.shadow_policy)
+            step = current_step.get()
+            with RunBudget.of(self.ctx).tool_call(self.policy, self.agent.name) as slot:
+                s = governance.screen(tool_name, proposed, whitelist=self.whitelist, policy=self.policy,
+                                      store=self.ctx.store, shadow=self.settings.shadow_policy,
+                                      use_id=key_for(self.ctx.run_id, step.step_no) if step else None)
+                slot.kept = s.status != "refused"
             return {"status": s.status, "args": s.args, "reason": s.reason, "verdict": s.verdict,
                     "policy_hash": s.policy_hash}
 
@@ -221,14 +225,6 @@ class _Loop:
         return task(name, args)
 
     # -- the loop ------------------------------------------------------------------------------------
-
-    def _check_budget(self) -> None:
-        reason = self.policy.check_budget(self.ctx.usage())
-        if reason:
-            self.ctx.store.append_events([Event(actor="system:policy", action="budget.exceeded",
-                                                run_id=self.ctx.run_id, policy_hash=self.policy.hash,
-                                                payload={"agent": self.agent.name, "reason": reason})])
-            raise BudgetExceeded(f"agent '{self.agent.name}' stopped: {reason}")
 
     def _handle_call(self, name: str, args: Any, call_id: str, conversation: list[Any]) -> ToolOutcome:
         screening = self._screen(name, args, call_id)
@@ -271,7 +267,6 @@ class _Loop:
         model_name = None
         empty_replies = 0
         for turn in range(1, self.agent.max_turns + 1):
-            self._check_budget()
             out = self._model_turn(messages)
             model_name = out["model"]
             ai = messages_from_dict([out["message"]])[0]
@@ -292,7 +287,6 @@ class _Loop:
                 outcomes.append(outcome)
                 messages.append(ToolMessage(outcome.content, tool_call_id=call_id, status="error"))
             for name, args, call_id in calls:
-                self._check_budget()
                 outcome = self._handle_call(name, args, call_id, messages)
                 outcomes.append(outcome)
                 messages.append(ToolMessage(outcome.content, tool_call_id=call_id, name=name,

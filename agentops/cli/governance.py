@@ -15,7 +15,13 @@ from agentops import service
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_time
 from agentops.core import serialization
 from agentops.errors import AgentOpsError
-from agentops.governance.policy import load_policy, load_project_policy, run_policy_cases
+from agentops.governance.policy import (
+    load_policy,
+    load_project_policy,
+    policy_files,
+    project_tool_types,
+    run_policy_cases,
+)
 
 approvals_app = typer.Typer(help="Pending approvals and decisions.", no_args_is_help=True)
 users_app = typer.Typer(help="Local accounts.", no_args_is_help=True)
@@ -229,10 +235,17 @@ def audit_search(actor: Annotated[str | None, typer.Option("--actor")] = None,
 
 
 @policy_app.command("check")
-def policy_check(file: Path) -> None:
-    """Validate a policy file; errors name the line."""
-    policy = load_policy(file)
-    console.print(f"OK: {file} ({len(policy.rules)} tools, hash {policy.hash[:12]})")
+def policy_check(file: Annotated[Path | None, typer.Argument(help="Default: every policy of the project")] = None,
+                 ) -> None:
+    """Check policies against the tools' argument schemas; the first problem is one line naming file:line."""
+    root = service.project_path()
+    if file is not None:
+        policy = load_policy(file, tools=project_tool_types(root))
+        console.print(f"OK: {file} ({len(policy.rules)} tools, hash {policy.hash[:12]})")
+        return
+    policy = load_project_policy(root)
+    files = ", ".join(str(p.relative_to(root)) for p in policy_files(root)) or "no policy files: everything is denied"
+    console.print(f"OK: {files} ({len(policy.rules)} tools, hash {policy.hash[:12]})")
 
 
 @policy_app.command("test")

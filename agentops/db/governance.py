@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -216,11 +217,41 @@ class GovernanceSQL(RunsSQL):
             rows = conn.execute(sa.select(schema.USERS).order_by(schema.USERS.c.name))
             return [as_row(schema.User, r._mapping) for r in rows]
 
-    def count_rate(self, key: str, since: float) -> int:
-        with self.read() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(schema.RATES)
-                                .where(schema.RATES.c.key == key, schema.RATES.c.ts >= since)).scalar_one()
+    def take_rate(self, key: str, limit: int, window: float, *, now: float | None = None,
+                  use_id: str | None = None) -> tuple[bool, int]:
+        """Count the uses of `key` in the last `window` seconds and, when fewer than `limit`, record this one,
+        as one atomic step across processes and hosts: (taken, uses counted before this one).
 
-    def add_rate(self, key: str, ts: float) -> None:
-        with self.write() as conn:
-            conn.execute(sa.insert(schema.RATES), {"key": key, "ts": ts})
+        SQLite's BEGIN IMMEDIATE holds the database's write lock from the first statement; PostgreSQL takes a
+        transaction-scoped advisory lock on the key's hash before counting, so two workers can never both see
+        the last free slot. `use_id` names the step taking the slot: found already, the step is running again
+        (a crash before its verdict was stored) and keeps its slot without counting twice. Without `now`,
+        PostgreSQL's clock decides (one clock for every host); on SQLite the machine's clock is the only one.
+        """
+        with self._write_sql() as tx:
+            if not self.is_sqlite:
+                tx.execute("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:key AS integer))",
+                           {"space": RATE_LOCK_SPACE, "key": _lock_key(key)})
+                if now is None:
+                    now = float(tx.first("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now")["now"])  # type: ignore[index]
+            now = time.time() if now is None else now
+            if use_id is not None and tx.first("SELECT 1 AS found FROM rate_events WHERE use_id = :use_id",
+                                               {"use_id": use_id}):
+                return True, 0
+            used = tx.first("SELECT COUNT(*) AS n FROM (SELECT 1 FROM rate_events WHERE key = :key AND ts >= :since "
+                            "LIMIT :limit) AS recent", {"key": key, "since": now - window, "limit": limit})
+            count = int(used["n"]) if used else 0
+            if count >= limit:
+                return False, count
+            tx.execute("INSERT INTO rate_events (key, ts, use_id) VALUES (:key, :ts, :use_id)",
+                       {"key": key, "ts": now, "use_id": use_id})
+            return True, count
+
+
+RATE_LOCK_SPACE = 0x5241
+"""The first key of PostgreSQL's two-key advisory locks taken on rate keys ("RA"); the ledger uses the one-key form."""
+
+
+def _lock_key(key: str) -> int:
+    """A signed 32-bit hash of a rate key (two keys sharing a hash only wait for each other)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big", signed=True)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from agentops.db.store import Store
 
-HEAD_REVISION = "0004_ledger_checkpoints"
+HEAD_REVISION = "0005_rate_use_id"
 """The newest migration in agentops/migrations/versions; bump with every new migration."""
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

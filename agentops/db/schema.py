@@ -229,11 +229,14 @@ class RateEvent(SQLModel, table=True):
     """One counted use of a rate-limited action, for policy windows."""
 
     __tablename__ = "rate_events"
-    __table_args__ = (Index("ix_rate_events_key_ts", "key", "ts"),)
+    __table_args__ = (Index("ix_rate_events_key_ts", "key", "ts"),
+                      Index("ux_rate_events_use_id", "use_id", unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=300)
     ts: float
+    use_id: str | None = Field(default=None, max_length=80)
+    """The step that took this slot ("run_id:step_no"): that step run again is the same use, not a new one."""
 
 
 class OutboxEmail(SQLModel, table=True):

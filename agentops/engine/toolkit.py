@@ -14,7 +14,9 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
 
 from agentops.engine.context import current_run, current_step
 from agentops.engine.project import import_project_file, project_import_lock
@@ -102,6 +104,31 @@ def _import_tools(root: Path) -> dict[str, BaseTool]:
                 raise ConfigError(f"tool name '{tool.name}' is defined twice (tools/{path.name})")
             found[tool.name] = tool
     return found
+
+
+class StartFlowArgs(BaseModel):
+    """The arguments of `start_flow`, the chat dispatcher's one tool (built in code by agentops.service.chat)."""
+
+    flow: str = Field(description="Name of the flow to start.")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="The flow's parameters.")
+
+
+BUILTIN_TOOL_ARGS: dict[str, type[BaseModel]] = {"start_flow": StartFlowArgs}
+"""Tools agentops builds itself rather than finding them in tools/, by name."""
+
+
+def tool_argument_schemas(root: Path) -> dict[str, dict[str, Any]]:
+    """The JSON schema of the arguments of every tool an agent of this project can be given, by name."""
+    schemas = {name: model.model_json_schema() for name, model in BUILTIN_TOOL_ARGS.items()}
+    for name, tool in load_tools(root).items():
+        args = tool.args_schema
+        if isinstance(args, type) and issubclass(args, BaseModel):
+            schemas[name] = args.model_json_schema()
+        elif isinstance(args, dict):
+            schemas[name] = args
+        else:
+            schemas[name] = {"type": "object", "properties": dict(tool.args)}
+    return schemas
 
 
 def is_side_effect(tool: BaseTool) -> bool:

@@ -1,15 +1,21 @@
 """Declarative, versioned policy: per-tool verdicts, argument constraints, `when` conditions, rate limits
 and per-run budgets, loaded from policies/*.yaml and validated with line numbers.
 
+Every load checks the policy against the tools it names: each tool must exist, each constraint key, rate
+key and name in a condition must be one of the tool's arguments, and each comparison must fit the
+argument types of the tool's schema (core/expressions.py does the typing). The first problem is one
+`file:line: ...` error. At run time, a condition that cannot be evaluated denies.
+
 Anything not named is denied. Every verdict carries the policy's content hash and the rule that decided it.
 """
 
 from __future__ import annotations
 
-import ast
+import difflib
 import hashlib
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -18,6 +24,17 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentops.core.expressions import (
+    BOOLEAN,
+    ExpressionError,
+    Type,
+    can_equal,
+    check_types,
+    evaluate_condition,
+    parse,
+    type_of,
+    types_from_json_schema,
+)
 from agentops.engine.context import BudgetUsage
 from agentops.errors import ConfigError
 
@@ -55,8 +72,8 @@ class WhenRule(BaseModel):
 
     @field_validator("condition")
     @classmethod
-    def _safe(cls, value: str) -> str:
-        check_condition(value)
+    def _parses(cls, value: str) -> str:
+        parse(value)
         return value
 
 
@@ -98,79 +115,6 @@ class PolicyFile(BaseModel):
     tools: dict[str, ToolRule] = Field(default_factory=dict)
 
 
-# -- safe conditions -------------------------------------------------------------------------------
-
-_ALLOWED_NODES = (ast.Expression, ast.Compare, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
-                  ast.Name, ast.Attribute, ast.Constant, ast.List, ast.Tuple, ast.Load, ast.Eq, ast.NotEq, ast.Lt,
-                  ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
-
-
-def check_condition(source: str) -> ast.Expression:
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"condition {source!r} is not valid: {exc.msg}") from None
-    for node in ast.walk(tree):
-        if not isinstance(node, _ALLOWED_NODES):
-            raise ValueError(f"condition {source!r} uses {type(node).__name__}, which is not allowed "
-                             "(only comparisons, and/or/not, names, numbers, strings and lists)")
-    return tree
-
-
-def _lookup(node: ast.AST, args: dict[str, Any]) -> Any:
-    if isinstance(node, ast.Name):
-        return args.get(node.id)
-    if isinstance(node, ast.Attribute):
-        if isinstance(node.value, ast.Name) and node.value.id == "args":
-            return args.get(node.attr)
-        base = _lookup(node.value, args)
-        return base.get(node.attr) if isinstance(base, dict) else None
-    raise ValueError("not a name")
-
-
-def evaluate_condition(tree: ast.Expression, args: dict[str, Any]) -> bool:
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name | ast.Attribute):
-            return _lookup(node, args)
-        if isinstance(node, ast.List | ast.Tuple):
-            return [ev(e) for e in node.elts]
-        if isinstance(node, ast.UnaryOp):
-            value = ev(node.operand)
-            return (not value) if isinstance(node.op, ast.Not) else -value
-        if isinstance(node, ast.BoolOp):
-            values = (ev(v) for v in node.values)
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.Compare):
-            left = ev(node.left)
-            for op, comp in zip(node.ops, node.comparators, strict=True):
-                right = ev(comp)
-                try:
-                    ok = _compare(op, left, right)
-                except TypeError:
-                    return False
-                if not ok:
-                    return False
-                left = right
-            return True
-        raise ValueError(f"unsupported {type(node).__name__}")
-
-    return bool(ev(tree))
-
-
-def _compare(op: ast.cmpop, left: Any, right: Any) -> bool:
-    if isinstance(op, ast.In | ast.NotIn):
-        found = all(item in right for item in left) if isinstance(left, list) else left in right
-        return found if isinstance(op, ast.In) else not found
-    if left is None or right is None:
-        return isinstance(op, ast.NotEq) != (left == right) if isinstance(op, ast.Eq | ast.NotEq) else False
-    return {ast.Eq: lambda: left == right, ast.NotEq: lambda: left != right, ast.Lt: lambda: left < right,
-            ast.LtE: lambda: left <= right, ast.Gt: lambda: left > right, ast.GtE: lambda: left >= right}[type(op)]()
-
-
 # -- verdicts --------------------------------------------------------------------------------------
 
 
@@ -184,19 +128,30 @@ class Verdict:
 
 
 class RateCounter(Protocol):
-    def count(self, key: str, since: float) -> int: ...
-    def add(self, key: str, ts: float) -> None: ...
+    def take(self, key: str, limit: int, window: float, *, now: float | None = None,
+             use_id: str | None = None) -> tuple[bool, int]:
+        """In one atomic step: count the uses of `key` in the last `window` seconds and, when fewer than
+        `limit`, record this one. Returns (taken, uses counted before it). A `use_id` already recorded is
+        the same use again (a step run a second time): taken, nothing recorded."""
+        ...
 
 
 class MemoryRateCounter:
+    """Rate windows in memory, for `agentops policy test` and the tests (one thread)."""
+
     def __init__(self) -> None:
-        self.events: list[tuple[str, float]] = []
+        self.events: list[tuple[str, float, str | None]] = []
 
-    def count(self, key: str, since: float) -> int:
-        return sum(1 for k, ts in self.events if k == key and ts >= since)
-
-    def add(self, key: str, ts: float) -> None:
-        self.events.append((key, ts))
+    def take(self, key: str, limit: int, window: float, *, now: float | None = None,
+             use_id: str | None = None) -> tuple[bool, int]:
+        now = time.time() if now is None else now
+        if use_id is not None and any(u == use_id for _, _, u in self.events):
+            return True, 0
+        used = sum(1 for k, ts, _ in self.events if k == key and ts >= now - window)
+        if used >= limit:
+            return False, used
+        self.events.append((key, now, use_id))
+        return True, used
 
 
 def _constraint_problem(name: str, value: Any, c: Constraint) -> str | None:
@@ -236,70 +191,104 @@ class Policy:
         self.budgets = data.budgets
         self.shadow = data.shadow
         self.sources = sources or {}
-        self._conditions = {(tool, i): check_condition(w.condition)
+        self._conditions = {(tool, i): parse(w.condition)
                             for tool, rule in data.tools.items() for i, w in enumerate(rule.when)}
 
     def _verdict(self, kind: VerdictKind, rule: str, reason: str) -> Verdict:
         return Verdict(kind, rule, reason, self.hash, enforced=not self.shadow)
 
     def evaluate(self, action: str, args: dict[str, Any], *, rate: RateCounter | None = None,
-                 now: float | None = None) -> Verdict:
-        import time
-
+                 now: float | None = None, use_id: str | None = None) -> Verdict:
+        """The verdict on one proposed call. With `rate`, a call the policy lets through (allowed, or sent for
+        approval) takes a slot of its rate window in the same step; a later rejection does not give it back.
+        A condition that cannot be evaluated denies (fail closed), and the verdict says why."""
         rule = self.rules.get(action)
         if rule is None:
             return self._verdict("deny", "default-deny", f"'{action}' is not named in the policy")
         for arg, constraint in rule.constraints.items():
-            problem = _constraint_problem(arg, args.get(arg), constraint)
+            try:
+                problem = _constraint_problem(arg, args.get(arg), constraint)
+            except Exception as exc:
+                problem = f"{arg}: the constraint could not be checked ({type(exc).__name__}: {exc})"
             if problem:
                 return self._verdict("deny", f"tools.{action}.constraints.{arg}", problem)
         kind, name, reason = rule.verdict, f"tools.{action}", rule.reason or f"{action} is {rule.verdict}"
         for i, when in enumerate(rule.when):
-            if evaluate_condition(self._conditions[(action, i)], args):
+            try:
+                hit = evaluate_condition(self._conditions[(action, i)], args)
+            except Exception as exc:
+                detail = str(exc) if isinstance(exc, ExpressionError) else f"{type(exc).__name__}: {exc}"
+                return self._verdict("deny", f"tools.{action}.when[{i}]", f"condition {when.condition!r} could "
+                                     f"not be evaluated, so the call is denied: {detail}")
+            if hit:
                 kind, name, reason = when.verdict, f"tools.{action}.when[{i}]", when.reason or when.condition
                 break
-        if kind != "deny" and rule.rate_limit is not None and rate is not None:
-            now = time.time() if now is None else now
-            keys = [rule.rate_limit.key] if isinstance(rule.rate_limit.key, str) else (rule.rate_limit.key or [])
-            key = f"{self.name}:{action}:" + ",".join(f"{k}={args.get(k)}" for k in keys)
-            used = rate.count(key, now - rule.rate_limit.per_seconds)
-            if used >= rule.rate_limit.max:
+        limit = rule.rate_limit
+        if kind != "deny" and limit is not None and rate is not None:
+            keys = [limit.key] if isinstance(limit.key, str) else (limit.key or [])
+            scope = ",".join(f"{k}={args.get(k)}" for k in keys)
+            taken, used = rate.take(_rate_key(f"{self.name}:{action}:{scope}"), limit.max, limit.per_seconds,
+                                    now=now, use_id=use_id)
+            if not taken:
                 return self._verdict("deny", f"tools.{action}.rate_limit",
-                                     f"rate limit: {used} of {rule.rate_limit.max} {action} calls used in the last "
-                                     f"{rule.rate_limit.per_seconds:g} s for {key.split(':', 2)[2] or action}")
-            rate.add(key, now)
+                                     f"rate limit: {used} of {limit.max} {action} calls used in the last "
+                                     f"{limit.per_seconds:g} s for {scope or action}")
         return self._verdict(kind, name, reason)
 
-    def check_budget(self, usage: BudgetUsage) -> str | None:
+    def check_budget(self, usage: BudgetUsage, only: Iterable[str] | None = None) -> str | None:
+        """Why the run may not start another step, or None: a budget whose use has reached its limit.
+        `only` names the BudgetUsage fields to check (all four by default)."""
         b = self.budgets
-        checks = [("model calls", usage.model_calls, b.max_model_calls), ("tool calls", usage.tool_calls,
-                  b.max_tool_calls), ("tokens", usage.tokens, b.max_tokens), ("cost (USD)", usage.cost_usd,
-                  b.max_cost_usd)]
-        for label, used, limit in checks:
-            if limit is not None and used >= limit:
+        checks = [("model_calls", "model calls", b.max_model_calls), ("tool_calls", "tool calls", b.max_tool_calls),
+                  ("tokens", "tokens", b.max_tokens), ("cost_usd", "cost (USD)", b.max_cost_usd)]
+        wanted = set(only) if only is not None else None
+        for field_name, label, limit in checks:
+            used = getattr(usage, field_name)
+            if limit is not None and (wanted is None or field_name in wanted) and used >= limit:
                 return f"budget exhausted: {used:g} {label} used of {limit:g} allowed for this run"
         return None
+
+
+def _rate_key(key: str) -> str:
+    """The key as stored (at most 300 characters: a long one keeps its start and gains a digest)."""
+    if len(key) <= 300:
+        return key
+    return key[:235] + "#" + hashlib.sha256(key.encode()).hexdigest()
 
 
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def _key_lines(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Line number (1-based) of every mapping key and sequence item, by its path."""
-    lines: dict[tuple[Any, ...], int] = {}
+Lines = dict[tuple[Any, ...], int]
+ToolTypes = Mapping[str, Mapping[str, Type]]
+"""The type of each argument of each tool, by tool name (see `project_tool_types`)."""
+
+
+def _key_lines(node: yaml.Node, label: str, path: tuple[Any, ...] = ()) -> Lines:
+    """Line number (1-based) of every mapping key and sequence item, by its path. A key given twice in one
+    mapping is an error (YAML would silently keep the last one)."""
+    lines: Lines = {}
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             here = (*path, key_node.value)
+            if here in lines:
+                where = ".".join(str(p) for p in here)
+                raise ConfigError(f"{label}:{key_node.start_mark.line + 1}: {where}: given twice "
+                                  f"(first on line {lines[here]})")
             lines[here] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, here))
+            lines.update(_key_lines(value_node, label, here))
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
-            lines.update(_key_lines(item, (*path, i)))
+            lines.update(_key_lines(item, label, (*path, i)))
     return lines
 
 
-def _parse(text: str, label: str) -> PolicyFile:
+def _line(lines: Lines, loc: tuple[Any, ...]) -> int:
+    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
+
+
+def _parse(text: str, label: str) -> tuple[PolicyFile, Lines]:
     try:
         node = yaml.compose(text)
         raw = yaml.safe_load(text) or {}
@@ -309,24 +298,98 @@ def _parse(text: str, label: str) -> PolicyFile:
         raise ConfigError(f"{label}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}:1: a policy file must be a mapping with 'tools:'")
+    lines = _key_lines(node, label) if node is not None else {}
     try:
-        return PolicyFile.model_validate(raw)
+        return PolicyFile.model_validate(raw), lines
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("function-after",)))
-        lines = _key_lines(node) if node is not None else {}
-        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
         where = ".".join(str(p) for p in loc)
-        got = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") else ""
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise ConfigError(f"{label}:{line}: {where}: {msg}{got}") from None
+        got = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden", "value_error") else ""
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{label}:{_line(lines, loc)}: {where}: {msg}{got}") from None
 
 
-def load_policy(path: Path) -> Policy:
+# -- checking against the tools --------------------------------------------------------------------
+
+_STRING_CHECKS = ("regex", "max_length", "email_domains", "hosts")
+
+
+def _problem_with_tools(data: PolicyFile, tools: ToolTypes) -> tuple[tuple[Any, ...], str] | None:
+    """The first name or type in the policy that the tools' argument schemas contradict: (path, message)."""
+    for tool, rule in data.tools.items():
+        if tool not in tools:
+            close = difflib.get_close_matches(tool, list(tools), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            return ("tools", tool), f"unknown tool '{tool}' ({hint}known: {', '.join(sorted(tools)) or 'none'})"
+        args = tools[tool]
+        known = f"{tool} takes: {', '.join(sorted(args)) or 'no arguments'}"
+        for arg, c in rule.constraints.items():
+            where = ("tools", tool, "constraints", arg)
+            if arg not in args:
+                return where, f"unknown argument '{arg}' ({known})"
+            declared = args[arg]
+            element = declared.item if declared.kind == "list" and declared.item is not None else declared
+            if element.kind == "any":
+                continue
+            if (c.min is not None or c.max is not None) and element.kind != "number":
+                return where, f"min/max apply to numbers, and '{arg}' is a {args[arg]}"
+            named = [k for k in _STRING_CHECKS if getattr(c, k) is not None]
+            if named and element.kind != "string":
+                return where, f"{named[0]} applies to strings, and '{arg}' is a {args[arg]}"
+            for value in c.enum or []:
+                if not can_equal(type_of(value), element):
+                    return where, f"enum value {value!r} can never equal '{arg}', which is a {args[arg]}"
+        for i, when in enumerate(rule.when):
+            try:
+                check_types(when.condition, args, want=BOOLEAN)
+            except ExpressionError as exc:
+                return ("tools", tool, "when", i, "if"), str(exc)
+        if rule.rate_limit is not None:
+            keys = [rule.rate_limit.key] if isinstance(rule.rate_limit.key, str) else rule.rate_limit.key or []
+            for key in keys:
+                if key not in args:
+                    return ("tools", tool, "rate_limit", "key"), f"unknown argument '{key}' ({known})"
+    return None
+
+
+def project_tool_types(root: Path) -> dict[str, dict[str, Type]]:
+    """The argument types of every tool an agent of this project can be given (tools/*.py, start_flow)."""
+    from agentops.engine.toolkit import tool_argument_schemas
+
+    return {name: types_from_json_schema(schema) for name, schema in tool_argument_schemas(root).items()}
+
+
+def _checked(text: str, label: str, tools: ToolTypes | Callable[[], ToolTypes]) -> PolicyFile:
+    data, lines = _parse(text, label)
+    if data.tools:
+        found = _problem_with_tools(data, tools() if callable(tools) else tools)
+        if found is not None:
+            path, message = found
+            raise ConfigError(f"{label}:{_line(lines, path)}: {'.'.join(map(str, path))}: {message}")
+    return data
+
+
+def load_policy(path: Path, *, tools: ToolTypes | None = None) -> Policy:
+    """One policy file, checked against `tools` (default: the tools of the current project)."""
     if not path.is_file():
         raise ConfigError(f"no policy file at {path}")
-    text = path.read_text()
-    return Policy(path.stem, _parse(text, str(path)), hashlib.sha256(text.encode()).hexdigest(), {str(path): text})
+    text = _read(path, str(path))
+
+    def project_tools() -> ToolTypes:
+        from agentops.engine.project import project_root
+
+        return project_tool_types(project_root())
+
+    data = _checked(text, str(path), tools if tools is not None else project_tools)
+    return Policy(path.stem, data, hashlib.sha256(text.encode()).hexdigest(), {str(path): text})
+
+
+def _read(path: Path, label: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read the policy file: {exc}") from None
 
 
 def policy_files(root: Path) -> list[Path]:
@@ -334,15 +397,23 @@ def policy_files(root: Path) -> list[Path]:
                   if not p.name.endswith(".cases.yaml"))
 
 
-def load_project_policy(root: Path) -> Policy:
-    """All policy files merged in name order; the hash covers every file. No files: everything is denied."""
+def load_project_policy(root: Path, *, tools: ToolTypes | None = None) -> Policy:
+    """All policy files merged in name order, each checked against the project's tools (or `tools`); the hash
+    covers every file. No files: everything is denied."""
     merged = PolicyFile()
     digest = hashlib.sha256()
     sources: dict[str, str] = {}
+    known: list[ToolTypes] = [tools] if tools is not None else []
+
+    def project_tools() -> ToolTypes:
+        if not known:
+            known.append(project_tool_types(root))
+        return known[0]
+
     for path in policy_files(root):
-        text = path.read_text()
         label = str(path.relative_to(root))
-        part = _parse(text, label)
+        text = _read(path, label)
+        part = _checked(text, label, project_tools)
         for name in part.tools:
             if name in merged.tools:
                 raise ConfigError(f"{label}: tool '{name}' is already defined by another policy file")

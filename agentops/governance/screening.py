@@ -25,16 +25,14 @@ if TYPE_CHECKING:
 
 
 class StoreRateCounter:
-    """Policy rate windows counted in the database (shared by every worker)."""
+    """Policy rate windows counted in the database, shared by every worker: see `Store.take_rate`."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def count(self, key: str, since: float) -> int:
-        return self.store.count_rate(key, since)
-
-    def add(self, key: str, ts: float) -> None:
-        self.store.add_rate(key, ts)
+    def take(self, key: str, limit: int, window: float, *, now: float | None = None,
+             use_id: str | None = None) -> tuple[bool, int]:
+        return self.store.take_rate(key, limit, window, now=now, use_id=use_id)
 
 
 _policies: dict[Path, tuple[tuple[tuple[str, float], ...], Policy]] = {}
@@ -79,8 +77,12 @@ def validate_args(tool: BaseTool, args: Any) -> dict[str, Any]:
 
 
 def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy: Policy, store: Store,
-           shadow: bool = False) -> Screening:
-    """Whitelist, then schema, then policy. Nothing the model says can skip a check."""
+           shadow: bool = False, use_id: str | None = None) -> Screening:
+    """Whitelist, then schema, then policy. Nothing the model says can skip a check.
+
+    A call the policy lets through takes its rate slot here, atomically; `use_id` (the policy step,
+    "run_id:step_no") makes that step, run again after a crash, keep its slot instead of taking another.
+    """
     if tool_name not in whitelist:
         allowed = ", ".join(sorted(whitelist)) or "none"
         return Screening("refused", args if isinstance(args, dict) else {}, f"tool '{tool_name}' is not available "
@@ -90,7 +92,7 @@ def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy:
     except ValueError as exc:
         return Screening("refused", args if isinstance(args, dict) else {}, f"invalid arguments for "
                          f"'{tool_name}': {exc}", {"verdict": "deny", "rule": "schema"})
-    verdict = policy.evaluate(tool_name, clean, rate=StoreRateCounter(store), now=time.time())
+    verdict = policy.evaluate(tool_name, clean, rate=StoreRateCounter(store), use_id=use_id)
     record = {k: v for k, v in asdict(verdict).items()}
     enforced = verdict.enforced and not shadow
     record["enforced"] = enforced

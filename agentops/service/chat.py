@@ -20,7 +20,7 @@ from agentops.db import open_store
 from agentops.engine.flows import flow
 from agentops.engine.registry import find_flow, registered_flows
 from agentops.engine.runner import CREATED_EPOCH, create_run, execute_run, local_worker_id
-from agentops.engine.toolkit import current_run_id, idempotency_key
+from agentops.engine.toolkit import StartFlowArgs, current_run_id, idempotency_key
 from agentops.errors import AgentOpsError
 from agentops.service.setup import check_settings
 
@@ -41,11 +41,7 @@ def _flow_catalogue() -> str:
 def start_flow_tool(user: str | None) -> Any:
     """The dispatcher's tool: queue a run of a project flow, once per tool step (idempotent)."""
     from langchain_core.tools import StructuredTool
-    from pydantic import BaseModel, Field
 
-    class StartFlowArgs(BaseModel):
-        flow: str = Field(description="Name of the flow to start.")
-        parameters: dict[str, Any] = Field(default_factory=dict, description="The flow's parameters.")
 
     def start(flow: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         target = find_flow(flow)
