@@ -47,6 +47,10 @@ tools:
 @pytest.fixture
 def people(store, project: Path):
     """Approvers, a viewer and a policy naming the flow's action (an edit is screened against it)."""
+    import shutil
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "tools", project / "tools", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # the policy is checked against the tools' schemas
     (project / "policies").mkdir(exist_ok=True)
     (project / "policies" / "approvals.yaml").write_text(POLICY)
     for name, role in [("maker", "approver"), ("alice", "approver"), ("bob", "approver"), ("vic", "viewer")]:
