@@ -27,6 +27,11 @@ def add_repository_content(project: Path) -> None:
                             ignore=shutil.ignore_patterns("__pycache__"))
 
 
+def copy_tools(project: Path) -> None:
+    """The repository's tools, so that a policy naming them passes the load-time check against their schemas."""
+    shutil.copytree(ROOT / "tools", project / "tools", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+
+
 def app_project(ops_project: Path) -> Path:
     add_repository_content(ops_project)
     add_users()

@@ -35,6 +35,15 @@ def _reset_process_state() -> None:
     project._loaded.clear()
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Streamlit's AppTest installs the page it runs as `__main__` and leaves it there; a process spawned later
+    would re-import that page (and fail on its imports), so every test ends with the runner's own `__main__`."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[object]:
     from tests.pg_server import PostgresServer

@@ -15,6 +15,7 @@ from agentops.engine.worker import Worker
 from agentops.errors import ApprovalError, PermissionDenied
 from agentops.governance.approvals import decide, expire_due
 from agentops.governance.users import add_user
+from tests.app_fixtures import copy_tools
 
 effects: list[dict] = []
 
@@ -47,10 +48,7 @@ tools:
 @pytest.fixture
 def people(store, project: Path):
     """Approvers, a viewer and a policy naming the flow's action (an edit is screened against it)."""
-    import shutil
-
-    shutil.copytree(Path(__file__).resolve().parents[1] / "tools", project / "tools", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))  # the policy is checked against the tools' schemas
+    copy_tools(project)
     (project / "policies").mkdir(exist_ok=True)
     (project / "policies" / "approvals.yaml").write_text(POLICY)
     for name, role in [("maker", "approver"), ("alice", "approver"), ("bob", "approver"), ("vic", "viewer")]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from tests.app_fixtures import copy_tools
 from tests.test_cli import agentops
 
 FLOWS = '''
@@ -24,6 +25,7 @@ def risky(replicas: int) -> dict:
 @pytest.fixture
 def gov_project(sqlite_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (sqlite_project / "flows" / "risky.py").write_text(FLOWS)
+    copy_tools(sqlite_project)
     (sqlite_project / "policies").mkdir()
     (sqlite_project / "policies" / "default.yaml").write_text(
         "tools:\n  scale_deployment:\n    verdict: require_approval\n")

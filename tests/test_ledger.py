@@ -20,7 +20,7 @@ from sqlalchemy import text
 from agentops import flow, request_approval, service, task
 from agentops.core.ledger import GENESIS, Anchor, Event, event_hash, verify_rows
 from agentops.core.redaction import REDACTED, reset_redactor
-from agentops.engine.runner import create_run, execute_run
+from agentops.engine.runner import CREATED_EPOCH, create_run, execute_run
 from agentops.errors import AgentOpsError, LedgerError
 
 
@@ -409,8 +409,8 @@ def ledger_gated() -> dict:
 def test_a_decision_written_into_a_waiting_approval_step_is_detected(store) -> None:
     """The step of a pending approval has no output yet; that 'nothing' is bound too, so a forged decision written
     into it (which a resumed run would replay as approved) shows."""
-    run_id = create_run(ledger_gated, {}, store=store)
-    execute_run(run_id, worker_id="test", store=store)
+    run_id = create_run(ledger_gated, {}, queue=False, worker_id="test", store=store)
+    execute_run(run_id, worker_id="test", epoch=CREATED_EPOCH, store=store)
     assert store.get_run(run_id).state == "AWAITING_APPROVAL"
     tamper(store, "UPDATE step_runs SET state = 'COMPLETED', output = :o WHERE run_id = :r",
            o='{"kind":"approve","args":{"name":"web-app","replicas":30},"message":null}', r=run_id)

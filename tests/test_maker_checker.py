@@ -21,7 +21,7 @@ from agentops.governance.approvals import decide
 from agentops.governance.users import add_user
 from agentops.scheduling import schedules
 from agentops.scheduling.scheduler import Scheduler
-from tests.app_fixtures import add_repository_content
+from tests.app_fixtures import add_repository_content, copy_tools
 from tests.test_cli import agentops
 
 POLICY = """
@@ -46,6 +46,7 @@ def mc_dispatch() -> str:
 
 @pytest.fixture
 def team(project: Path) -> Path:
+    copy_tools(project)
     write_policy(project, self_approval=False)
     st = open_store()
     for name in ("carol", "alice"):
@@ -175,6 +176,7 @@ def risky(replicas: int) -> dict:
 
 def test_the_cli_refuses_the_runs_creator_unless_the_policy_allows_it(project: Path, monkeypatch) -> None:
     (project / "flows" / "risky.py").write_text(CLI_FLOW)
+    copy_tools(project)
     write_policy(project, self_approval=False)
     for name in ("carol", "alice"):
         service.add_user(name, "approver", "correct horse battery")
