@@ -246,3 +246,41 @@ def test_called_directly_the_tool_builds_envelope_and_headers_from_the_parsed_ad
     assert message["X-MailFrom"] == "agentops@example.com"
     assert message["X-RcptTo"] == "OnCall@example.com, b@ops.example.com"
     assert (message["To"], message["Cc"]) == ("OnCall@example.com", "b@ops.example.com")
+
+
+def test_an_approver_cannot_edit_a_foreign_address_in_and_the_edit_that_passes_is_what_smtp_gets(
+        ops_db_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.engine.runner import create_run
+    from agentops.engine.worker import Worker
+    from agentops.errors import PolicyViolation
+    from agentops.governance.approvals import decide
+    from agentops.governance.users import add_user
+
+    store = open_store()
+    add_user(store, "ada", "approver", "correct horse battery")
+    model = ScriptedChatModel(replies=[AIMessage(content="", tool_calls=[_send(["cfo@example.com"])]),
+                                       AIMessage(content="done")])
+
+    @flow(name=f"report_mailer_{id(model)}")
+    def report_mailer() -> list:
+        result = Agent(name="mailer", prompt="incident", tools=["send_email"], model=model).run("tell the cfo")
+        return [(o.name, o.status, o.content) for o in result.tool_calls]
+
+    with SMTPSink() as smtp:
+        monkeypatch.setenv("AGENTOPS_SMTP_URL", smtp.url)
+        reset_settings()
+        run_id = create_run(report_mailer, {}, store=store)
+        Worker(store, poll_seconds=0.01).run(burst=True)
+        [approval] = store.list_approvals(run_id=run_id)
+        for hostile in [["cfo@example.com, attacker@evil.com"], ["cfo@example.com", "attacker@evil.com"],
+                        ['"cfo@example.com" <attacker@evil.com>'], ["cfo@example.com.evil.com"]]:
+            edited = {"to": hostile, "cc": [], "subject": "alert", "body": "p95 2.5 s"}
+            with pytest.raises(PolicyViolation, match="edited arguments rejected by policy"):
+                decide(store, approval.id, "edit", user="ada", edited_args=edited)
+        assert store.get_run(run_id).state == "AWAITING_APPROVAL"
+        decide(store, approval.id, "edit", user="ada", edited_args={
+            "to": ["cfo@example.com", "lead@ops.example.com"], "cc": [], "subject": "alert", "body": "p95 2.5 s"})
+        Worker(store, poll_seconds=0.01).run(burst=True)
+    assert store.get_run(run_id).state == "COMPLETED"
+    [message] = smtp.messages
+    assert message["X-RcptTo"] == "cfo@example.com, lead@ops.example.com"
