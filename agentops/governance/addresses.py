@@ -61,7 +61,7 @@ def parse_address(text: object) -> Address:
     if parsed.addr_spec != text:
         raise AddressError(f"{shown} is not a plain address: the parser reads it as {parsed.addr_spec!r}")
     local, domain = parsed.username, parsed.domain.lower()
-    if len(local) > 64 or not _LOCAL.fullmatch(local) or "=?" in local:
+    if len(local) > 64 or not _LOCAL.fullmatch(local):
         raise AddressError(f"{shown} is not a plain address: the part before '@' may only hold letters, digits "
                            "and . _ + - ' (no quoting, no routing)")
     problem = _domain_problem(domain)
