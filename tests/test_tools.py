@@ -155,8 +155,9 @@ def test_kubernetes_scale_subresource_gets_one_patch(tools, monkeypatch: pytest.
     assert metrics["deployments"][0]["replicas"] == 9 and metrics["source"] == "kubernetes"
 
 
-def test_http_tool_refuses_hosts_outside_the_allowlist(tools) -> None:
+def test_http_tool_refuses_hosts_outside_the_allowlist(tools, monkeypatch: pytest.MonkeyPatch) -> None:
     with TicketAPI() as local:
+        monkeypatch.setenv("AGENTOPS_HTTP_ALLOWED_HOSTS", f"127.0.0.1:{local.port}")
         ok = tools["http_request"].invoke({"url": f"{local.url}/tickets", "method": "GET"})
         assert ok["status_code"] == 401
     with pytest.raises(PermissionError, match=r"host 'example\.org' is not in the allowlist"):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from agentops.core import serialization
 from agentops.db import open_store
 from agentops.engine.toolkit import current_run_id, idempotency_key
+from agentops.governance.addresses import parse_addresses
 from agentops.settings import get_settings
 
 SENDER = "agentops@example.com"
@@ -30,7 +31,7 @@ class SendEmailArgs(BaseModel):
         description="Optional: [{name, content_base64, mime}], or [{name, chart}] naming a chart by its sha256.")
 
 
-def _smtp_send(url: str, message: EmailMessage) -> None:
+def _smtp_send(url: str, message: EmailMessage, recipients: list[str]) -> None:
     parsed = urlparse(url)
     starttls = parse_qs(parsed.query).get("starttls", ["0"])[0] in ("1", "true")
     with smtplib.SMTP(parsed.hostname or "127.0.0.1", parsed.port or 25, timeout=30) as smtp:
@@ -38,7 +39,7 @@ def _smtp_send(url: str, message: EmailMessage) -> None:
             smtp.starttls()
         if parsed.username:
             smtp.login(unquote(parsed.username), unquote(parsed.password or ""))
-        smtp.send_message(message)
+        smtp.send_message(message, from_addr=SENDER, to_addrs=recipients)
 
 
 def _attachment(item: dict[str, str]) -> tuple[bytes, str]:
@@ -58,12 +59,15 @@ def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = No
                attachments: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Record the mail in the outbox first (the sent-log), then deliver it over SMTP when configured.
 
-    A repeated idempotency key finds the outbox row and sends nothing.
+    A repeated idempotency key finds the outbox row and sends nothing. Each recipient must be exactly one plain
+    address (agentops.governance.addresses); the envelope and the To/Cc headers are built from the parsed
+    addresses, never from the strings given.
     """
+    to, cc = [str(a) for a in parse_addresses(to)], [str(a) for a in parse_addresses(cc or [])]
     key = idempotency_key()
     files = [(item.get("name", "attachment"), *_attachment(item)) for item in attachments or []]
     row, created = open_store().outbox_add({
-        "idempotency_key": key, "sender": SENDER, "to": ", ".join([*to, *(cc or [])]), "subject": subject,
+        "idempotency_key": key, "sender": SENDER, "to": ", ".join([*to, *cc]), "subject": subject,
         "body": body, "attachments": serialization.dumps(attachments) if attachments else None,
         "run_id": current_run_id(), "created_at": time.time()})
     smtp_url = get_settings().smtp_url
@@ -78,7 +82,7 @@ def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = No
         for name, content, mime in files:
             maintype, _, subtype = mime.partition("/")
             message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
-        _smtp_send(smtp_url, message)
+        _smtp_send(smtp_url, message, [*to, *cc])
         delivered = "smtp"
     return {"status": "sent" if created else "already sent", "outbox_id": row["id"], "delivered_via": delivered,
             "to": to, "subject": subject}

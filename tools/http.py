@@ -1,16 +1,23 @@
-"""http_request: httpx with a host allowlist from the policy (enforced here as well as by the policy)."""
+"""http_request: httpx with a host allowlist from the policy (enforced here as well as by the policy).
+
+The URL is parsed once (agentops.governance.urls) and the rebuilt URL is what is sent; redirects are followed
+here, at most MAX_REDIRECTS, and every hop is screened against the allowlist again before it is requested.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Literal
-from urllib.parse import urlparse
 
 import httpx
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
+from agentops.governance.urls import Target, redirect_target, screen_url
+
 MAX_BODY = 20_000
+MAX_REDIRECTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class HttpArgs(BaseModel):
@@ -31,16 +38,36 @@ def allowed_hosts() -> list[str]:
     return list(constraint.hosts or []) if constraint else []
 
 
+def _send(client: httpx.Client, method: str, target: Target, body: dict[str, Any] | None, hosts: list[str],
+          **request: Any) -> tuple[httpx.Response, list[str]]:
+    """The final response and the URLs of the redirects followed to it. A hop to a host or port outside the
+    allowlist is refused before it is requested (PermissionError naming the hop)."""
+    hops = [target.url]
+    response = client.request(method, target.url, json=body, **request)
+    while response.status_code in REDIRECTS and "location" in response.headers:
+        location = response.headers["location"]
+        if len(hops) > MAX_REDIRECTS:
+            raise PermissionError(f"more than {MAX_REDIRECTS} redirects (followed: {' -> '.join(hops)})")
+        try:
+            target = redirect_target(target, location, hosts)
+        except (ValueError, PermissionError) as exc:
+            raise PermissionError(f"redirect from {hops[-1]} to {location[:300]!r} refused: {exc}") from None
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method, body = "GET", None
+        hops.append(target.url)
+        response = client.request(method, target.url, json=body, **request)
+    return response, hops[1:]
+
+
 def http_request(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Call an allowlisted HTTP endpoint; redirects are not followed."""
-    host = urlparse(url).hostname or ""
+    """Call an allowlisted HTTP endpoint, following allowlisted redirects only."""
     hosts = allowed_hosts()
-    if host not in hosts:
-        raise PermissionError(f"host '{host}' is not in the allowlist ({', '.join(hosts) or 'empty'})")
+    target = screen_url(url, hosts)
     with httpx.Client(timeout=15, follow_redirects=False) as client:
-        response = client.request(method, url, json=body)
+        response, redirects = _send(client, method, target, body, hosts)
     text = response.text
-    return {"status_code": response.status_code, "body": text[:MAX_BODY], "truncated": len(text) > MAX_BODY}
+    return {"status_code": response.status_code, "body": text[:MAX_BODY], "truncated": len(text) > MAX_BODY,
+            "redirects": redirects}
 
 
 TOOLS = [StructuredTool.from_function(func=http_request, name="http_request", args_schema=HttpArgs,

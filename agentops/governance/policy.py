@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,6 +36,8 @@ from agentops.core.expressions import (
 )
 from agentops.engine.context import BudgetUsage
 from agentops.errors import ConfigError
+from agentops.governance.addresses import domain_pattern, recipient_problem
+from agentops.governance.urls import parse_host_entry, url_problem
 
 VerdictKind = Literal["allow", "require_approval", "deny"]
 
@@ -61,6 +62,16 @@ class Constraint(BaseModel):
             except re.error as exc:
                 raise ValueError(f"invalid regex: {exc}") from None
         return value
+
+    @field_validator("email_domains")
+    @classmethod
+    def _domains(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [domain_pattern(d) for d in value]
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [str(parse_host_entry(h)) for h in value]
 
 
 class WhenRule(BaseModel):
@@ -169,14 +180,10 @@ def _constraint_problem(name: str, value: Any, c: Constraint) -> str | None:
             return f"{name}={item!r} does not match {c.regex!r}"
         if c.max_length is not None and len(str(item)) > c.max_length:
             return f"{name} is longer than {c.max_length} characters"
-        if c.email_domains is not None:
-            domain = str(item).rsplit("@", 1)[-1].lower() if "@" in str(item) else ""
-            if domain not in [d.lower() for d in c.email_domains]:
-                return f"{name}: recipient {item!r} is outside the allowed domains {c.email_domains}"
-        if c.hosts is not None:
-            host = urlparse(str(item)).hostname or ""
-            if host not in c.hosts:
-                return f"{name}: host {host!r} is not in the allowlist {c.hosts}"
+        if c.email_domains is not None and (problem := recipient_problem(item, c.email_domains)):
+            return f"{name}: {problem}"
+        if c.hosts is not None and (problem := url_problem(item, c.hosts)):
+            return f"{name}: {problem}"
     return None
 
 

@@ -23,9 +23,11 @@ class FakeServer:
                 body = json.loads(raw) if raw else None
                 record = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
                 fake.requests.append(record)
-                status, payload = fake.handle(record)
+                status, payload, *headers = fake.handle(record)
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers[0] if headers else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -37,7 +39,8 @@ class FakeServer:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def handle(self, request: dict[str, Any]) -> tuple[int, Any]:
+    def handle(self, request: dict[str, Any]) -> tuple[Any, ...]:
+        """(status, JSON payload) or (status, JSON payload, extra response headers)."""
         raise NotImplementedError
 
     @property
