@@ -20,7 +20,7 @@ from agentops.engine.context import current_run, current_step
 from agentops.engine.project import project_root
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
-from agentops.errors import AgentOpsError
+from agentops.errors import AgentOpsError, ModelReplyError
 from agentops.governance import screening as governance
 from agentops.governance.approvals import request_approval
 from agentops.governance.budgets import RunBudget
@@ -125,7 +125,7 @@ class _Loop:
     @property
     def bound_model(self) -> Any:
         """The model with the whitelisted tools bound, made on the first live model call and reused; None when
-        binding fails, so that call_model binds again inside its fallback to the playbook model."""
+        binding fails, so that call_model binds again and the failure is the turn's recorded model error."""
         if self._bound_model is None:
             tools = list(self.whitelist.values())
             try:
@@ -168,23 +168,33 @@ class _Loop:
             usage = out.get("usage") or {}
             meta = {"model": out["model"], "prompt": self.prompt.name, "prompt_hash": self.prompt.hash,
                     "usage": usage, "latency_ms": out["latency_ms"], "fallback": out.get("fallback"),
-                    "proposed": proposed, "messages_in": self._as_dicts(messages)}
+                    "fallback_reason": out.get("error"), "proposed": proposed, "messages_in": self._as_dicts(messages)}
             event = Event(actor=self.actor, action="model.call", payload={
                 "model": out["model"], "prompt_hash": self.prompt.hash, "usage": usage,
-                "latency_ms": round(out["latency_ms"], 2), "fallback": out.get("fallback"), "proposed": proposed})
+                "latency_ms": round(out["latency_ms"], 2), "fallback": out.get("fallback"),
+                "fallback_reason": out.get("error"), "proposed": proposed})
             return StepFacts(meta=meta, tokens=int(usage.get("total_tokens") or 0), cost=out.get("cost_usd", 0.0),
                              events=[event])
 
-        task = Task(call, name=f"{self.agent.name}.model", kind="model", describe=describe)
-        return task(len(messages))
+        retries = self.settings.model_reply_retries
+        task = Task(call, name=f"{self.agent.name}.model", kind="model", describe=describe, retries=retries,
+                    retry_delay_seconds=self.settings.model_retry_delay_seconds, retry_backoff=2.0,
+                    retry_on=(ModelReplyError,))
+        try:
+            return task(len(messages))
+        except ModelReplyError as exc:
+            raise ModelReplyError(f"agent '{self.agent.name}': the model {self.model_label} gave no usable reply in "
+                                  f"{retries + 1} attempts (AGENTOPS_MODEL_REPLY_RETRIES={retries}); the last: "
+                                  f"{exc}") from None
 
-    def _screen(self, name: str, args: Any, call_id: str) -> dict[str, Any]:
-        def check(tool_name: str, proposed: Any, call_id: str) -> dict[str, Any]:
+    def _screen(self, name: str, args: Any, call_id: str, fallback: str | None) -> dict[str, Any]:
+        def check(tool_name: str, proposed: Any, call_id: str, fallback: str | None) -> dict[str, Any]:
             step = current_step.get()
             with RunBudget.of(self.ctx).tool_call(self.policy, self.agent.name) as slot:
                 s = governance.screen(tool_name, proposed, whitelist=self.whitelist, policy=self.policy,
                                       store=self.ctx.store, shadow=self.settings.shadow_policy,
-                                      use_id=key_for(self.ctx.run_id, step.step_no) if step else None)
+                                      use_id=key_for(self.ctx.run_id, step.step_no) if step else None,
+                                      fallback=fallback is not None)
                 slot.kept = s.status != "refused"
             return {"status": s.status, "args": s.args, "reason": s.reason, "verdict": s.verdict,
                     "policy_hash": s.policy_hash}
@@ -192,11 +202,12 @@ class _Loop:
         def describe(out: dict[str, Any]) -> StepFacts:
             event = Event(actor="system:policy", action="policy.verdict", policy_hash=out.get("policy_hash"),
                           payload={"tool": name, "args": out["args"], "status": out["status"],
-                                   "reason": out["reason"], "verdict": out["verdict"]})
-            return StepFacts(meta={"verdict": out["verdict"], "status": out["status"]}, events=[event])
+                                   "reason": out["reason"], "verdict": out["verdict"], "fallback": fallback})
+            return StepFacts(meta={"verdict": out["verdict"], "status": out["status"], "fallback": fallback},
+                             events=[event])
 
         task = Task(check, name=f"{self.agent.name}.policy", kind="policy", describe=describe)
-        return task(name, args, call_id)
+        return task(name, args, call_id, fallback)
 
     def _execute(self, name: str, args: dict[str, Any], screening: dict[str, Any]) -> dict[str, Any]:
         tool = self.whitelist[name]
@@ -226,8 +237,11 @@ class _Loop:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def _handle_call(self, name: str, args: Any, call_id: str, conversation: list[Any]) -> ToolOutcome:
-        screening = self._screen(name, args, call_id)
+    def _handle_call(self, name: str, args: Any, call_id: str, conversation: list[Any],
+                     fallback: str | None = None) -> ToolOutcome:
+        """Screen, approve if asked, run. `fallback` names the model that stood in for an unreachable one
+        and proposed this call (the policy's `fallback:` rule applies to it)."""
+        screening = self._screen(name, args, call_id, fallback)
         status = screening["status"]
         clean = screening["args"]
         if status == "refused":
@@ -273,32 +287,20 @@ class _Loop:
             messages.append(ai)
             calls = [(c["name"], c.get("args"), c.get("id") or f"call_{turn}_{i}")
                      for i, c in enumerate(getattr(ai, "tool_calls", []) or [])]
-            invalid = list(getattr(ai, "invalid_tool_calls", []) or [])
-            if not calls and not invalid:
+            if not calls:
                 text = _as_text(ai.content).strip()
                 if text or empty_replies >= 1:
                     return AgentResult(text or "(the model returned an empty reply)", outcomes, model_name, turn)
                 empty_replies += 1
                 messages.append(HumanMessage("Your reply was empty. Answer, or call one of your tools."))
                 continue
-            for bad in invalid:
-                call_id = bad.get("id") or f"invalid_{turn}"
-                outcome = self._refuse_malformed(bad, call_id)
-                outcomes.append(outcome)
-                messages.append(ToolMessage(outcome.content, tool_call_id=call_id, status="error"))
             for name, args, call_id in calls:
-                outcome = self._handle_call(name, args, call_id, messages)
+                outcome = self._handle_call(name, args, call_id, messages, out.get("fallback"))
                 outcomes.append(outcome)
                 messages.append(ToolMessage(outcome.content, tool_call_id=call_id, name=name,
                                             status="success" if outcome.status == "ok" else "error"))
         return AgentResult("Stopped: the agent reached its limit of model turns.", outcomes, model_name,
                            self.agent.max_turns, stopped="max_turns")
-
-    def _refuse_malformed(self, bad: dict[str, Any], call_id: str) -> ToolOutcome:
-        name = bad.get("name") or "(no name)"
-        reason = f"malformed tool call '{name}': {bad.get('error') or 'arguments are not valid JSON'}"
-        self._screen(name, {"_malformed_args": str(bad.get("args"))[:500]}, call_id)
-        return ToolOutcome(name, {}, "refused", f"Error: {reason}. Send the arguments as a JSON object.")
 
 
 def _reason_for(messages: list[Any], tool_name: str) -> str:
