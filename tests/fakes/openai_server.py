@@ -36,6 +36,8 @@ def completion(choices: list[Any], tokens: int = 20, model: str = "gpt-4.1-mini"
             "usage": {"prompt_tokens": tokens // 2, "completion_tokens": tokens - tokens // 2, "total_tokens": tokens}}
 
 
+ECHOED_SECRET = b"sk-proxy-echoed-0123456789abcdef"
+"""A proxy's error page that echoes the request's credentials: they must reach no record."""
 _SCALE = tool_reply("scale_deployment", {"name": "web-app", "replicas": 12})
 _WHOLE = json.dumps(completion([{"index": 0, "message": _SCALE["message"], "finish_reason": "tool_calls"}])).encode()
 
@@ -43,7 +45,8 @@ MALFORMED: dict[str, dict[str, Any]] = {
     "empty_choices": {"body": completion([])},
     "null_message": {"body": completion([{"index": 0, "message": None, "finish_reason": "stop"}])},
     "non_utf8_body": {"raw": RawBody(b'{"choices": "\xff\xfe\x80\x81 not text"}')},
-    "html_body": {"raw": RawBody(b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>", "text/html")},
+    "html_body": {"raw": RawBody(b"<html><body><h1>502 Bad Gateway</h1><pre>Authorization: Bearer " + ECHOED_SECRET
+                                 + b"</pre>" + b"<p>padding</p>" * 8000 + b"</body></html>", "text/html")},
     "not_a_chat_completion": {"body": {"object": "list", "data": [{"id": "gpt-4.1-mini", "object": "model"}]}},
     "tool_call_without_function": {"body": completion([{"index": 0, "finish_reason": "tool_calls", "message": {
         "role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function"}]}}])},
@@ -51,7 +54,7 @@ MALFORMED: dict[str, dict[str, Any]] = {
     "arguments_not_an_object": tool_reply("scale_deployment", '["web-app", 12]'),
     "unknown_tool": tool_reply("rm_rf", {"path": "/"}),
     "truncated_body": {"raw": RawBody(_WHOLE[: len(_WHOLE) // 2], declared_length=len(_WHOLE))},
-    "truncated_stream": {**tool_reply("send_email", {"to": "oncall@example.com", "subject": "scale web-app",
+    "truncated_stream": {**tool_reply("send_email", {"to": ["oncall@example.com"], "subject": "scale web-app",
                                                      "body": "cut short"}), "cut_stream": True},
 }
 """Each kind of garbage: none of them may turn into an action."""
