@@ -27,9 +27,16 @@ from agentops.engine.registry import find_flow
 from agentops.engine.runner import create_run
 from agentops.engine.worker import Worker
 from agentops.errors import ConfigError
-from agentops.governance.policy import load_project_policy
+from agentops.governance.policy import load_project_policy, run_policy_cases
 from agentops.settings import get_settings, reset_settings
-from tests.fakes.openai_server import ECHOED_SECRET, MALFORMED, ScriptedOpenAIServer, text_reply, tool_reply
+from tests.fakes.openai_server import (
+    ECHOED_SECRET,
+    MALFORMED,
+    ScriptedOpenAIServer,
+    server_error,
+    text_reply,
+    tool_reply,
+)
 
 API_KEY = "sk-test-not-a-real-key-4242"
 
@@ -153,6 +160,19 @@ def test_a_bad_reply_then_a_good_one_and_the_run_goes_on(llm_project: Path, monk
     no_effects()
 
 
+@pytest.mark.parametrize("status", [400, 401])
+def test_a_refused_request_is_a_model_error_not_a_reason_to_fall_back(
+        llm_project: Path, monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+    attempts = get_settings().model_reply_retries + 1
+    with ScriptedOpenAIServer([server_error(status)] * attempts) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        run_id, run = start()
+    assert run.state == "FAILED" and str(status) in run.error and "gave no usable reply" in run.error
+    assert server.completions == attempts, "the client does not resend a 4xx; the turn is sent again per attempt"
+    assert [s.kind for s in open_store().steps_for_run(run_id)] == ["model"]
+    no_effects()
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -254,6 +274,16 @@ def test_policy_files_accept_fallback_and_the_strictest_file_wins(tmp_path: Path
     assert (denied.verdict, denied.rule) == ("deny", "tools.send_email.fallback")
     assert _load(tmp_path, "fallback: deny\n", "fallback: require_approval\n").data.fallback == "deny"
     assert _load(tmp_path, "fallback: require_approval\n", "fallback: policy\n").data.fallback == "require_approval"
+
+
+def test_policy_cases_can_screen_a_call_as_proposed_by_the_fallback(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    policy = _load(tmp_path, "tools:\n  get_metrics: {verdict: allow, fallback: require_approval}\n")
+    cases = tmp_path / "policies" / "x.cases.yaml"
+    cases.write_text("- {action: get_metrics, expect: allow}\n"
+                     "- {action: get_metrics, fallback: true, expect: require_approval,\n"
+                     "   rule: tools.get_metrics.fallback}\n")
+    assert [r.passed for r in run_policy_cases(policy, cases)] == [True, True]
 
 
 @pytest.mark.parametrize(("text", "line", "where"), [
