@@ -27,7 +27,9 @@ from agentops.engine.registry import find_flow
 from agentops.engine.runner import create_run
 from agentops.engine.worker import Worker
 from agentops.errors import ConfigError
+from agentops.governance.approvals import decide
 from agentops.governance.policy import load_project_policy, run_policy_cases
+from agentops.governance.users import add_user
 from agentops.settings import get_settings, reset_settings
 from tests.fakes.openai_server import (
     ECHOED_SECRET,
@@ -158,6 +160,40 @@ def test_a_bad_reply_then_a_good_one_and_the_run_goes_on(llm_project: Path, monk
     assert len(retried) == 2 and "TypeError" in retried[0] and "unknown tool 'rm_rf'" in retried[1]
     assert all(json.loads(s.meta).get("fallback") is None for s in steps if s.kind == "model")
     no_effects()
+
+
+@pytest.mark.parametrize("choice", ["approve", "reject"])
+def test_with_model_on_error_ask_a_person_decides_whether_the_turn_is_sent_again(
+        llm_project: Path, monkeypatch: pytest.MonkeyPatch, choice: str) -> None:
+    monkeypatch.setenv("AGENTOPS_MODEL_ON_ERROR", "ask")
+    reset_settings()
+    store = open_store()
+    add_user(store, "ada", "approver", "correct horse battery")
+    attempts = get_settings().model_reply_retries + 1
+    replies = [MALFORMED["null_message"]] * attempts + [tool_reply("get_metrics", {"name": "web-app"}),
+                                                        text_reply("web-app is busy")]
+    with ScriptedOpenAIServer(replies) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        run_id, run = start()
+        assert run.state == "AWAITING_APPROVAL", run.error
+        assert server.completions == attempts
+        [appr] = store.list_approvals(run_id=run_id)
+        assert appr.action == "model.retry" and "AttributeError" in json.loads(appr.args)["reason"]
+        [unusable] = [json.loads(e.payload) for e in store.search_ledger(run_id=run_id, action="model.unusable")]
+        assert unusable["attempts"] == attempts and "AttributeError" in unusable["unusable"]
+        assert [s.kind for s in store.steps_for_run(run_id)] == ["model", "approval"]
+        decide(store, appr.id, choice, user="ada", message="the proxy is fixed" if choice == "approve" else "stop")
+        Worker(store, poll_seconds=0.01).run(burst=True)
+    run = store.get_run(run_id)
+    if choice == "approve":
+        assert run.state == "COMPLETED", run.error
+        assert [c[:2] for c in json.loads(run.result)["calls"]] == [["get_metrics", "ok"]]
+        assert server.completions == attempts + 2
+    else:
+        assert run.state == "FAILED" and "the request to try again was rejected: stop" in run.error
+        assert server.completions == attempts
+        assert [s.kind for s in store.steps_for_run(run_id)] == ["model", "approval"]
+    assert store.outbox_list() == [] and store.scale_events() == []
 
 
 @pytest.mark.parametrize("status", [400, 401])

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
 MAX_RESULT_CHARS = 8000
+MODEL_RETRY = "model.retry"
+"""The action of the approval that asks a person whether to send a turn again (AGENTOPS_MODEL_ON_ERROR=ask)."""
+_NOT_APPROVED = {"reject": "rejected", "expired": "left to expire", "respond": "answered, not approved"}
 
 
 @dataclass
@@ -154,15 +157,28 @@ class _Loop:
 
         from agentops.agents.models.factory import call_model  # langchain loads with the first agent, not on import
 
+        retries = self.settings.model_reply_retries
+        ask = self.settings.model_on_error == "ask"
+        failed = [0]
+
         def call(turn: int) -> dict[str, Any]:
             RunBudget.of(self.ctx).take_model_call(self.policy, self.agent.name)
-            result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
+            try:
+                result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
+            except ModelReplyError as exc:
+                failed[0] += 1
+                if ask and failed[0] > retries:
+                    return {"unusable": str(exc), "model": self.model_label, "turn": turn, "attempts": failed[0]}
+                raise
             message = result.message
             return {"message": messages_to_dict([message])[0], "model": result.model_name,
                     "latency_ms": result.latency_ms, "usage": result.usage, "fallback": result.fallback,
                     "error": result.error, "turn": turn, "cost_usd": result.cost_usd}
 
         def describe(out: dict[str, Any]) -> StepFacts:
+            if "unusable" in out:
+                facts = {"model": out["model"], "unusable": out["unusable"], "attempts": out["attempts"]}
+                return StepFacts(meta=facts, events=[Event(actor=self.actor, action="model.unusable", payload=facts)])
             data = out["message"]["data"]
             proposed = [{"name": c.get("name"), "args": c.get("args")} for c in data.get("tool_calls") or []]
             usage = out.get("usage") or {}
@@ -176,7 +192,6 @@ class _Loop:
             return StepFacts(meta=meta, tokens=int(usage.get("total_tokens") or 0), cost=out.get("cost_usd", 0.0),
                              events=[event])
 
-        retries = self.settings.model_reply_retries
         task = Task(call, name=f"{self.agent.name}.model", kind="model", describe=describe, retries=retries,
                     retry_delay_seconds=self.settings.model_retry_delay_seconds, retry_backoff=2.0,
                     retry_on=(ModelReplyError,))
@@ -186,6 +201,22 @@ class _Loop:
             raise ModelReplyError(f"agent '{self.agent.name}': the model {self.model_label} gave no usable reply in "
                                   f"{retries + 1} attempts (AGENTOPS_MODEL_REPLY_RETRIES={retries}); the last: "
                                   f"{exc}") from None
+
+    def _ask_to_retry(self, out: dict[str, Any], messages: list[BaseMessage]) -> None:
+        """AGENTOPS_MODEL_ON_ERROR=ask: a person decides whether the turn is sent again; anything but an approval
+        fails the run."""
+        attempts = out["attempts"]
+        decision = request_approval(
+            MODEL_RETRY, {"agent": self.agent.name, "model": out["model"], "reason": out["unusable"]},
+            reason=f"the model gave no usable reply in {attempts} attempts: approve to send the turn again, reject "
+                   "to fail the run", requester=self.actor, expires_in=self.agent.approval_expires_in,
+            context={"messages": self._as_dicts(messages)})
+        if not decision.approved:
+            said = f": {decision.message}" if decision.message else ""
+            raise ModelReplyError(f"agent '{self.agent.name}': the model {out['model']} gave no usable reply in "
+                                  f"{attempts} attempts, and the request to try again was "
+                                  f"{_NOT_APPROVED.get(decision.kind, decision.kind)}{said}; "
+                                  f"the last: {out['unusable']}")
 
     def _screen(self, name: str, args: Any, call_id: str, fallback: str | None) -> dict[str, Any]:
         def check(tool_name: str, proposed: Any, call_id: str, fallback: str | None) -> dict[str, Any]:
@@ -282,6 +313,9 @@ class _Loop:
         empty_replies = 0
         for turn in range(1, self.agent.max_turns + 1):
             out = self._model_turn(messages)
+            while "unusable" in out:
+                self._ask_to_retry(out, messages)
+                out = self._model_turn(messages)
             model_name = out["model"]
             ai = messages_from_dict([out["message"]])[0]
             messages.append(ai)
