@@ -239,14 +239,16 @@ def test_an_unreachable_model_falls_back_to_the_playbook_recorded_on_the_step(
 
 
 FALLBACK_RULES = {
-    "top-level": ("fallback: require_approval\n", None, "fallback", "get_metrics"),
+    "top-level": ("fallback: require_approval", None, "fallback", "get_metrics"),
     "per-tool": ("", "send_email", "tools.send_email.fallback", "send_email"),
 }
 
 
 def _policy_with_fallback(root: Path, top: str, tool: str | None) -> None:
     policy = root / "policies" / "default.yaml"
-    text = policy.read_text().replace("version: 1\n", f"version: 1\n{top}", 1)
+    text = policy.read_text()
+    assert "\nfallback: policy\n" in text
+    text = text.replace("\nfallback: policy\n", f"\n{top or 'fallback: policy'}\n", 1)
     if tool is not None:
         text = text.replace(f"  {tool}:\n", f"  {tool}:\n    fallback: require_approval\n", 1)
     policy.write_text(text)
@@ -272,7 +274,7 @@ def test_fallback_require_approval_sends_what_the_playbook_proposes_to_a_person(
 
 def test_fallback_rule_leaves_calls_from_the_configured_model_alone(
         llm_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _policy_with_fallback(llm_project, "fallback: require_approval\n", None)
+    _policy_with_fallback(llm_project, "fallback: require_approval", None)
     mail = {"to": ["oncall@example.com"], "subject": "checkout latency", "body": "p95 over 2 s"}
     with ScriptedOpenAIServer([tool_reply("send_email", mail), text_reply("mailed on-call")]) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)

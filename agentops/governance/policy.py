@@ -7,6 +7,8 @@ argument types of the tool's schema (core/expressions.py does the typing). The f
 `file:line: ...` error. At run time, a condition that cannot be evaluated denies.
 
 Anything not named is denied. Every verdict carries the policy's content hash and the rule that decided it.
+`fallback:` (top level, or per tool) says what becomes of a call proposed by the playbook model standing in for
+an unreachable one: screened like any call, sent to a person, or denied.
 """
 
 from __future__ import annotations

@@ -68,11 +68,12 @@ def _one(exc: BaseException) -> str:
 
 
 def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:REASON_CHARS]
+    """The first line, redacted before it is cut (a cut could leave a secret too short to be recognised)."""
+    return default_redactor().text((text.strip().splitlines() or [""])[0])[:REASON_CHARS]
 
 
 def _clean(text: str) -> str:
-    return default_redactor().text(text[: REASON_CHARS * 2])
+    return default_redactor().text(text)[: REASON_CHARS * 2]
 
 
 def check_reply(message: BaseMessage, tools: set[str], *, streamed: bool = False) -> None:
