@@ -5,6 +5,11 @@ hash). Per proposed tool call: a `policy` step (whitelist, schema and policy ver
 replay sees the same verdict even after rate windows moved), an `approval` step when the policy
 asks for one, and a `tool` step that runs the tool with an idempotency key of its own step. On
 resume every recorded step returns its record: no model call is sent twice, no effect runs twice.
+
+A reply that is not usable (agents/models/replies.py) is never acted on: the model step is retried within
+AGENTOPS_MODEL_REPLY_RETRIES, each failed attempt recorded with its reason, and then the run fails, or with
+AGENTOPS_MODEL_ON_ERROR=ask a person decides whether the turn is sent again. The playbook model stands in only
+for an unreachable model; the calls it proposes are screened as fallback calls (the policy's `fallback:`).
 """
 
 from __future__ import annotations
