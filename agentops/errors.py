@@ -68,6 +68,12 @@ class BudgetExceeded(AgentOpsError):
     """A run used up one of its budgets (model calls, tool calls, tokens, cost)."""
 
 
+class ModelReplyError(AgentOpsError):
+    """The model answered, but with something that is not a usable reply (no choices, a body that is not a chat
+    completion, a tool call that names no known tool or whose arguments are not a JSON object, a cut-off stream),
+    or the call failed in a way that does not mean the model is unreachable. Never an action; retried, then fatal."""
+
+
 class FlowPaused(BaseException):
     """Raised inside a run to unwind it while it waits (for an approval). Not an error.
 

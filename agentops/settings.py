@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,16 @@ class Settings(BaseSettings):
     """SQLAlchemy URL. Default: SQLite at <project>/.agentops/agentops.db. postgresql+psycopg://... for PostgreSQL."""
     model: str | None = None
     """init_chat_model string, e.g. openai:gpt-4.1-mini. Unset: the playbook model."""
+    model_reply_retries: int = Field(default=2, ge=0, le=20)
+    """How many times a model turn is sent again after an unusable reply (garbage, not an unreachable model);
+    after that the run fails. The provider client's own retries of 5xx and connection errors come on top."""
+    model_retry_delay_seconds: float = Field(default=1.0, ge=0)
+    """Seconds before the first resend of a turn whose reply was unusable; doubled for each later one."""
+    model_on_error: Literal["fail", "ask"] = "fail"
+    """Once a turn's replies stay unusable after the retries: fail the run, or ask a person (an approval of the
+    action `model.retry`: approving sends the turn again with fresh retries, rejecting fails the run)."""
+    model_streaming: bool = False
+    """Stream the model's replies; a stream that ends without a finish reason is an unusable reply."""
     user: str | None = None
     """The person the CLI acts for (same as --as)."""
     heartbeat_seconds: float = Field(default=2.0, gt=0)

@@ -75,6 +75,7 @@ def make_project(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch) -> P
     monkeypatch.setenv("AGENTOPS_PROJECT_DIR", str(root))
     monkeypatch.setenv("AGENTOPS_DATABASE_URL", url)
     monkeypatch.setenv("AGENTOPS_HEARTBEAT_SECONDS", "0.2")
+    monkeypatch.setenv("AGENTOPS_MODEL_RETRY_DELAY_SECONDS", "0")
     _reset_process_state()
     return root
 

@@ -41,17 +41,17 @@ def tool_steps(run_id: str) -> list[tuple[str, str]]:
             if s.kind in ("policy", "tool")]
 
 
-def test_a_hallucinated_tool_is_refused_and_reported_back(ops_project: Path) -> None:
+def test_a_hallucinated_tool_is_a_model_error_and_the_turn_is_sent_again(ops_project: Path) -> None:
     model = ScriptedChatModel(replies=[call("delete_cluster", {"force": True}), AIMessage(content="ok, stopping")])
     out = run_agent(model)
-    assert out["calls"][0][:2] == ("delete_cluster", "refused")
-    assert "not available to this agent" in out["calls"][0][2]
-    sent_back = model.calls[1][-1]
-    assert sent_back.type == "tool" and "delete_cluster" in sent_back.content
+    assert out == {"answer": "ok, stopping", "calls": []}
+    assert model.calls[1] == model.calls[0], "the same turn was sent again, nothing was added to it"
     assert model.bound_tools[0] == TOOLS
     run = open_store().list_runs()[0]
-    verdicts = open_store().search_ledger(run_id=run.id, action="policy.verdict")
-    assert json.loads(verdicts[0].payload)["verdict"]["rule"] == "whitelist"
+    assert open_store().search_ledger(run_id=run.id, action="policy.verdict") == []
+    retried = [json.loads(e.payload) for e in open_store().search_ledger(run_id=run.id, action="step.state")
+               if json.loads(e.payload).get("state") == "AWAITING_RETRY"]
+    assert len(retried) == 1 and "unknown tool 'delete_cluster'" in retried[0]["error"]
 
 
 def test_arguments_that_break_schema_or_constraint_are_refused(ops_project: Path) -> None:
@@ -175,10 +175,11 @@ class ChatModelWithoutTools(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content="I cannot use tools"))])
 
 
-def test_a_model_that_cannot_bind_tools_falls_back_to_the_playbook_labelled(ops_project: Path) -> None:
-    out = run_agent(ChatModelWithoutTools(), "Check deployment worker.")
+def test_a_model_that_cannot_bind_tools_fails_the_run_and_never_falls_back(ops_project: Path) -> None:
+    """Only an unreachable model may be replaced by the playbook; one that cannot call tools is a model error."""
+    with pytest.raises(RunFailed, match=r"gave no usable reply in 3 attempts.*cannot be given the agent's tools"):
+        run_agent(ChatModelWithoutTools(), "Check deployment worker.")
     run = open_store().list_runs()[0]
-    [first, *_] = [json.loads(s.meta) for s in open_store().steps_for_run(run.id) if s.kind == "model"]
-    assert first["fallback"] == "playbook" and first["model"] == "playbook"
-    assert "get_metrics" in [c[0] for c in out["calls"]]
-
+    [model_step] = [s for s in open_store().steps_for_run(run.id) if s.kind == "model"]
+    assert (model_step.state, model_step.attempts) == ("FAILED", 3)
+    assert [s.kind for s in open_store().steps_for_run(run.id)] == ["model"], "no tool was screened or run"

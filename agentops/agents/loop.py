@@ -5,6 +5,11 @@ hash). Per proposed tool call: a `policy` step (whitelist, schema and policy ver
 replay sees the same verdict even after rate windows moved), an `approval` step when the policy
 asks for one, and a `tool` step that runs the tool with an idempotency key of its own step. On
 resume every recorded step returns its record: no model call is sent twice, no effect runs twice.
+
+A reply that is not usable (agents/models/replies.py) is never acted on: the model step is retried within
+AGENTOPS_MODEL_REPLY_RETRIES, each failed attempt recorded with its reason, and then the run fails, or with
+AGENTOPS_MODEL_ON_ERROR=ask a person decides whether the turn is sent again. The playbook model stands in only
+for an unreachable model; the calls it proposes are screened as fallback calls (the policy's `fallback:`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from agentops.engine.context import current_run, current_step
 from agentops.engine.project import project_root
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
-from agentops.errors import AgentOpsError
+from agentops.errors import AgentOpsError, ModelReplyError
 from agentops.governance import screening as governance
 from agentops.governance.approvals import request_approval
 from agentops.governance.budgets import RunBudget
@@ -31,6 +36,9 @@ if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
 MAX_RESULT_CHARS = 8000
+MODEL_RETRY = "model.retry"
+"""The action of the approval that asks a person whether to send a turn again (AGENTOPS_MODEL_ON_ERROR=ask)."""
+_NOT_APPROVED = {"reject": "rejected", "expired": "left to expire", "respond": "answered, not approved"}
 
 
 @dataclass
@@ -125,7 +133,7 @@ class _Loop:
     @property
     def bound_model(self) -> Any:
         """The model with the whitelisted tools bound, made on the first live model call and reused; None when
-        binding fails, so that call_model binds again inside its fallback to the playbook model."""
+        binding fails, so that call_model binds again and the failure is the turn's recorded model error."""
         if self._bound_model is None:
             tools = list(self.whitelist.values())
             try:
@@ -154,37 +162,75 @@ class _Loop:
 
         from agentops.agents.models.factory import call_model  # langchain loads with the first agent, not on import
 
+        retries = self.settings.model_reply_retries
+        ask = self.settings.model_on_error == "ask"
+        failed = [0]
+
         def call(turn: int) -> dict[str, Any]:
             RunBudget.of(self.ctx).take_model_call(self.policy, self.agent.name)
-            result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
+            try:
+                result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
+            except ModelReplyError as exc:
+                failed[0] += 1
+                if ask and failed[0] > retries:
+                    return {"unusable": str(exc), "model": self.model_label, "turn": turn, "attempts": failed[0]}
+                raise
             message = result.message
             return {"message": messages_to_dict([message])[0], "model": result.model_name,
                     "latency_ms": result.latency_ms, "usage": result.usage, "fallback": result.fallback,
                     "error": result.error, "turn": turn, "cost_usd": result.cost_usd}
 
         def describe(out: dict[str, Any]) -> StepFacts:
+            if "unusable" in out:
+                facts = {"model": out["model"], "unusable": out["unusable"], "attempts": out["attempts"]}
+                return StepFacts(meta=facts, events=[Event(actor=self.actor, action="model.unusable", payload=facts)])
             data = out["message"]["data"]
             proposed = [{"name": c.get("name"), "args": c.get("args")} for c in data.get("tool_calls") or []]
             usage = out.get("usage") or {}
             meta = {"model": out["model"], "prompt": self.prompt.name, "prompt_hash": self.prompt.hash,
                     "usage": usage, "latency_ms": out["latency_ms"], "fallback": out.get("fallback"),
-                    "proposed": proposed, "messages_in": self._as_dicts(messages)}
+                    "fallback_reason": out.get("error"), "proposed": proposed, "messages_in": self._as_dicts(messages)}
             event = Event(actor=self.actor, action="model.call", payload={
                 "model": out["model"], "prompt_hash": self.prompt.hash, "usage": usage,
-                "latency_ms": round(out["latency_ms"], 2), "fallback": out.get("fallback"), "proposed": proposed})
+                "latency_ms": round(out["latency_ms"], 2), "fallback": out.get("fallback"),
+                "fallback_reason": out.get("error"), "proposed": proposed})
             return StepFacts(meta=meta, tokens=int(usage.get("total_tokens") or 0), cost=out.get("cost_usd", 0.0),
                              events=[event])
 
-        task = Task(call, name=f"{self.agent.name}.model", kind="model", describe=describe)
-        return task(len(messages))
+        task = Task(call, name=f"{self.agent.name}.model", kind="model", describe=describe, retries=retries,
+                    retry_delay_seconds=self.settings.model_retry_delay_seconds, retry_backoff=2.0,
+                    retry_on=(ModelReplyError,))
+        try:
+            return task(len(messages))
+        except ModelReplyError as exc:
+            raise ModelReplyError(f"agent '{self.agent.name}': the model {self.model_label} gave no usable reply in "
+                                  f"{retries + 1} attempts (AGENTOPS_MODEL_REPLY_RETRIES={retries}); the last: "
+                                  f"{exc}") from None
 
-    def _screen(self, name: str, args: Any, call_id: str) -> dict[str, Any]:
-        def check(tool_name: str, proposed: Any, call_id: str) -> dict[str, Any]:
+    def _ask_to_retry(self, out: dict[str, Any], messages: list[BaseMessage]) -> None:
+        """AGENTOPS_MODEL_ON_ERROR=ask: a person decides whether the turn is sent again; anything but an approval
+        fails the run."""
+        attempts = out["attempts"]
+        decision = request_approval(
+            MODEL_RETRY, {"agent": self.agent.name, "model": out["model"], "reason": out["unusable"]},
+            reason=f"the model gave no usable reply in {attempts} attempts: approve to send the turn again, reject "
+                   "to fail the run", requester=self.actor, expires_in=self.agent.approval_expires_in,
+            context={"messages": self._as_dicts(messages)})
+        if not decision.approved:
+            said = f": {decision.message}" if decision.message else ""
+            raise ModelReplyError(f"agent '{self.agent.name}': the model {out['model']} gave no usable reply in "
+                                  f"{attempts} attempts, and the request to try again was "
+                                  f"{_NOT_APPROVED.get(decision.kind, decision.kind)}{said}; "
+                                  f"the last: {out['unusable']}")
+
+    def _screen(self, name: str, args: Any, call_id: str, fallback: str | None) -> dict[str, Any]:
+        def check(tool_name: str, proposed: Any, call_id: str, fallback: str | None) -> dict[str, Any]:
             step = current_step.get()
             with RunBudget.of(self.ctx).tool_call(self.policy, self.agent.name) as slot:
                 s = governance.screen(tool_name, proposed, whitelist=self.whitelist, policy=self.policy,
                                       store=self.ctx.store, shadow=self.settings.shadow_policy,
-                                      use_id=key_for(self.ctx.run_id, step.step_no) if step else None)
+                                      use_id=key_for(self.ctx.run_id, step.step_no) if step else None,
+                                      fallback=fallback is not None)
                 slot.kept = s.status != "refused"
             return {"status": s.status, "args": s.args, "reason": s.reason, "verdict": s.verdict,
                     "policy_hash": s.policy_hash}
@@ -192,11 +238,12 @@ class _Loop:
         def describe(out: dict[str, Any]) -> StepFacts:
             event = Event(actor="system:policy", action="policy.verdict", policy_hash=out.get("policy_hash"),
                           payload={"tool": name, "args": out["args"], "status": out["status"],
-                                   "reason": out["reason"], "verdict": out["verdict"]})
-            return StepFacts(meta={"verdict": out["verdict"], "status": out["status"]}, events=[event])
+                                   "reason": out["reason"], "verdict": out["verdict"], "fallback": fallback})
+            return StepFacts(meta={"verdict": out["verdict"], "status": out["status"], "fallback": fallback},
+                             events=[event])
 
         task = Task(check, name=f"{self.agent.name}.policy", kind="policy", describe=describe)
-        return task(name, args, call_id)
+        return task(name, args, call_id, fallback)
 
     def _execute(self, name: str, args: dict[str, Any], screening: dict[str, Any]) -> dict[str, Any]:
         tool = self.whitelist[name]
@@ -226,8 +273,11 @@ class _Loop:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def _handle_call(self, name: str, args: Any, call_id: str, conversation: list[Any]) -> ToolOutcome:
-        screening = self._screen(name, args, call_id)
+    def _handle_call(self, name: str, args: Any, call_id: str, conversation: list[Any],
+                     fallback: str | None = None) -> ToolOutcome:
+        """Screen, approve if asked, run. `fallback` names the model that stood in for an unreachable one
+        and proposed this call (the policy's `fallback:` rule applies to it)."""
+        screening = self._screen(name, args, call_id, fallback)
         status = screening["status"]
         clean = screening["args"]
         if status == "refused":
@@ -268,37 +318,28 @@ class _Loop:
         empty_replies = 0
         for turn in range(1, self.agent.max_turns + 1):
             out = self._model_turn(messages)
+            while "unusable" in out:
+                self._ask_to_retry(out, messages)
+                out = self._model_turn(messages)
             model_name = out["model"]
             ai = messages_from_dict([out["message"]])[0]
             messages.append(ai)
             calls = [(c["name"], c.get("args"), c.get("id") or f"call_{turn}_{i}")
                      for i, c in enumerate(getattr(ai, "tool_calls", []) or [])]
-            invalid = list(getattr(ai, "invalid_tool_calls", []) or [])
-            if not calls and not invalid:
+            if not calls:
                 text = _as_text(ai.content).strip()
                 if text or empty_replies >= 1:
                     return AgentResult(text or "(the model returned an empty reply)", outcomes, model_name, turn)
                 empty_replies += 1
                 messages.append(HumanMessage("Your reply was empty. Answer, or call one of your tools."))
                 continue
-            for bad in invalid:
-                call_id = bad.get("id") or f"invalid_{turn}"
-                outcome = self._refuse_malformed(bad, call_id)
-                outcomes.append(outcome)
-                messages.append(ToolMessage(outcome.content, tool_call_id=call_id, status="error"))
             for name, args, call_id in calls:
-                outcome = self._handle_call(name, args, call_id, messages)
+                outcome = self._handle_call(name, args, call_id, messages, out.get("fallback"))
                 outcomes.append(outcome)
                 messages.append(ToolMessage(outcome.content, tool_call_id=call_id, name=name,
                                             status="success" if outcome.status == "ok" else "error"))
         return AgentResult("Stopped: the agent reached its limit of model turns.", outcomes, model_name,
                            self.agent.max_turns, stopped="max_turns")
-
-    def _refuse_malformed(self, bad: dict[str, Any], call_id: str) -> ToolOutcome:
-        name = bad.get("name") or "(no name)"
-        reason = f"malformed tool call '{name}': {bad.get('error') or 'arguments are not valid JSON'}"
-        self._screen(name, {"_malformed_args": str(bad.get("args"))[:500]}, call_id)
-        return ToolOutcome(name, {}, "refused", f"Error: {reason}. Send the arguments as a JSON object.")
 
 
 def _reason_for(messages: list[Any], tool_name: str) -> str:

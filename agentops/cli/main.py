@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agentops import service
@@ -107,6 +108,12 @@ def _print_run(run_id: str) -> None:
             table.add_row(str(step.step_no), step.name, step.kind, styled_state(step.state), str(step.attempts),
                           fmt_duration(step.duration_ms), shown[:80])
         console.print(table)
+        for step in steps:
+            meta = service.views.step_facts(step)["meta"] if step.kind == "model" else {}
+            if isinstance(meta, dict) and meta.get("fallback"):
+                why = meta.get("fallback_reason") or "the configured model was unreachable"
+                console.print(f"[yellow]fallback:[/yellow] step {step.step_no} was answered by the "
+                              f"{escape(str(meta['fallback']))} model; {escape(str(why))}", highlight=False)
     if run.state == State.AWAITING_APPROVAL:
         for appr in service.pending_approvals_for(run.id):
             console.print(f"[magenta]awaiting approval[/magenta] {appr.id}: {appr.action} {appr.args}")

@@ -192,7 +192,7 @@ def _finish(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, result: Any,
 
 def _after_failure(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, exc: BaseException, attempt: int) -> float:
     """Record a failed attempt; returns the delay before retrying, or re-raises when out of retries."""
-    if attempt > task.retries or isinstance(exc, SerializationError):
+    if attempt > task.retries or isinstance(exc, SerializationError) or not isinstance(exc, task.retry_on):
         _record(ctx, task, prep, State.FAILED, error=_error_text(exc), attempts=attempt)
         raise exc
     delay = task.retry_delay(attempt)

@@ -72,6 +72,7 @@ class Task(Generic[P, R]):
         retry_delay_seconds: float | Sequence[float] = 0.0,
         retry_backoff: float = 1.0,
         retry_jitter: float = 0.0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
         timeout_seconds: float | None = None,
         cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None] | None = None,
         cache_ttl_seconds: float | None = None,
@@ -86,6 +87,8 @@ class Task(Generic[P, R]):
         self.retry_delay_seconds = retry_delay_seconds
         self.retry_backoff = retry_backoff
         self.retry_jitter = retry_jitter
+        self.retry_on = retry_on
+        """Only these errors are retried; any other fails the step at once."""
         self.timeout_seconds = timeout_seconds
         self.cache_key_fn = cache_key_fn
         self.cache_ttl_seconds = cache_ttl_seconds
@@ -190,6 +193,7 @@ def task(
     retry_delay_seconds: float | Sequence[float] = 0.0,
     retry_backoff: float = 1.0,
     retry_jitter: float = 0.0,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
     timeout_seconds: float | None = None,
     cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None] | None = None,
     cache_ttl_seconds: float | None = None,

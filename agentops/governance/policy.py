@@ -7,6 +7,8 @@ argument types of the tool's schema (core/expressions.py does the typing). The f
 `file:line: ...` error. At run time, a condition that cannot be evaluated denies.
 
 Anything not named is denied. Every verdict carries the policy's content hash and the rule that decided it.
+`fallback:` (top level, or per tool) says what becomes of a call proposed by the playbook model standing in for
+an unreachable one: screened like any call, sent to a person, or denied.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ from agentops.governance.addresses import domain_pattern, recipient_problem
 from agentops.governance.urls import parse_host_entry, url_problem
 
 VerdictKind = Literal["allow", "require_approval", "deny"]
+FallbackRule = Literal["policy", "require_approval", "deny"]
+"""What becomes of a call proposed by the playbook model standing in for an unreachable one: the same verdict
+as any call (`policy`, the default), sent to a person when the policy would allow it, or denied."""
+_FALLBACK_ORDER: tuple[FallbackRule, ...] = ("policy", "require_approval", "deny")
 
 
 class Constraint(BaseModel):
@@ -106,6 +112,8 @@ class ToolRule(BaseModel):
     rate_limit: RateLimit | None = None
     self_approval: bool = False
     """The person behind a run (its creator, or the requester) may decide its calls of this tool (recorded)."""
+    fallback: FallbackRule | None = None
+    """Overrides the top-level `fallback:` for this tool."""
 
 
 class Budgets(BaseModel):
@@ -122,6 +130,7 @@ class PolicyFile(BaseModel):
 
     version: int = 1
     shadow: bool = False
+    fallback: FallbackRule = "policy"
     budgets: Budgets = Field(default_factory=Budgets)
     tools: dict[str, ToolRule] = Field(default_factory=dict)
 
@@ -205,10 +214,11 @@ class Policy:
         return Verdict(kind, rule, reason, self.hash, enforced=not self.shadow)
 
     def evaluate(self, action: str, args: dict[str, Any], *, rate: RateCounter | None = None,
-                 now: float | None = None, use_id: str | None = None) -> Verdict:
+                 now: float | None = None, use_id: str | None = None, fallback: bool = False) -> Verdict:
         """The verdict on one proposed call. With `rate`, a call the policy lets through (allowed, or sent for
         approval) takes a slot of its rate window in the same step; a later rejection does not give it back.
-        A condition that cannot be evaluated denies (fail closed), and the verdict says why."""
+        A condition that cannot be evaluated denies (fail closed), and the verdict says why. `fallback`: the
+        call was proposed by the playbook model standing in for an unreachable one (the `fallback:` rule)."""
         rule = self.rules.get(action)
         if rule is None:
             return self._verdict("deny", "default-deny", f"'{action}' is not named in the policy")
@@ -230,6 +240,14 @@ class Policy:
             if hit:
                 kind, name, reason = when.verdict, f"tools.{action}.when[{i}]", when.reason or when.condition
                 break
+        if fallback and kind != "deny":
+            where = f"tools.{action}.fallback" if rule.fallback is not None else "fallback"
+            mode = rule.fallback or self.data.fallback
+            why = "proposed by the playbook model standing in for the unreachable configured model"
+            if mode == "deny":
+                return self._verdict("deny", where, f"{why}; the policy denies such calls")
+            if mode == "require_approval" and kind == "allow":
+                kind, name, reason = "require_approval", where, f"{why}; the policy sends such calls to a person"
         limit = rule.rate_limit
         if kind != "deny" and limit is not None and rate is not None:
             keys = [limit.key] if isinstance(limit.key, str) else (limit.key or [])
@@ -426,6 +444,7 @@ def load_project_policy(root: Path, *, tools: ToolTypes | None = None) -> Policy
                 raise ConfigError(f"{label}: tool '{name}' is already defined by another policy file")
         merged.tools.update(part.tools)
         merged.shadow = merged.shadow or part.shadow
+        merged.fallback = max(merged.fallback, part.fallback, key=_FALLBACK_ORDER.index)
         for field_name in Budgets.model_fields:
             if getattr(part.budgets, field_name) is not None:
                 setattr(merged.budgets, field_name, getattr(part.budgets, field_name))
@@ -453,12 +472,14 @@ class CaseResult:
 
 
 def run_policy_cases(policy: Policy, cases_path: Path) -> list[CaseResult]:
-    """Each case: {action, args, expect: verdict, rule?}. Rate windows start empty for every case."""
+    """Each case: {action, args, expect: verdict, rule?, fallback?}. Rate windows start empty for every case;
+    `fallback: true` screens the call as one proposed by the playbook model standing in for an unreachable one."""
     data = yaml.safe_load(cases_path.read_text()) or {}
     cases: Iterable[dict[str, Any]] = data.get("cases", data) if isinstance(data, dict) else data
     results = []
     for case in cases:
-        verdict = policy.evaluate(case["action"], case.get("args") or {}, rate=MemoryRateCounter(), now=0.0)
+        verdict = policy.evaluate(case["action"], case.get("args") or {}, rate=MemoryRateCounter(), now=0.0,
+                                  fallback=bool(case.get("fallback")))
         results.append(CaseResult(case["action"], case.get("args") or {}, case["expect"], verdict.verdict,
                                   verdict.rule, case.get("rule")))
     return results

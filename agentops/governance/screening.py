@@ -77,11 +77,13 @@ def validate_args(tool: BaseTool, args: Any) -> dict[str, Any]:
 
 
 def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy: Policy, store: Store,
-           shadow: bool = False, use_id: str | None = None) -> Screening:
+           shadow: bool = False, use_id: str | None = None, fallback: bool = False) -> Screening:
     """Whitelist, then schema, then policy. Nothing the model says can skip a check.
 
     A call the policy lets through takes its rate slot here, atomically; `use_id` (the policy step,
     "run_id:step_no") makes that step, run again after a crash, keep its slot instead of taking another.
+    `fallback`: the playbook model proposed the call, standing in for an unreachable model; the policy's
+    `fallback:` rule applies (e.g. every such call goes to a person).
     """
     if tool_name not in whitelist:
         allowed = ", ".join(sorted(whitelist)) or "none"
@@ -92,7 +94,7 @@ def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy:
     except ValueError as exc:
         return Screening("refused", args if isinstance(args, dict) else {}, f"invalid arguments for "
                          f"'{tool_name}': {exc}", {"verdict": "deny", "rule": "schema"})
-    verdict = policy.evaluate(tool_name, clean, rate=StoreRateCounter(store), use_id=use_id)
+    verdict = policy.evaluate(tool_name, clean, rate=StoreRateCounter(store), use_id=use_id, fallback=fallback)
     record = {k: v for k, v in asdict(verdict).items()}
     enforced = verdict.enforced and not shadow
     record["enforced"] = enforced

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A reply body sent byte for byte instead of as JSON. `declared_length` larger than the body makes the
+    server claim more bytes than it sends and then close the connection (a reply cut off in transit)."""
+
+    data: bytes
+    content_type: str = "application/json"
+    declared_length: int | None = None
 
 
 class FakeServer:
@@ -24,14 +35,17 @@ class FakeServer:
                 record = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
                 fake.requests.append(record)
                 status, payload, *headers = fake.handle(record)
-                data = json.dumps(payload).encode()
+                reply = payload if isinstance(payload, RawBody) else RawBody(json.dumps(payload).encode())
                 self.send_response(status)
                 for name, value in (headers[0] if headers else {}).items():
                     self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(reply.declared_length or len(reply.data)))
+                if reply.declared_length:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
-                self.wfile.write(data)
+                self.wfile.write(reply.data)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _dispatch
 

@@ -9,15 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, message_chunk_to_message
 from langchain_core.runnables import Runnable
 
 from agentops.agents.models.playbook import NAME as PLAYBOOK
 from agentops.agents.models.playbook import PlaybookChatModel
+from agentops.agents.models.replies import check_reply, check_stream, describe, unreachable
+from agentops.errors import ModelReplyError
+from agentops.settings import get_settings
 
 DEFAULT_OPENAI_MODEL = "openai:gpt-4.1-mini"
 PRICES_PER_MILLION = {"gpt-4.1-mini": (0.40, 1.60), "gpt-4.1": (2.0, 8.0), "gpt-4o-mini": (0.15, 0.60)}
 """USD per million input/output tokens, for the per-run cost budget (unknown models cost 0)."""
+CLIENT_RETRIES = 2
+"""The provider client's own retries of one request (connection errors, 408/409/429/5xx), before a turn fails."""
 
 
 @dataclass
@@ -40,8 +45,9 @@ def get_chat_model(spec: str | None, *, root: Path) -> tuple[BaseChatModel, str]
         return PlaybookChatModel.from_project(root), PLAYBOOK
     from langchain.chat_models import init_chat_model
 
-    model = init_chat_model(spec, max_retries=2, timeout=60)
-    model._agentops_root = root  # type: ignore[attr-defined]
+    options: dict[str, Any] = {"streaming": True} if get_settings().model_streaming else {}
+    model = init_chat_model(spec, max_retries=CLIENT_RETRIES, timeout=60, **options)
+    model._agentops_root = root
     return model, spec
 
 
@@ -60,22 +66,35 @@ def _cost(model_name: str, usage: dict[str, int]) -> float:
 
 def call_model(model: BaseChatModel, messages: list[BaseMessage], tools: list[Any], *,
                bound: Runnable[Any, Any] | None = None) -> ModelCallResult:
-    """One model turn. Connection and API errors fall back to the playbook model, recorded as such.
+    """One model turn, its reply checked (`replies.check_reply`).
 
+    An unusable reply, or a call that failed although the model was reachable, raises ModelReplyError: the
+    caller retries the turn within its budget, and never acts on it. Only an unreachable model (see
+    `replies.unreachable`) falls back to the playbook model, and the result says so and why.
     `bound` is `model.bind_tools(tools)` made once by the caller (binding converts every tool's schema).
     """
     started = time.perf_counter()
+    names = {getattr(t, "name", "") for t in tools}
+    streamed = bool(getattr(model, "streaming", False))
     try:
         runnable = bound if bound is not None else model.bind_tools(tools) if tools else model
-        message = runnable.invoke(messages)
+    except Exception as exc:
+        raise ModelReplyError(f"the model cannot be given the agent's tools: {describe(exc)}") from exc
+    try:
+        message = _streamed(runnable, messages) if streamed else runnable.invoke(messages)
+        check_reply(message, names, streamed=streamed)
         error = fallback = None
+    except ModelReplyError:
+        raise
     except Exception as exc:
         if isinstance(model, PlaybookChatModel):
             raise
+        if not unreachable(exc):
+            raise ModelReplyError(f"the model call failed: {describe(exc)}") from exc
         root = getattr(model, "_agentops_root", None) or Path.cwd()
         playbook = PlaybookChatModel.from_project(root)
         message = (playbook.bind_tools(tools) if tools else playbook).invoke(messages)
-        error, fallback = f"{type(exc).__name__}: {str(exc)[:300]}", PLAYBOOK
+        error, fallback = f"the model is unreachable: {describe(exc)}", PLAYBOOK
         message.response_metadata = {**message.response_metadata, "fallback": PLAYBOOK, "error": error}
     latency = (time.perf_counter() - started) * 1000
     name = (message.response_metadata or {}).get("model_name") or getattr(model, "model_name", None) or PLAYBOOK
@@ -83,3 +102,16 @@ def call_model(model: BaseChatModel, messages: list[BaseMessage], tools: list[An
         name = PLAYBOOK
     usage = _usage(message)
     return ModelCallResult(message, str(name), latency, usage, fallback, error, _cost(str(name), usage))
+
+
+def _streamed(runnable: Runnable[Any, Any], messages: list[BaseMessage]) -> AIMessage:
+    """A streamed reply added up chunk by chunk, its tool calls' argument text checked whole."""
+    total: AIMessageChunk | None = None
+    for chunk in runnable.stream(messages):
+        total = chunk if total is None else total + chunk
+    check_stream(total)
+    assert total is not None
+    message = message_chunk_to_message(total)
+    if not isinstance(message, AIMessage):
+        raise ModelReplyError(f"the stream held a {type(message).__name__}, not an AI message")
+    return message
