@@ -67,8 +67,7 @@ TOOLS = [StructuredTool.from_function(func=slow_effect, name="slow_effect", args
 def llm_project(ops_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (ops_project / "flows" / "llm_incident.py").write_text(FLOW)
     (ops_project / "tools" / "slow_effect.py").write_text(SLOW_TOOL)
-    policy = ops_project / "policies" / "default.yaml"
-    policy.write_text(policy.read_text() + "\n  slow_effect:\n    verdict: allow\n")
+    (ops_project / "policies" / "slow_effect.yaml").write_text("tools:\n  slow_effect:\n    verdict: allow\n")
     monkeypatch.setenv("AGENTOPS_MODEL", "openai:gpt-4.1-mini")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-000")
     monkeypatch.setenv("CRASH_MARKS", str(ops_project))
