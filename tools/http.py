@@ -10,6 +10,8 @@ import httpx
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
+from agentops.engine.toolkit import idempotency_key
+
 MAX_BODY = 20_000
 
 
@@ -32,13 +34,15 @@ def allowed_hosts() -> list[str]:
 
 
 def http_request(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Call an allowlisted HTTP endpoint; redirects are not followed."""
+    """Call an allowlisted HTTP endpoint; redirects are not followed. A method that is not GET or HEAD carries an
+    Idempotency-Key header from the step's idempotency key: the same on every retry and resume of the step."""
     host = urlparse(url).hostname or ""
     hosts = allowed_hosts()
     if host not in hosts:
         raise PermissionError(f"host '{host}' is not in the allowlist ({', '.join(hosts) or 'empty'})")
+    headers = {} if method.upper() in ("GET", "HEAD") else {"Idempotency-Key": idempotency_key()}
     with httpx.Client(timeout=15, follow_redirects=False) as client:
-        response = client.request(method, url, json=body)
+        response = client.request(method, url, json=body, headers=headers)
     text = response.text
     return {"status_code": response.status_code, "body": text[:MAX_BODY], "truncated": len(text) > MAX_BODY}
 
