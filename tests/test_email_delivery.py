@@ -137,7 +137,7 @@ def test_a_server_that_is_down_is_failed_and_retried_never_already_sent(ops_db_p
     server = SMTPServer()  # its port is reserved, nothing listens yet
     point_at(server, monkeypatch, attempts=2)
     for resumed in range(2):
-        with pytest.raises(mail.EmailNotDelivered, match="not delivered yet .failed after attempt"):
+        with pytest.raises(mail.EmailNotDelivered, match=r"not delivered yet \(failed after attempt"):
             send("run6:2")
         row = outbox_row("run6:2")
         assert (row.status, row.retryable, row.attempts) == ("failed", True, 2 * (resumed + 1))
@@ -219,4 +219,5 @@ def test_message_ids_are_stable_valid_and_distinct_per_step() -> None:
     assert mail.message_id("abc123:4") == mail.message_id("abc123:4") == "<abc123.4@agentops>"
     assert mail.message_id("abc123:4") != mail.message_id("abc123:5")
     hostile = mail.message_id("x>\r\nBcc: evil@evil.com")
-    assert hostile.startswith("<") and hostile.endswith("@agentops>") and "\n" not in hostile and ">" not in hostile[:-1]
+    assert hostile.startswith("<") and hostile.endswith("@agentops>")
+    assert "\n" not in hostile and ">" not in hostile[:-1] and "evil" not in hostile
