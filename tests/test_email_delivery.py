@@ -27,6 +27,7 @@ from agentops.engine.runner import create_run
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, load_tools
 from agentops.engine.worker import Worker
 from agentops.settings import reset_settings
+from tests.conftest import ROOT
 from tests.fakes.smtp import SMTPServer
 
 PAGE_FLOW = '''
@@ -221,3 +222,30 @@ def test_message_ids_are_stable_valid_and_distinct_per_step() -> None:
     hostile = mail.message_id("x>\r\nBcc: evil@evil.com")
     assert hostile.startswith("<") and hostile.endswith("@agentops>")
     assert "\n" not in hostile and ">" not in hostile[:-1] and "evil" not in hostile
+
+
+def test_mail_written_before_the_delivery_states_is_delivered_after_the_upgrade_and_not_sent_again(
+        project: Path, db_url: str, smtp: SMTPServer) -> None:
+    import shutil
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from agentops.db import Store, close_stores
+    from agentops.db.migrate import alembic_config
+
+    shutil.copytree(ROOT / "tools", project / "tools", ignore=shutil.ignore_patterns("__pycache__"))
+    old = Store(db_url)
+    config = alembic_config(old)
+    with old.write() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005_rate_use_id")
+    with old.write() as conn:
+        conn.execute(sa.text('INSERT INTO outbox (idempotency_key, sender, "to", subject, body, run_id, created_at) '
+                             "VALUES ('run11:2', 'agentops@example.com', 'oncall@example.com', 'old', 'b', "
+                             "'run11', 1)"))
+    old.engine.dispose()
+    close_stores()
+    row = outbox_row("run11:2")
+    assert (row.status, row.attempts, row.retryable) == ("delivered", 0, False)
+    assert send("run11:2")["status"] == "already sent" and smtp.messages == []
