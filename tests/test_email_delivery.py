@@ -249,3 +249,32 @@ def test_mail_written_before_the_delivery_states_is_delivered_after_the_upgrade_
     row = outbox_row("run11:2")
     assert (row.status, row.attempts, row.retryable) == ("delivered", 0, False)
     assert send("run11:2")["status"] == "already sent" and smtp.messages == []
+
+
+def test_one_attempt_at_a_time_and_a_delivery_is_never_overwritten(store) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    row, _ = store.outbox_add({"idempotency_key": "run12:1", "sender": "agentops@example.com", "to": "a@example.com",
+                               "subject": "s", "body": "b", "created_at": 1.0, "status": "queued"})
+    start = threading.Barrier(8)
+    taken: list[bool] = []
+
+    def take() -> None:
+        start.wait()
+        taken.append(store.outbox_start_attempt(row["id"], 0, 2.0, []))
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == [False] * 7 + [True], "executions that read the same row take one attempt between them"
+
+    assert store.outbox_start_attempt(row["id"], 1, 3.0, []), "a takeover starts attempt 2 over a stalled attempt 1"
+    stale = store.outbox_finish_attempt(row["id"], 1, {"status": "failed", "failure": "late", "retryable": True}, [])
+    assert (stale["status"], stale["attempts"]) == ("sending", 2), "a stale attempt's failure changes nothing"
+    done = store.outbox_finish_attempt(row["id"], 1, {"status": "delivered", "server_reply": "250 late OK"}, [])
+    assert done["status"] == "delivered", "a delivery is recorded from whichever attempt made it"
+    after = store.outbox_finish_attempt(row["id"], 2, {"status": "uncertain", "failure": "lost", "retryable": True}, [])
+    assert (after["status"], after["server_reply"]) == ("delivered", "250 late OK")
+    assert not store.outbox_start_attempt(row["id"], 2, 4.0, []), "a delivered mail takes no attempt"
