@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     """Names of extra environment variables whose values are redacted from the ledger and logs."""
     smtp_url: str | None = None
     """smtp://user:pass@host:port for real email; unset: the embedded outbox."""
+    smtp_attempts: int = Field(default=3, ge=1)
+    """Delivery attempts one send_email step makes before it reports the mail as not delivered."""
+    smtp_retry_seconds: float = Field(default=1.0, ge=0)
+    """The wait before a step's second delivery attempt; it doubles for each attempt after that."""
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long the SMTP client waits for the server's connection and each reply."""
     ticket_api_url: str | None = None
     """Base URL of a REST ticket API; unset: the embedded ticket table."""
     ticket_api_token: SecretStr | None = None

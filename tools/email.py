@@ -1,19 +1,17 @@
-"""send_email: the embedded outbox, or real SMTP. Exactly once per tool step via the idempotency key."""
+"""send_email: the embedded outbox, or real SMTP (delivery recorded by agentops.backends.mail), once per tool step."""
 
 from __future__ import annotations
 
 import base64
-import smtplib
 import time
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
+from agentops.backends import mail
 from agentops.core import serialization
-from agentops.db import open_store
 from agentops.engine.toolkit import current_run_id, idempotency_key
 from agentops.governance.addresses import parse_addresses
 from agentops.settings import get_settings
@@ -31,17 +29,6 @@ class SendEmailArgs(BaseModel):
         description="Optional: [{name, content_base64, mime}], or [{name, chart}] naming a chart by its sha256.")
 
 
-def _smtp_send(url: str, message: EmailMessage, recipients: list[str]) -> None:
-    parsed = urlparse(url)
-    starttls = parse_qs(parsed.query).get("starttls", ["0"])[0] in ("1", "true")
-    with smtplib.SMTP(parsed.hostname or "127.0.0.1", parsed.port or 25, timeout=30) as smtp:
-        if starttls:
-            smtp.starttls()
-        if parsed.username:
-            smtp.login(unquote(parsed.username), unquote(parsed.password or ""))
-        smtp.send_message(message, from_addr=SENDER, to_addrs=recipients)
-
-
 def _attachment(item: dict[str, str]) -> tuple[bytes, str]:
     """An attachment's bytes: inline base64, or a chart stored by content under .agentops/charts/."""
     if "chart" in item:
@@ -57,35 +44,35 @@ def _attachment(item: dict[str, str]) -> tuple[bytes, str]:
 
 def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = None,
                attachments: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """Record the mail in the outbox first (the sent-log), then deliver it over SMTP when configured.
+    """Record the mail in the outbox first, then deliver it over SMTP when configured.
 
-    A repeated idempotency key finds the outbox row and sends nothing. Each recipient must be exactly one plain
-    address (agentops.governance.addresses); the envelope and the To/Cc headers are built from the parsed
+    A repeated idempotency key finds the outbox row: a delivered mail is never sent again, an undelivered one is
+    delivered again with the same Message-ID. Each recipient must be exactly one plain address
+    (agentops.governance.addresses); the row, the envelope and the To/Cc headers are built from the parsed
     addresses, never from the strings given.
     """
     to, cc = [str(a) for a in parse_addresses(to)], [str(a) for a in parse_addresses(cc or [])]
     key = idempotency_key()
     files = [(item.get("name", "attachment"), *_attachment(item)) for item in attachments or []]
-    row, created = open_store().outbox_add({
+    smtp_url = get_settings().smtp_url
+    row, created = mail.queue({
         "idempotency_key": key, "sender": SENDER, "to": ", ".join([*to, *cc]), "subject": subject,
         "body": body, "attachments": serialization.dumps(attachments) if attachments else None,
-        "run_id": current_run_id(), "created_at": time.time()})
-    smtp_url = get_settings().smtp_url
-    delivered = "outbox"
-    if smtp_url and created:
+        "run_id": current_run_id(), "created_at": time.time()}, smtp=bool(smtp_url))
+    if smtp_url and row["status"] != "delivered":
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = SENDER, ", ".join(to), subject
         if cc:
             message["Cc"] = ", ".join(cc)
-        message["Message-ID"] = f"<{key.replace(':', '.')}@agentops>"
+        message["Message-ID"] = mail.message_id(key)
         message.set_content(body)
         for name, content, mime in files:
             maintype, _, subtype = mime.partition("/")
             message.add_attachment(content, maintype=maintype, subtype=subtype, filename=name)
-        _smtp_send(smtp_url, message, [*to, *cc])
-        delivered = "smtp"
+        row, created = mail.deliver(smtp_url, row, message, [*to, *cc])
+    delivered = "smtp" if row.get("attempts") else "outbox"
     return {"status": "sent" if created else "already sent", "outbox_id": row["id"], "delivered_via": delivered,
-            "to": to, "subject": subject}
+            "message_id": row["message_id"], "server_reply": row["server_reply"], "to": to, "subject": subject}
 
 
 TOOLS = [StructuredTool.from_function(

@@ -13,6 +13,7 @@ import httpx
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
+from agentops.engine.toolkit import check_fence, idempotency_key
 from agentops.governance.urls import Target, redirect_target, screen_url
 
 MAX_BODY = 20_000
@@ -60,11 +61,15 @@ def _send(client: httpx.Client, method: str, target: Target, body: dict[str, Any
 
 
 def http_request(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Call an allowlisted HTTP endpoint, following allowlisted redirects only."""
+    """Call an allowlisted HTTP endpoint, following allowlisted redirects only. A method that is not GET or HEAD
+    carries an Idempotency-Key header from the step's idempotency key: the same on every retry and resume of the
+    step, and on every redirect hop."""
     hosts = allowed_hosts()
     target = screen_url(url, hosts)
+    headers = {} if method.upper() in ("GET", "HEAD") else {"Idempotency-Key": idempotency_key()}
+    check_fence()
     with httpx.Client(timeout=15, follow_redirects=False) as client:
-        response, redirects = _send(client, method, target, body, hosts)
+        response, redirects = _send(client, method, target, body, hosts, headers=headers)
     text = response.text
     return {"status_code": response.status_code, "body": text[:MAX_BODY], "truncated": len(text) > MAX_BODY,
             "redirects": redirects}

@@ -1,4 +1,5 @@
-"""The embedded tool backends' statements: outbox, tickets, the simulated cluster and its metrics."""
+"""The embedded tool backends' statements: outbox (and each mail's delivery), tickets, the simulated cluster and
+its metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from agentops.core.deferred import DeferredModule
+from agentops.core.ledger import Event
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -21,22 +23,59 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
-from agentops.db.base import StoreBase
+from agentops.db.ledger import LedgerSQL
 from agentops.db.sql import as_row
 
+QUEUED, SENDING, DELIVERED, FAILED, UNCERTAIN = "queued", "sending", "delivered", "failed", "uncertain"
+OUTBOX_STATES = (QUEUED, SENDING, DELIVERED, FAILED, UNCERTAIN)
+"""An outbox row's delivery states (see schema.OutboxEmail)."""
 
-class BackendsSQL(StoreBase):
-    def _insert_once(self, table: Any, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Insert keyed by idempotency_key; a repeat returns the first row and created=False."""
+
+class BackendsSQL(LedgerSQL):
+    def _insert_once(self, table: Any, values: dict[str, Any],
+                     events: Sequence[Event] = ()) -> tuple[dict[str, Any], bool]:
+        """Insert keyed by idempotency_key (appending `events` with it); a repeat returns the first row and
+        created=False."""
         with self.write() as conn:
             found = conn.execute(sa.select(table).where(table.c.idempotency_key == values["idempotency_key"])).first()
             if found is not None:
                 return dict(found._mapping), False
             row_id = conn.execute(sa.insert(table).returning(table.c.id), values).scalar_one()
+            self._append(conn, events)
             return {**values, "id": row_id}, True
 
-    def outbox_add(self, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        return self._insert_once(schema.OUTBOX, values)
+    def outbox_add(self, values: dict[str, Any], events: Sequence[Event] = ()) -> tuple[dict[str, Any], bool]:
+        return self._insert_once(schema.OUTBOX, values, events)
+
+    def outbox_get(self, outbox_id: int) -> dict[str, Any] | None:
+        with self.read() as conn:
+            found = conn.execute(sa.select(schema.OUTBOX).where(schema.OUTBOX.c.id == outbox_id)).first()
+        return dict(found._mapping) if found else None
+
+    def outbox_start_attempt(self, outbox_id: int, seen_attempts: int, now: float, events: Sequence[Event]) -> bool:
+        """Take the next delivery attempt of a mail that is not delivered, unless another execution took one since
+        this one read `seen_attempts`; the attempt's events are appended with it."""
+        outbox = schema.OUTBOX
+        with self.write() as conn:
+            taken = conn.execute(sa.update(outbox).where(
+                outbox.c.id == outbox_id, outbox.c.attempts == seen_attempts, outbox.c.status != DELIVERED,
+            ).values(status=SENDING, attempts=seen_attempts + 1, updated_at=now)).rowcount == 1
+            if taken:
+                self._append(conn, events)
+            return taken
+
+    def outbox_finish_attempt(self, outbox_id: int, attempt: int, values: dict[str, Any],
+                              events: Sequence[Event]) -> dict[str, Any]:
+        """Record an attempt's outcome and its events; returns the row. `delivered`, from any attempt, is never
+        overwritten; another outcome is recorded only if no later attempt began."""
+        outbox = schema.OUTBOX
+        where = [outbox.c.id == outbox_id, outbox.c.status != DELIVERED]
+        if values["status"] != DELIVERED:
+            where.append(outbox.c.attempts == attempt)
+        with self.write() as conn:
+            conn.execute(sa.update(outbox).where(*where).values(**values))
+            self._append(conn, events)
+            return dict(conn.execute(sa.select(outbox).where(outbox.c.id == outbox_id)).one()._mapping)
 
     def outbox_list(self, limit: int = 200) -> list[OutboxEmail]:
         with self.read() as conn:

@@ -6,7 +6,7 @@ JSON columns hold text produced by `agentops.core.serialization.dumps`.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Table, Text, UniqueConstraint, text
+from sqlalchemy import Column, Index, Table, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import class_mapper
 from sqlmodel import Field, SQLModel
 
@@ -240,7 +240,14 @@ class RateEvent(SQLModel, table=True):
 
 
 class OutboxEmail(SQLModel, table=True):
-    """The embedded email backend: mail that would have been sent."""
+    """Every mail a step sends: the embedded email backend and, with SMTP, the record of its delivery.
+
+    `status` (agentops.db.backends: OUTBOX_STATES): `queued` (recorded, not tried yet), `sending` (an attempt
+    began and its outcome is not recorded yet), `delivered` (the server accepted it: `server_reply`), `failed`
+    (`failure` says why; `retryable` says whether the step run again tries again) or `uncertain` (the connection
+    died after the message went out and before the server's reply). The embedded outbox is its own delivery:
+    without SMTP a row is `delivered` when it is written.
+    """
 
     __tablename__ = "outbox"
 
@@ -253,6 +260,16 @@ class OutboxEmail(SQLModel, table=True):
     attachments: str | None = Field(default=None, sa_column=Column(Text))
     run_id: str | None = Field(default=None, max_length=32)
     created_at: float
+    message_id: str | None = Field(default=None, max_length=300)
+    """The Message-ID header, derived from the idempotency key: the same on every attempt, so a receiver can drop
+    a duplicate."""
+    status: str = Field(default="delivered", max_length=20, sa_column_kwargs={"server_default": "delivered"})
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    server_reply: str | None = Field(default=None, sa_column=Column(Text))
+    failure: str | None = Field(default=None, sa_column=Column(Text))
+    retryable: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    updated_at: float | None = None
+    delivered_at: float | None = None
 
 
 class Ticket(SQLModel, table=True):

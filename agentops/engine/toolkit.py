@@ -70,6 +70,14 @@ def current_run_id() -> str | None:
     return ctx.run_id if ctx else None
 
 
+def current_step_no() -> int | None:
+    info = current_tool_call.get()
+    if info is not None:
+        return info.step_no
+    step = current_step.get()
+    return step.step_no if step else None
+
+
 def key_for(run_id: str, step_no: int) -> str:
     return f"{run_id}:{step_no}"
 

@@ -16,7 +16,9 @@ with outbox:
     st.markdown(f"**{len(mails)} messages**")
     for mail in mails:
         with st.expander(f"{when(mail.created_at)} · {mail.subject} → {mail.to}"):
-            st.caption(f"from {mail.sender} · run `{mail.run_id or '-'}` · key `{mail.idempotency_key}`")
+            detail = mail.server_reply or mail.failure
+            st.caption(f"from {mail.sender} · run `{mail.run_id or '-'}` · key `{mail.idempotency_key}` · "
+                       f"{mail.status}{f': {detail}' if detail else ''}")
             st.text(mail.body)
             for item in views.attachments(mail):
                 image = views.chart_image(item.get("chart", ""))
