@@ -41,6 +41,12 @@ def deploy_hook() -> dict:
 '''
 
 
+def allow_port(project: Path, port: int) -> None:
+    """The project's policy allows this server's port, as an operator would name it (without one, only 80/443)."""
+    policy = project / "policies" / "default.yaml"
+    policy.write_text(policy.read_text().replace('"127.0.0.1:8080"', f'"127.0.0.1:{port}"'))
+
+
 class KeyCountingAPI(FakeServer):
     """Answers every request and keeps its Idempotency-Key; holds the first POST to `hold_path` until released."""
 
@@ -69,6 +75,7 @@ def test_a_post_resumed_after_kill_9_sends_the_same_key_and_other_steps_their_ow
     store = open_store()
     with KeyCountingAPI() as api:
         monkeypatch.setenv("HOOK_URL", api.url)
+        allow_port(ops_db_project, api.port)
         api.hold_path = "/deploy"
         run_id = create_run(find_flow("deploy_hook"), {}, store=store)
         worker = subprocess.Popen([sys.executable, "-m", "agentops.cli", "worker"], env=os.environ.copy(),
@@ -109,6 +116,7 @@ def test_the_key_is_the_steps_own_and_a_get_carries_none(ops_project: Path) -> N
                 current_tool_call.reset(token)
 
     with KeyCountingAPI() as api:
+        allow_port(ops_project, api.port)
         for key, method, path in [("run3:4", "POST", "/a"), ("run3:4", "POST", "/a"), ("run3:5", "POST", "/a"),
                                   ("run3:6", "GET", "/a"), (None, "POST", "/b"), (None, "POST", "/b")]:
             call(key, method, path)
