@@ -68,6 +68,10 @@ class BudgetExceeded(AgentOpsError):
     """A run used up one of its budgets (model calls, tool calls, tokens, cost)."""
 
 
+class RunBusy(AgentOpsError):
+    """Another transaction held the run's row lock longer than the claim's lock timeout; try the claim again."""
+
+
 class FlowPaused(BaseException):
     """Raised inside a run to unwind it while it waits (for an approval). Not an error.
 

@@ -21,6 +21,9 @@ def find_project_root(start: Path | None = None) -> Path:
     return here
 
 
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTOPS_", extra="ignore")
 
@@ -38,6 +41,11 @@ class Settings(BaseSettings):
     """A running run whose heartbeat is older than this is recovered as CRASHED."""
     worker_poll_seconds: float = Field(default=0.05, gt=0)
     """How often an idle worker looks for queued runs."""
+    broker_url: str | None = None
+    """redis://... or amqp://...: send each run that becomes runnable to this broker, for `agentops worker
+    --celery`. Needs PostgreSQL (workers on other hosts share its state). Unset: polling workers only."""
+    broker_queue: str = Field(default="agentops", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """The broker queue runs are sent to (`agentops worker --celery -Q` consumes it by default)."""
     task_workers: int = Field(default=256, gt=0)
     """Threads in the pool behind task.submit() and task.map()."""
     shadow_policy: bool = False
@@ -93,6 +101,16 @@ class Settings(BaseSettings):
     def _project_dir_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_dir():
             raise ValueError(f"'{value}' is not a directory")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.partition("://")[0]
+        if "://" not in value or scheme not in BROKER_SCHEMES:
+            raise ValueError(f"a broker URL starts with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
         return value
 
     @property

@@ -185,9 +185,20 @@ def flows_list(as_json: JsonOpt = False) -> None:
 def worker(
     burst: Annotated[bool, typer.Option("--burst", help="Drain the queue, then exit.")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 4,
+    celery: Annotated[bool, typer.Option("--celery", help="Take runs from AGENTOPS_BROKER_URL's queue (Celery, "
+                                         "-c processes) instead of polling the database.")] = False,
+    queues: Annotated[list[str] | None, typer.Option("--queue", "-Q", help="With --celery: a queue to consume "
+                                                     "(repeatable; default AGENTOPS_BROKER_QUEUE).")] = None,
 ) -> None:
     """Claim and execute queued runs; recover runs whose worker died."""
     service.project_path()
+    if celery:
+        if burst:
+            raise AgentOpsError("--burst is for the polling worker; a Celery worker runs until it is stopped")
+        service.run_celery_worker(concurrency=concurrency, queues=queues)
+        return
+    if queues:
+        raise AgentOpsError("--queue needs --celery (the polling worker takes every queued run)")
     w = service.new_worker(concurrency=concurrency,
                on_outcome=lambda o: console.print(f"run {o.run_id[:12]} {styled_state(o.state)}"))
     console.print(f"worker {w.id} started{' (burst)' if burst else ''}")

@@ -71,6 +71,7 @@ class LedgerSQL(StoreBase):
         """Append events to the hash chain inside the caller's transaction."""
         if not events:
             return
+        self._note_states(events)
         head = tx.first(_HEAD if self.is_sqlite else _HEAD + " FOR UPDATE")
         if head is None:
             raise LedgerError("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can "

@@ -16,7 +16,7 @@ from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor, redact, secret_parameter_values, secret_values
 from agentops.core.states import RESUMABLE, State, is_terminal
 from agentops.db import Store, open_store
-from agentops.engine import secrets, transitions
+from agentops.engine import dispatch, secrets, transitions  # noqa: F401  (dispatch: for its on_open hook)
 from agentops.engine.context import RunContext, current_run
 from agentops.engine.heartbeat import heartbeater
 from agentops.engine.logs import install_print_capture

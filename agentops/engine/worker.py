@@ -22,6 +22,18 @@ from agentops.settings import get_settings
 log = logging.getLogger("agentops.engine.worker")
 
 
+def recover_crashed(store: Store, *, actor: str, stale_after: float) -> list[str]:
+    """Mark CRASHED (and so claimable again) every run whose heartbeat is older than `stale_after` by the
+    database's clock; the stalled execution's lease ends with it. With dispatch on, the commit sends each one."""
+    recovered = []
+    for run in store.stale_runs(stale_after):
+        event = transitions.run_state(run.id, State.CRASHED.value, actor=actor, previous_worker=run.worker_id,
+                                      last_heartbeat=run.heartbeat_at, epoch=run.epoch + 1)
+        if store.mark_crashed(run, stale_after, [event]):
+            recovered.append(run.id)
+    return recovered
+
+
 class Worker:
     """Claims runs (BEGIN IMMEDIATE on SQLite, FOR UPDATE SKIP LOCKED on PostgreSQL) and executes them.
 
@@ -57,15 +69,7 @@ class Worker:
         self._wake.set()
 
     def recover_crashed(self) -> list[str]:
-        """Mark CRASHED (and so claimable again) every run whose heartbeat is older than the stale interval by the
-        database's clock; the stalled execution's lease ends with it."""
-        recovered = []
-        for run in self.store.stale_runs(self.stale_after):
-            event = transitions.run_state(run.id, State.CRASHED.value, actor=self.id, previous_worker=run.worker_id,
-                                          last_heartbeat=run.heartbeat_at, epoch=run.epoch + 1)
-            if self.store.mark_crashed(run, self.stale_after, [event]):
-                recovered.append(run.id)
-        return recovered
+        return recover_crashed(self.store, actor=self.id, stale_after=self.stale_after)
 
     def housekeeping(self) -> None:
         self.recover_crashed()

@@ -19,7 +19,7 @@ from agentops.service.audit import (
 )
 from agentops.service.backends import restore_seeded_deployment
 from agentops.service.data import ask_data, list_datasets
-from agentops.service.processes import new_scheduler, new_worker
+from agentops.service.processes import new_scheduler, new_worker, run_celery_worker
 from agentops.service.runs import (
     RunDetail,
     actor_of,
@@ -90,6 +90,7 @@ __all__ = [
     "resolve_run_id",
     "restore_seeded_deployment",
     "resume",
+    "run_celery_worker",
     "run_detail",
     "run_flow_names",
     "run_logs",
