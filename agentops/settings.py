@@ -153,7 +153,7 @@ def describe_setting_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     name = "AGENTOPS_" + "_".join(str(part) for part in err["loc"]).upper()
     message = err["msg"].removeprefix("Value error, ")
-    secret = any(marker in name for marker in ("SECRET", "TOKEN", "PASSWORD", "KEY"))
+    secret = any(marker in name for marker in ("SECRET", "TOKEN", "PASSWORD", "KEY")) or name.endswith("_URL")
     shown = "<hidden>" if secret else repr(err.get("input"))
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"setting {name}={shown}: {message}{more}"
