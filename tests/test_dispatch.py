@@ -159,3 +159,18 @@ def test_the_sweeper_resends_unclaimed_runs_with_backoff_and_recovers_stale_ones
     time.sleep(0.45)
     assert sweeper.sweep() == ([], []), "a claimed run is not sent again"
     assert resent == [[waiting], [waiting]]
+
+
+def test_requeueing_a_stopped_run_sends_it_and_a_running_one_is_refused(store, sent) -> None:
+    from agentops.engine.runner import requeue_run
+    from agentops.errors import InvalidStateError
+
+    running = create_run(d_flow, {"tag": "busy"}, queue=False, store=store, worker_id="w")
+    with pytest.raises(InvalidStateError, match=r"only .* runs can be resumed"):
+        requeue_run(running, store=store)
+    assert store.get_run(running).state == "RUNNING" and sent == []
+    store.set_run_state(running, State.FAILED.value, [], fields={"error": "boom"})
+    requeue_run(running, actor="user:otto", store=store)
+    assert sent == [[running]]
+    assert deliver(running, store=store).outcome.state == State.COMPLETED  # type: ignore[union-attr]
+    assert ran == ["busy"]

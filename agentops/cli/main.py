@@ -153,8 +153,14 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
 
 
 @runs_app.command("resume")
-def runs_resume(run_id: str, user: AsUser = None) -> None:
+def runs_resume(run_id: str, user: AsUser = None,
+                queue: Annotated[bool, typer.Option("--queue", help="Queue it for a worker (sent to the broker "
+                                                    "when AGENTOPS_BROKER_URL is set) instead of running it here.")]
+                = False) -> None:
     """Resume a run now, in this process: completed steps are replayed from their records."""
+    if queue:
+        console.print(f"queued run [bold]{service.requeue(run_id, user=user)}[/bold] again")
+        return
     outcome = service.resume(run_id, user=user)
     _print_run(outcome.run_id)
 
