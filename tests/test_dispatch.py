@@ -110,7 +110,7 @@ def test_a_delivery_of_a_run_running_elsewhere_is_dropped_by_the_database_clock(
                        "running with a stale heartbeat: the sweeper recovers it"]
 
 
-@pytest.mark.parametrize("message", [None, 42, "", "x" * 65, "../etc", "a b", ["r"]])
+@pytest.mark.parametrize("message", [None, 42, "", "x" * 65, "../etc", "a b", "r\u00e9", ["r"]])
 def test_a_message_that_is_no_run_id_is_dropped_without_touching_the_database(store, message: object) -> None:
     before = store.ledger_head()
     assert deliver(message, store=store).dropped == "not a run id"

@@ -273,3 +273,32 @@ def test_queued_messages_lost_in_a_broker_restart_are_sent_again_by_the_sweeper(
     cluster.start_sweeper()
     cluster.wait_completed(*run_ids)
     cluster.check_once("r0", "r1", "r2")
+
+
+def test_a_killed_pool_process_gives_its_message_back_and_its_run_is_recovered(cluster: Cluster) -> None:
+    cluster.start_sweeper()
+    worker = cluster.start_worker(concurrency=1)
+    run_id = cluster.queue("scaled", "p", hold=True)
+    cluster.wait(lambda: "hold p" in cluster.lines(), "the run reached its held step")
+    children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    os.kill(int(children[0]), signal.SIGKILL)  # the pool process only: the worker's main process forks another
+    cluster.release("p")
+    cluster.wait_completed(run_id)
+    cluster.check_once("p")
+    assert worker.poll() is None, "the worker itself lived on"
+    states = [serialization.loads(e.payload)["state"]
+              for e in cluster.store.search_ledger(run_id=run_id, action="run.state", ascending=True)]
+    assert states == ["PENDING", "RUNNING", "CRASHED", "RUNNING", "COMPLETED"]
+    cluster.wait(lambda: bool(cluster.dropped(run_id)), "the message given back for the lost process was dropped")
+
+
+def test_a_run_queued_while_the_broker_is_down_is_committed_and_sent_later(cluster: Cluster) -> None:
+    cluster.broker.stop()
+    run_id = cluster.queue("scaled", "down")  # the send fails after the commit; the caller still gets its run
+    assert cluster.state(run_id) == "PENDING"
+    cluster.broker.start()
+    cluster.start_worker()
+    cluster.start_sweeper()
+    cluster.wait_completed(run_id)
+    cluster.check_once("down")

@@ -11,6 +11,8 @@ agentops/engine/delivery.py). The settings are the ones that hold when a worker 
 - a visibility timeout (Redis) far above the stale interval: Redis re-delivers an unacknowledged message only
   after it, and by then the sweeper has long recovered the run; a shorter one would re-deliver every long run;
 - no result backend: results live in the database.
+
+A send that fails after its retries raises into the store's after-commit hook, which logs it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def _make_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options={"visibility_timeout": visibility_timeout(settings)},
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        # A send runs right after its commit, in the committing thread: a broker that is down costs it about a
+        # second, not minutes; the sweeper re-sends what was not sent.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.25,
+                                   "interval_max": 0.5},
         result_backend=None,
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,

@@ -43,7 +43,7 @@ def delivery_worker_id() -> str:
 def deliver(run_id: object, *, store: Store | None = None, worker_id: str | None = None,
             delivery: str | None = None, lock_timeout: float = CLAIM_LOCK_TIMEOUT) -> Delivered:
     """Claim and execute run `run_id` (a message's argument: checked before use), or drop the delivery."""
-    if not isinstance(run_id, str) or not run_id or len(run_id) > MAX_RUN_ID or not run_id.isalnum():
+    if not (isinstance(run_id, str) and 0 < len(run_id) <= MAX_RUN_ID and run_id.isascii() and run_id.isalnum()):
         return Delivered(str(run_id)[:MAX_RUN_ID], dropped="not a run id")
     store = store or open_store()
     worker_id = worker_id or delivery_worker_id()
