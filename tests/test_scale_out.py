@@ -302,3 +302,48 @@ def test_a_run_queued_while_the_broker_is_down_is_committed_and_sent_later(clust
     cluster.start_sweeper()
     cluster.wait_completed(run_id)
     cluster.check_once("down")
+
+
+def test_a_worker_paused_past_the_stale_interval_is_fenced_when_it_wakes(cluster: Cluster) -> None:
+    cluster.start_sweeper()
+    paused = cluster.start_worker(concurrency=1)
+    run_id = cluster.queue("scaled", "s", hold=True)
+    cluster.wait(lambda: "hold s" in cluster.lines(), "the run reached its held step")
+    os.killpg(paused.pid, signal.SIGSTOP)
+    try:
+        cluster.wait(lambda: cluster.state(run_id) != "RUNNING", "the sweeper recovered the paused worker's run")
+        cluster.release("s")
+        cluster.start_worker(concurrency=1)
+        cluster.wait_completed(run_id)
+    finally:
+        os.killpg(paused.pid, signal.SIGCONT)
+    cluster.wait(lambda: bool(cluster.store.search_ledger(run_id=run_id, action="run.lease_lost")),
+                 "the woken worker found its lease gone")
+    cluster.check_once("s")
+    run = cluster.store.get_run(run_id)
+    [lost] = cluster.store.search_ledger(run_id=run_id, action="run.lease_lost")
+    fenced = serialization.loads(lost.payload)
+    assert run is not None and run.state == "COMPLETED"
+    assert fenced["epoch"] < fenced["current_epoch"] == run.epoch, "the woken worker held an old epoch"
+    assert cluster.lines().count("hold s") == 2, "both executions went through the held step"
+
+
+def test_a_delivery_waits_for_a_row_lock_held_elsewhere_and_then_runs(cluster: Cluster) -> None:
+    import psycopg
+
+    run_id = cluster.queue("scaled", "l")  # sent; no worker yet
+    dsn = cluster.store.url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as holder, psycopg.connect(dsn, autocommit=True) as probe:
+        holder.execute("SELECT id FROM flow_runs WHERE id = %s FOR UPDATE", (run_id,))
+        cluster.start_worker()
+
+        def waiting() -> bool:
+            return bool(probe.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                      "AND datname = current_database()").fetchone()[0])  # type: ignore[index]
+
+        cluster.wait(waiting, "the delivery waited for the row lock")
+        assert cluster.state(run_id) == "PENDING"
+        holder.rollback()
+    cluster.wait_completed(run_id)
+    cluster.check_once("l")
+    assert cluster.dropped(run_id) == [], "the delivery was not skipped or dropped"
