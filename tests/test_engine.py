@@ -374,6 +374,38 @@ def test_a_worker_with_a_free_slot_claims_the_next_run_without_waiting_its_poll_
     assert {store.get_run(i).state for i in ids} == {"COMPLETED"}  # type: ignore[union-attr]
 
 
+def test_an_idle_worker_on_postgresql_is_woken_by_the_commit_that_queues_a_run(store) -> None:
+    """LISTEN/NOTIFY: with an hour-long poll interval, a run queued while the worker idles is still claimed (the
+    transaction that queues it NOTIFYs, and PostgreSQL delivers that when it commits)."""
+    if store.is_sqlite:
+        pytest.skip("wake-ups on SQLite are not built; the poll is its only path")
+    import sqlalchemy as sa
+
+    from agentops.engine.worker import Worker
+
+    fail_switch["on"] = False
+    worker = Worker(store, concurrency=2, poll_seconds=3600)
+    thread = threading.Thread(target=worker.run, kwargs={"max_seconds": 120})
+    thread.start()
+    try:
+        with store.engine.connect() as probe:
+            deadline = time.time() + 30
+            while not probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' "
+                                            "AND datname = current_database()")).scalar():
+                assert time.time() < deadline, "the worker never listened"
+                time.sleep(0.05)
+        time.sleep(0.2)  # the loop is in its hour-long wait
+        queued = create_run(etl, {"n": 3}, store=store)
+        deadline = time.time() + 60
+        while store.get_run(queued).state != "COMPLETED":  # type: ignore[union-attr]
+            assert time.time() < deadline, "the queued run was not claimed"
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+
+
 def test_an_execution_that_raises_frees_its_slot_and_its_run_is_recovered(store) -> None:
     """An execution that dies with an exception (here, its database write) does not stall the worker's loop;
     its run is left RUNNING without heartbeats, and housekeeping recovers it as CRASHED and runs it again."""

@@ -47,6 +47,28 @@ RunnableListener = Callable[[list[str]], None]
 """Called after a write transaction commits, with the ids of the runs it made runnable."""
 
 
+RUNNABLE_CHANNEL = "agentops_runnable"
+NOTIFY_RUNNABLE = f"SELECT pg_notify('{RUNNABLE_CHANNEL}', '')"
+"""Sent inside a transaction that makes a run runnable; PostgreSQL delivers it only if that transaction commits."""
+
+
+class RunnableWakeups:
+    """A connection of its own, in autocommit, LISTENing on RUNNABLE_CHANNEL (PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
+        self._conn.execute(f"LISTEN {RUNNABLE_CHANNEL}")
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds; True if a run became runnable meanwhile (several wake-ups count once)."""
+        return any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class StoreBase:
     """Connections and transactions on SQLite or PostgreSQL. The Store in agentops.db.store adds the statements."""
 
@@ -108,14 +130,21 @@ class StoreBase:
                 except Exception:  # committed is committed: the sweeper re-sends what was not sent
                     log.exception("after-commit listener %r failed for runs %s", listener, runnable)
 
-    def _note_states(self, events: Sequence[Event]) -> None:
-        """Record, for the transaction in progress, the last state each `run.state` event moves its run to."""
+    def _note_states(self, events: Sequence[Event]) -> bool:
+        """Record, for the transaction in progress, the last state each `run.state` event moves its run to.
+        True when these events leave a run runnable."""
+        moved = {e.run_id: str(e.payload.get("state")) for e in events if e.action == "run.state" and e.run_id}
         stack = self._transactions.__dict__.get("stack")
-        if not stack:
-            return
-        for event in events:
-            if event.action == "run.state" and event.run_id is not None:
-                stack[-1][event.run_id] = str(event.payload.get("state"))
+        if stack:
+            stack[-1].update(moved)
+        return any(state in CLAIMABLE for state in moved.values())
+
+    def listen_runnable(self) -> RunnableWakeups | None:
+        """On PostgreSQL, a connection LISTENing for the NOTIFY of every transaction that makes a run runnable
+        (see `_chain`); None on SQLite."""
+        if self.is_sqlite:
+            return None
+        return RunnableWakeups(self.engine.url.render_as_string(hide_password=False))
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

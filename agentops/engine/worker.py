@@ -68,6 +68,25 @@ class Worker:
         self._stop.set()
         self._wake.set()
 
+    def _listen(self, done: threading.Event) -> None:
+        """On PostgreSQL: wake the loop when a transaction anywhere makes a run runnable (LISTEN/NOTIFY), so an
+        idle worker claims it at once. The poll stays the fallback: a lost connection is retried after a poll."""
+        while not done.is_set():
+            wakeups = None
+            try:
+                wakeups = self.store.listen_runnable()
+                if wakeups is None:
+                    return
+                while not done.is_set():
+                    if wakeups.wait(timeout=0.5):
+                        self._wake.set()
+            except Exception:
+                log.warning("worker %s lost its LISTEN connection; polling until it is back", self.id, exc_info=True)
+                done.wait(max(1.0, self.poll_seconds))
+            finally:
+                if wakeups is not None:
+                    wakeups.close()
+
     def recover_crashed(self) -> list[str]:
         return recover_crashed(self.store, actor=self.id, stale_after=self.stale_after)
 
@@ -106,6 +125,10 @@ class Worker:
     def run(self, *, burst: bool = False, max_seconds: float | None = None) -> int:
         """Work until stopped (or, with burst, until the queue is empty). Returns how many runs executed."""
         started = time.time()
+        done = threading.Event()
+        listener = threading.Thread(target=self._listen, args=(done,), name="agentops-listen", daemon=True)
+        if not self.store.is_sqlite and not burst:
+            listener.start()
         try:
             while not self._stop.is_set():
                 now = time.time()
@@ -123,10 +146,13 @@ class Worker:
                     break
                 if max_seconds is not None and time.time() - started > max_seconds:
                     break
-                # Full: a finishing execution wakes this at once. Idle: poll for new runs.
+                # Full: a finishing execution wakes this at once. Idle: a NOTIFY does (PostgreSQL), or the poll.
                 self._wake.wait(self.poll_seconds)
         finally:
+            done.set()
             for future in list(self._running):
                 future.exception()
             self._pool.shutdown(wait=True)
+            if listener.is_alive():
+                listener.join(5)
         return self.executed
