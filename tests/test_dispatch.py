@@ -3,6 +3,7 @@ runnable, and a delivery claims its run by id (waiting for the row lock) or is d
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -174,3 +175,35 @@ def test_requeueing_a_stopped_run_sends_it_and_a_running_one_is_refused(store, s
     assert sent == [[running]]
     assert deliver(running, store=store).outcome.state == State.COMPLETED  # type: ignore[union-attr]
     assert ran == ["busy"]
+
+
+def test_only_the_scheduler_holding_the_lease_sweeps(store) -> None:
+    from agentops.scheduling.scheduler import Scheduler
+
+    sent_by: dict[str, list[str]] = {"a": [], "b": []}
+
+    def scheduler(name: str) -> Scheduler:
+        sweeper = Sweeper(store, resend_after=0.0, every=0.0, send=lambda ids: sent_by[name].extend(ids))
+        return Scheduler(store, holder=name, sweeper=sweeper)
+
+    active, standby = scheduler("a"), scheduler("b")
+    waiting = create_run(d_flow, {"tag": "w"}, store=store)
+    for _ in range(3):
+        active.tick()
+        standby.tick()
+    assert active.active and not standby.active
+    assert sent_by == {"a": [waiting] * 3, "b": []}  # resend_after 0: re-sent at every sweep of the holder
+
+
+def test_the_service_scheduler_sweeps_only_with_dispatch_on(project: Path, monkeypatch) -> None:
+    from agentops.db import close_stores
+    from agentops.service import new_scheduler
+    from agentops.settings import reset_settings
+
+    assert new_scheduler().sweeper is None
+    if "sqlite" in os.environ["AGENTOPS_DATABASE_URL"]:
+        return  # a broker with SQLite is refused (tests/test_bad_input.py)
+    monkeypatch.setenv("AGENTOPS_BROKER_URL", "redis://127.0.0.1:1/0")
+    reset_settings()
+    close_stores()
+    assert new_scheduler().sweeper is not None
