@@ -207,3 +207,25 @@ def test_the_service_scheduler_sweeps_only_with_dispatch_on(project: Path, monke
     reset_settings()
     close_stores()
     assert new_scheduler().sweeper is not None
+
+
+def test_local_wake_ups_reach_live_sockets_drop_dead_ones_and_leave_other_files(tmp_path: Path) -> None:
+    import socket as sockets
+
+    from agentops.db.wakeups import LocalWakeups, wake_all
+
+    directory = tmp_path / "db.wake"
+    live = LocalWakeups(directory)
+    dead = sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM)
+    dead.bind(str(directory / "dead"))
+    dead.close()  # its file stays, with nobody behind it
+    (directory / "planted").write_text("not a socket")
+    (directory / "link").symlink_to(tmp_path / "elsewhere")
+    assert live.wait(0.01) is False
+    for _ in range(3):
+        wake_all(directory)
+    assert live.wait(5) is True
+    assert live.wait(0.01) is False, "the wake-ups waiting counted once"
+    assert sorted(p.name for p in directory.iterdir()) == sorted([live.path.name, "planted", "link"])
+    live.close()
+    wake_all(tmp_path / "missing")  # no directory: nobody to wake

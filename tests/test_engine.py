@@ -374,13 +374,9 @@ def test_a_worker_with_a_free_slot_claims_the_next_run_without_waiting_its_poll_
     assert {store.get_run(i).state for i in ids} == {"COMPLETED"}  # type: ignore[union-attr]
 
 
-def test_an_idle_worker_on_postgresql_is_woken_by_the_commit_that_queues_a_run(store) -> None:
-    """LISTEN/NOTIFY: with an hour-long poll interval, a run queued while the worker idles is still claimed (the
-    transaction that queues it NOTIFYs, and PostgreSQL delivers that when it commits)."""
-    if store.is_sqlite:
-        pytest.skip("wake-ups on SQLite are not built; the poll is its only path")
-    import sqlalchemy as sa
-
+def test_an_idle_worker_is_woken_by_the_commit_that_queues_a_run(store) -> None:
+    """With an hour-long poll interval, a run queued while the worker idles is still claimed: the transaction that
+    queues it NOTIFYs (PostgreSQL, delivered on commit) or, once committed, wakes the local sockets (SQLite)."""
     from agentops.engine.worker import Worker
 
     fail_switch["on"] = False
@@ -388,12 +384,10 @@ def test_an_idle_worker_on_postgresql_is_woken_by_the_commit_that_queues_a_run(s
     thread = threading.Thread(target=worker.run, kwargs={"max_seconds": 120})
     thread.start()
     try:
-        with store.engine.connect() as probe:
-            deadline = time.time() + 30
-            while not probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' "
-                                            "AND datname = current_database()")).scalar():
-                assert time.time() < deadline, "the worker never listened"
-                time.sleep(0.05)
+        deadline = time.time() + 30
+        while not _listening(store):
+            assert time.time() < deadline, "the worker never listened"
+            time.sleep(0.05)
         time.sleep(0.2)  # the loop is in its hour-long wait
         queued = create_run(etl, {"n": 3}, store=store)
         deadline = time.time() + 60
@@ -404,6 +398,18 @@ def test_an_idle_worker_on_postgresql_is_woken_by_the_commit_that_queues_a_run(s
         worker.stop()
         thread.join(60)
     assert not thread.is_alive()
+    if store.is_sqlite:
+        assert list(store._wake_dir.iterdir()) == [], "the worker's socket is gone with it"
+
+
+def _listening(store) -> bool:  # type: ignore[no-untyped-def]
+    if store.is_sqlite:
+        return store._wake_dir.is_dir() and any(store._wake_dir.iterdir())
+    import sqlalchemy as sa
+
+    with store.engine.connect() as probe:
+        return bool(probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' "
+                                          "AND datname = current_database()")).scalar())
 
 
 def test_an_execution_that_raises_frees_its_slot_and_its_run_is_recovered(store) -> None:

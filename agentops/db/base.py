@@ -40,6 +40,7 @@ else:
     schema = DeferredModule("agentops.db.schema")
 
 from agentops.db.sql import SqlText, connect_sqlite, sqlite_path
+from agentops.db.wakeups import LocalWakeups, wake_all, wake_dir
 
 log = logging.getLogger("agentops.db")
 
@@ -83,6 +84,10 @@ class StoreBase:
         self._idle_readers: list[sqlite3.Connection] = []
         self.after_commit: list[RunnableListener] = []
         self._transactions = threading.local()
+        self._wake_dir = wake_dir(self._sqlite_path) if self.is_sqlite and self._sqlite_path not in ("", ":memory:") \
+            else None
+        if self._wake_dir is not None:
+            self.after_commit.append(self._wake_local)
         self.now_sql = ":now" if self.is_sqlite else "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
         """The database's clock in epoch seconds, in SQL text (on SQLite the `:now` parameter: this machine's)."""
         self.share_lock = "" if self.is_sqlite else " FOR SHARE"
@@ -139,12 +144,23 @@ class StoreBase:
             stack[-1].update(moved)
         return any(state in CLAIMABLE for state in moved.values())
 
-    def listen_runnable(self) -> RunnableWakeups | None:
-        """On PostgreSQL, a connection LISTENing for the NOTIFY of every transaction that makes a run runnable
-        (see `_chain`); None on SQLite."""
-        if self.is_sqlite:
+    def listen_runnable(self) -> RunnableWakeups | LocalWakeups | None:
+        """Wake-ups for an idle worker whenever a transaction makes a run runnable: on PostgreSQL a connection
+        LISTENing for their NOTIFY (see `_chain`), on SQLite a local socket (agentops/db/wakeups.py). None where
+        there can be none (an in-memory database, a socket path too long): the worker polls."""
+        if not self.is_sqlite:
+            return RunnableWakeups(self.engine.url.render_as_string(hide_password=False))
+        if self._wake_dir is None:
             return None
-        return RunnableWakeups(self.engine.url.render_as_string(hide_password=False))
+        try:
+            return LocalWakeups(self._wake_dir)
+        except OSError as exc:
+            log.info("no local wake-ups for %s (%s); the worker polls", self._sqlite_path, exc)
+            return None
+
+    def _wake_local(self, _runnable: list[str]) -> None:
+        if self._wake_dir is not None:
+            wake_all(self._wake_dir)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

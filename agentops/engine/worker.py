@@ -69,8 +69,9 @@ class Worker:
         self._wake.set()
 
     def _listen(self, done: threading.Event) -> None:
-        """On PostgreSQL: wake the loop when a transaction anywhere makes a run runnable (LISTEN/NOTIFY), so an
-        idle worker claims it at once. The poll stays the fallback: a lost connection is retried after a poll."""
+        """Wake the loop when a transaction anywhere makes a run runnable (LISTEN/NOTIFY on PostgreSQL, a local
+        socket on SQLite), so an idle worker claims it at once. The poll stays the fallback: a lost connection is
+        retried after a poll."""
         while not done.is_set():
             wakeups = None
             try:
@@ -127,7 +128,7 @@ class Worker:
         started = time.time()
         done = threading.Event()
         listener = threading.Thread(target=self._listen, args=(done,), name="agentops-listen", daemon=True)
-        if not self.store.is_sqlite and not burst:
+        if not burst:
             listener.start()
         try:
             while not self._stop.is_set():
