@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/agent_loop.py
 	$(VENV)/bin/python bench/approvals.py
 	$(VENV)/bin/python bench/ledger.py
+	$(VENV)/bin/python bench/scale_out.py
 
 clean:
 	rm -rf $(VENV) .agentops

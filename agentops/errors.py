@@ -74,6 +74,10 @@ class ModelReplyError(AgentOpsError):
     or the call failed in a way that does not mean the model is unreachable. Never an action; retried, then fatal."""
 
 
+class RunBusy(AgentOpsError):
+    """Another transaction held the run's row lock longer than the claim's lock timeout; try the claim again."""
+
+
 class FlowPaused(BaseException):
     """Raised inside a run to unwind it while it waits (for an approval). Not an error.
 

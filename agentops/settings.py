@@ -22,6 +22,9 @@ def find_project_root(start: Path | None = None) -> Path:
     return here
 
 
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTOPS_", extra="ignore")
 
@@ -49,6 +52,11 @@ class Settings(BaseSettings):
     """A running run whose heartbeat is older than this is recovered as CRASHED."""
     worker_poll_seconds: float = Field(default=0.05, gt=0)
     """How often an idle worker looks for queued runs."""
+    broker_url: str | None = None
+    """redis://... or amqp://...: send each run that becomes runnable to this broker, for `agentops worker
+    --celery`. Needs PostgreSQL (workers on other hosts share its state). Unset: polling workers only."""
+    broker_queue: str = Field(default="agentops", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """The broker queue runs are sent to (`agentops worker --celery -Q` consumes it by default)."""
     task_workers: int = Field(default=256, gt=0)
     """Threads in the pool behind task.submit() and task.map()."""
     shadow_policy: bool = False
@@ -112,6 +120,16 @@ class Settings(BaseSettings):
             raise ValueError(f"'{value}' is not a directory")
         return value
 
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.partition("://")[0]
+        if "://" not in value or scheme not in BROKER_SCHEMES:
+            raise ValueError(f"a broker URL starts with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
+        return value
+
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_server_metadata_url and self.oidc_client_id)
@@ -152,7 +170,7 @@ def describe_setting_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     name = "AGENTOPS_" + "_".join(str(part) for part in err["loc"]).upper()
     message = err["msg"].removeprefix("Value error, ")
-    secret = any(marker in name for marker in ("SECRET", "TOKEN", "PASSWORD", "KEY"))
+    secret = any(marker in name for marker in ("SECRET", "TOKEN", "PASSWORD", "KEY")) or name.endswith("_URL")
     shown = "<hidden>" if secret else repr(err.get("input"))
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"setting {name}={shown}: {message}{more}"

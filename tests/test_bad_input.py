@@ -70,6 +70,9 @@ def database_of(project: Path) -> Path:
     ({"AGENTOPS_SHADOW_POLICY": "perhaps"}, "AGENTOPS_SHADOW_POLICY='perhaps'"),
     ({"AGENTOPS_MODEL": "nonsense-model"}, "AGENTOPS_MODEL='nonsense-model': no known provider"),
     ({"AGENTOPS_MODEL": "anthropic:claude-x"}, "package langchain-anthropic is not installed"),
+    ({"AGENTOPS_BROKER_URL": "redis://127.0.0.1:6379/0"}, "AGENTOPS_BROKER_URL needs PostgreSQL"),
+    ({"AGENTOPS_BROKER_URL": "http://127.0.0.1:6379/0"}, "a broker URL starts with one of redis://"),
+    ({"AGENTOPS_BROKER_QUEUE": "two words"}, "AGENTOPS_BROKER_QUEUE='two words'"),
 ])
 def test_a_bad_setting_is_one_line_and_no_run(cli_project: Path, env: dict[str, str], expected: str) -> None:
     assert agentops("run", "doubler").returncode == 0
@@ -84,6 +87,23 @@ def test_a_password_in_a_bad_database_url_is_never_shown(cli_project: Path) -> N
     done = agentops("runs", "list", AGENTOPS_DATABASE_URL="postgresql://ops:hunter2-secret@127.0.0.1:1/agentops")
     assert_one_error_line(done, "cannot open the database postgresql+psycopg://ops:***@127.0.0.1:1/agentops")
     assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_a_password_in_a_bad_broker_url_is_never_shown(cli_project: Path) -> None:
+    done = agentops("run", "doubler", AGENTOPS_BROKER_URL="http://agentops:hunter2-secret@127.0.0.1:6379/0")
+    assert_one_error_line(done, "AGENTOPS_BROKER_URL=<hidden>")
+    assert "hunter2" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), [
+    (("worker", "--celery"), {}, "agentops worker --celery needs AGENTOPS_BROKER_URL"),
+    (("worker", "-Q", "agentops"), {}, "--queue needs --celery"),
+    (("worker", "--celery", "--burst"), {}, "--burst is for the polling worker"),
+    (("worker", "--celery"), {"AGENTOPS_BROKER_URL": "redis://127.0.0.1:1/0"}, "needs PostgreSQL"),
+])
+def test_a_worker_that_cannot_take_runs_from_a_broker_says_why(cli_project: Path, args: tuple[str, ...],
+                                                               env: dict[str, str], expected: str) -> None:
+    assert_one_error_line(agentops(*args, **env), expected)
 
 
 def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(cli_project: Path, tmp_path: Path) -> None:

@@ -358,6 +358,94 @@ def test_queued_runs_are_claimed_once_each_by_concurrent_workers(store) -> None:
     assert len(claims) == 12, "each run is claimed exactly once"
 
 
+def test_a_worker_with_a_free_slot_claims_the_next_run_without_waiting_its_poll_interval(store) -> None:
+    """A finishing execution wakes the loop: with one slot and an hour-long poll interval, a burst still drains
+    every queued run (before the fix it sat out the interval after each claim and stopped at max_seconds)."""
+    from agentops.engine.worker import Worker
+
+    fail_switch["on"] = False
+    ids = [create_run(etl, {"n": i}, store=store) for i in range(5)]
+    worker = Worker(store, concurrency=1, poll_seconds=3600)
+    done = threading.Thread(target=worker.run, kwargs={"burst": True, "max_seconds": 60})
+    done.start()
+    done.join(120)
+    assert not done.is_alive()
+    assert worker.executed == 5
+    assert {store.get_run(i).state for i in ids} == {"COMPLETED"}  # type: ignore[union-attr]
+
+
+def test_an_idle_worker_is_woken_by_the_commit_that_queues_a_run(store) -> None:
+    """With an hour-long poll interval, a run queued while the worker idles is still claimed: the transaction that
+    queues it NOTIFYs (PostgreSQL, delivered on commit) or, once committed, wakes the local sockets (SQLite)."""
+    from agentops.engine.worker import Worker
+
+    fail_switch["on"] = False
+    worker = Worker(store, concurrency=2, poll_seconds=3600)
+    thread = threading.Thread(target=worker.run, kwargs={"max_seconds": 120})
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not _listening(store):
+            assert time.time() < deadline, "the worker never listened"
+            time.sleep(0.05)
+        time.sleep(0.2)  # the loop is in its hour-long wait
+        queued = create_run(etl, {"n": 3}, store=store)
+        deadline = time.time() + 60
+        while store.get_run(queued).state != "COMPLETED":  # type: ignore[union-attr]
+            assert time.time() < deadline, "the queued run was not claimed"
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    if store.is_sqlite:
+        assert list(store._wake_dir.iterdir()) == [], "the worker's socket is gone with it"
+
+
+def _listening(store) -> bool:  # type: ignore[no-untyped-def]
+    if store.is_sqlite:
+        return store._wake_dir.is_dir() and any(store._wake_dir.iterdir())
+    import sqlalchemy as sa
+
+    with store.engine.connect() as probe:
+        return bool(probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN %' "
+                                          "AND datname = current_database()")).scalar())
+
+
+def test_an_execution_that_raises_frees_its_slot_and_its_run_is_recovered(store) -> None:
+    """An execution that dies with an exception (here, its database write) does not stall the worker's loop;
+    its run is left RUNNING without heartbeats, and housekeeping recovers it as CRASHED and runs it again."""
+    from agentops.engine import worker as worker_module
+
+    fail_switch["on"] = False
+    first, second = (create_run(etl, {"n": i}, store=store) for i in (1, 2))
+    broken = {"left": 1}
+    real_execute = worker_module.execute_run
+
+    def execute_once_broken(run_id: str, **kwargs: object) -> RunOutcome:
+        if broken["left"]:
+            broken["left"] -= 1
+            raise OSError("the database connection dropped")
+        return real_execute(run_id, **kwargs)  # type: ignore[arg-type]
+
+    worker_module.execute_run = execute_once_broken  # type: ignore[assignment]
+    try:
+        worker = worker_module.Worker(store, concurrency=1, poll_seconds=0.01, stale_after=0.3)
+        thread = threading.Thread(target=worker.run, kwargs={"max_seconds": 30})
+        thread.start()
+        deadline = time.time() + 30
+        while {store.get_run(i).state for i in (first, second)} != {"COMPLETED"} and time.time() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.05)
+        worker.stop()
+        thread.join(30)
+    finally:
+        worker_module.execute_run = real_execute  # type: ignore[assignment]
+    assert {store.get_run(i).state for i in (first, second)} == {"COMPLETED"}  # type: ignore[union-attr]
+    crashed = [e for e in store.search_ledger(action="run.state", limit=1000)
+               if agentops.core.serialization.loads(e.payload)["state"] == "CRASHED"]
+    assert [e.run_id for e in crashed] == [first]
+
+
 def test_cancelled_run_stops_at_its_next_step(store) -> None:
     from agentops.engine.runner import cancel_run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from agentops.core.ledger import verify_rows
 from agentops.db.records import LogRecord, RunRecord, StepRecord
 from agentops.db.schema import FlowRun, LogLine, StepRun
 
-HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "streamlit", "pandasai", "langchain_core", "pandas")
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "streamlit", "pandasai", "langchain_core", "pandas", "celery", "kombu")
 
 REPORT_HEAVY = f"""
 import json, sys
@@ -28,10 +29,10 @@ print(json.dumps({{"exit": code, "heavy": sorted(m for m in {HEAVY!r} if m in sy
 """
 
 
-def _cli_reporting_imports(*args: str) -> tuple[str, dict]:
+def _cli_reporting_imports(*args: str, env: dict[str, str] | None = None) -> tuple[str, dict]:
     """Run the CLI in a fresh interpreter; returns its output and which heavy modules it imported."""
     script = f"import sys\nsys.argv = {['agentops', *args]!r}\n{REPORT_HEAVY}"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     *output, report = done.stdout.strip().splitlines()
     return "\n".join(output), json.loads(report)
@@ -74,6 +75,36 @@ def test_running_a_flow_on_sqlite_never_imports_sqlalchemy(sqlite_project: Path)
     assert ("step.state", 1) in [(e.action, e.step_no) for e in history]
     report = verify_rows(store.iter_ledger())
     assert report.ok and report.count >= 2 * len(history)
+
+
+GREETER = ("from agentops import flow, task\n\n\n@task\ndef shout(name: str) -> str:\n    return name.upper()\n\n\n"
+           "@flow\ndef greeter(name: str = 'world') -> str:\n    return shout(name) + '!'\n")
+
+
+def test_the_polling_worker_and_queued_runs_never_import_celery(sqlite_project: Path) -> None:
+    (sqlite_project / "flows" / "greeter.py").write_text(GREETER)
+    output, report = _cli_reporting_imports("run", "greeter", "--queue")
+    assert report["exit"] in (0, None) and "queued run" in output
+    assert not {"celery", "kombu"} & set(report["heavy"])
+    output, report = _cli_reporting_imports("worker", "--burst")
+    assert report["exit"] in (0, None) and "stopped after 1 runs" in output
+    assert not {"celery", "kombu"} & set(report["heavy"])
+
+
+def test_the_polling_worker_on_postgresql_with_a_broker_set_imports_celery_only_to_send(project: Path) -> None:
+    """With dispatch on, nothing loads Celery until a commit has a run to send: a worker with nothing to
+    recover drains the queue without it."""
+    from agentops.db import open_store
+
+    if open_store().is_sqlite:
+        pytest.skip("a broker needs PostgreSQL")
+    (project / "flows" / "greeter.py").write_text(GREETER)
+    _, report = _cli_reporting_imports("run", "greeter")
+    assert report["exit"] in (0, None)
+    env = {**os.environ, "AGENTOPS_BROKER_URL": "redis://127.0.0.1:1/0"}
+    output, report = _cli_reporting_imports("worker", "--burst", env=env)
+    assert report["exit"] in (0, None) and "stopped after 0 runs" in output
+    assert not {"celery", "kombu"} & set(report["heavy"])
 
 
 @pytest.mark.parametrize(("record", "table"), [(RunRecord, FlowRun), (StepRecord, StepRun), (LogRecord, LogLine)])

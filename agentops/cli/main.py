@@ -160,8 +160,14 @@ def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
 
 
 @runs_app.command("resume")
-def runs_resume(run_id: str, user: AsUser = None) -> None:
+def runs_resume(run_id: str, user: AsUser = None,
+                queue: Annotated[bool, typer.Option("--queue", help="Queue it for a worker (sent to the broker "
+                                                    "when AGENTOPS_BROKER_URL is set) instead of running it here.")]
+                = False) -> None:
     """Resume a run now, in this process: completed steps are replayed from their records."""
+    if queue:
+        console.print(f"queued run [bold]{service.requeue(run_id, user=user)}[/bold] again")
+        return
     outcome = service.resume(run_id, user=user)
     _print_run(outcome.run_id)
 
@@ -192,9 +198,20 @@ def flows_list(as_json: JsonOpt = False) -> None:
 def worker(
     burst: Annotated[bool, typer.Option("--burst", help="Drain the queue, then exit.")] = False,
     concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 4,
+    celery: Annotated[bool, typer.Option("--celery", help="Take runs from AGENTOPS_BROKER_URL's queue (Celery, "
+                                         "-c processes) instead of polling the database.")] = False,
+    queues: Annotated[list[str] | None, typer.Option("--queue", "-Q", help="With --celery: a queue to consume "
+                                                     "(repeatable; default AGENTOPS_BROKER_QUEUE).")] = None,
 ) -> None:
     """Claim and execute queued runs; recover runs whose worker died."""
     service.project_path()
+    if celery:
+        if burst:
+            raise AgentOpsError("--burst is for the polling worker; a Celery worker runs until it is stopped")
+        service.run_celery_worker(concurrency=concurrency, queues=queues)
+        return
+    if queues:
+        raise AgentOpsError("--queue needs --celery (the polling worker takes every queued run)")
     w = service.new_worker(concurrency=concurrency,
                on_outcome=lambda o: console.print(f"run {o.run_id[:12]} {styled_state(o.state)}"))
     console.print(f"worker {w.id} started{' (burst)' if burst else ''}")

@@ -4,7 +4,9 @@ SQLite (WAL, the embedded default) and PostgreSQL share every statement here. Wr
 SQLite start with BEGIN IMMEDIATE and are serialised in-process by a lock, so no thread sleeps in
 SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by an advisory lock.
 Every state change appends its audit events in the same transaction, so the ledger never disagrees
-with the tables.
+with the tables. That is also how a store knows, once a write transaction has committed, which runs it made
+runnable (their last `run.state` event in it is PENDING or CRASHED): it passes their ids to each of its
+`after_commit` listeners (dispatch to a broker listens there), and to none when the transaction rolled back.
 
 Times that decide who holds a run (heartbeats, staleness) come from the database's clock: on PostgreSQL
 `clock_timestamp()`, so workers on hosts whose clocks disagree still agree; on SQLite, whose writers all
@@ -17,13 +19,16 @@ everything else is built with SQLAlchemy Core on the SQLModel tables, imported o
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from agentops.core.deferred import DeferredModule
+from agentops.core.ledger import Event
+from agentops.core.states import CLAIMABLE
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -35,6 +40,34 @@ else:
     schema = DeferredModule("agentops.db.schema")
 
 from agentops.db.sql import SqlText, connect_sqlite, sqlite_path
+from agentops.db.wakeups import LocalWakeups, wake_all, wake_dir
+
+log = logging.getLogger("agentops.db")
+
+RunnableListener = Callable[[list[str]], None]
+"""Called after a write transaction commits, with the ids of the runs it made runnable."""
+
+
+RUNNABLE_CHANNEL = "agentops_runnable"
+NOTIFY_RUNNABLE = f"SELECT pg_notify('{RUNNABLE_CHANNEL}', '')"
+"""Sent inside a transaction that makes a run runnable; PostgreSQL delivers it only if that transaction commits."""
+
+
+class RunnableWakeups:
+    """A connection of its own, in autocommit, LISTENing on RUNNABLE_CHANNEL (PostgreSQL)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
+        self._conn.execute(f"LISTEN {RUNNABLE_CHANNEL}")
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds; True if a run became runnable meanwhile (several wake-ups count once)."""
+        return any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 class StoreBase:
@@ -49,6 +82,12 @@ class StoreBase:
         self._sqlite_path = sqlite_path(url) if self.is_sqlite else ""
         self._raw_writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
+        self.after_commit: list[RunnableListener] = []
+        self._transactions = threading.local()
+        self._wake_dir = wake_dir(self._sqlite_path) if self.is_sqlite and self._sqlite_path not in ("", ":memory:") \
+            else None
+        if self._wake_dir is not None:
+            self.after_commit.append(self._wake_local)
         self.now_sql = ":now" if self.is_sqlite else "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
         """The database's clock in epoch seconds, in SQL text (on SQLite the `:now` parameter: this machine's)."""
         self.share_lock = "" if self.is_sqlite else " FOR SHARE"
@@ -78,13 +117,59 @@ class StoreBase:
         return engine
 
     @contextmanager
+    def _tracking_runnable(self) -> Iterator[None]:
+        """Around one write transaction: note the runs it moves (see `_note_states`) and, once it has committed,
+        tell the listeners which of them it left runnable. Transactions nest per thread (each is its own)."""
+        stack: list[dict[str, str]] = self._transactions.__dict__.setdefault("stack", [])
+        stack.append({})
+        try:
+            yield
+        except BaseException:
+            stack.pop()
+            raise
+        runnable = [run_id for run_id, state in stack.pop().items() if state in CLAIMABLE]
+        if runnable:
+            for listener in list(self.after_commit):
+                try:
+                    listener(runnable)
+                except Exception:  # committed is committed: the sweeper re-sends what was not sent
+                    log.exception("after-commit listener %r failed for runs %s", listener, runnable)
+
+    def _note_states(self, events: Sequence[Event]) -> bool:
+        """Record, for the transaction in progress, the last state each `run.state` event moves its run to.
+        True when these events leave a run runnable."""
+        moved = {e.run_id: str(e.payload.get("state")) for e in events if e.action == "run.state" and e.run_id}
+        stack = self._transactions.__dict__.get("stack")
+        if stack:
+            stack[-1].update(moved)
+        return any(state in CLAIMABLE for state in moved.values())
+
+    def listen_runnable(self) -> RunnableWakeups | LocalWakeups | None:
+        """Wake-ups for an idle worker whenever a transaction makes a run runnable: on PostgreSQL a connection
+        LISTENing for their NOTIFY (see `_chain`), on SQLite a local socket (agentops/db/wakeups.py). None where
+        there can be none (an in-memory database, a socket path too long): the worker polls."""
+        if not self.is_sqlite:
+            return RunnableWakeups(self.engine.url.render_as_string(hide_password=False))
+        if self._wake_dir is None:
+            return None
+        try:
+            return LocalWakeups(self._wake_dir)
+        except OSError as exc:
+            log.info("no local wake-ups for %s (%s); the worker polls", self._sqlite_path, exc)
+            return None
+
+    def _wake_local(self, _runnable: list[str]) -> None:
+        if self._wake_dir is not None:
+            wake_all(self._wake_dir)
+
+    @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite), committed on exit."""
         if self._write_lock is not None:
-            with self._write_lock, self.engine.begin() as conn:
+            with self._tracking_runnable(), self._write_lock, self.engine.begin() as conn:
                 yield conn
         else:
-            with self.engine.begin() as conn:
+            with self._tracking_runnable(), self.engine.begin() as conn:
                 yield conn
 
     @contextmanager
@@ -99,7 +184,7 @@ class StoreBase:
             with self.write() as conn:
                 yield SqlText(conn)
             return
-        with self._write_lock:
+        with self._tracking_runnable(), self._write_lock:
             if self._raw_writer is None:
                 self._raw_writer = connect_sqlite(self._sqlite_path)
             raw = self._raw_writer

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
-from agentops.db.base import StoreBase
+from agentops.db.base import NOTIFY_RUNNABLE, StoreBase
 from agentops.db.sql import SqlText, as_row, connect_sqlite, insert_sql
 
 LEDGER_COLUMNS = "seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, hash"
@@ -71,6 +71,8 @@ class LedgerSQL(StoreBase):
         """Append events to the hash chain inside the caller's transaction."""
         if not events:
             return
+        if self._note_states(events) and not self.is_sqlite:
+            tx.execute(NOTIFY_RUNNABLE)
         head = tx.first(_HEAD if self.is_sqlite else _HEAD + " FOR UPDATE")
         if head is None:
             raise LedgerError("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can "

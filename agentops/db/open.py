@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +26,17 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
+_open_hooks: list[Callable[[Store], None]] = []
+
+
+def on_open(hook: Callable[[Store], None]) -> None:
+    """Call `hook` on every Store this process opens, the ones open already included (dispatch attaches its
+    after-commit listener this way)."""
+    with _stores_lock:
+        _open_hooks.append(hook)
+        opened = list(_stores.values())
+    for store in opened:
+        hook(store)
 
 
 def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
@@ -36,6 +48,10 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
         store = _stores.get(url)
         if store is None:
             check_url(url, create_dir=explicit is None)
+            if settings.broker_url and url.startswith("sqlite"):
+                raise ConfigError("AGENTOPS_BROKER_URL needs PostgreSQL (AGENTOPS_DATABASE_URL=postgresql://...): "
+                                  "workers on other hosts cannot share a SQLite file; unset it to use polling "
+                                  "workers")
             store = Store(url)
             if migrate:
                 try:
@@ -44,6 +60,8 @@ def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
                     store.dispose()
                     raise ConfigError(f"cannot open the database {display_url(url)}: {_first_line(exc)}") from None
             _stores[url] = store
+            for hook in _open_hooks:
+                hook(store)
     return store
 
 
@@ -51,6 +69,16 @@ def close_stores() -> None:
     with _stores_lock:
         for store in _stores.values():
             store.dispose()
+        _stores.clear()
+
+
+def forget_stores_after_fork() -> None:
+    """In a forked child: drop the parent's stores without closing their connections, which the parent still
+    uses (closing a shared socket would end the parent's session); the child opens its own."""
+    with _stores_lock:
+        for store in _stores.values():
+            if store._engine is not None:
+                store._engine.dispose(close=False)
         _stores.clear()
 
 

@@ -17,7 +17,7 @@ from agentops.core.deferred import DeferredModule
 from agentops.core.ledger import Event
 from agentops.core.states import CLAIMABLE, State
 from agentops.db.records import LogRecord, RunRecord, StepRecord, column_names
-from agentops.errors import LeaseLost
+from agentops.errors import LeaseLost, RunBusy
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -146,15 +146,38 @@ class RunsSQL(LedgerSQL):
             return None if found is None else self._take(tx, RunRecord(**found), worker_id, now, events_for)
 
     def claim_run_by_id(self, run_id: str, worker_id: str, states: Iterable[str],
-                        events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord | None:
+                        events_for: Callable[[RunRecord], Sequence[Event]], *,
+                        lock_timeout: float | None = None) -> RunRecord | None:
         """Take this run for this worker if it is in one of `states`, waiting for a concurrent claimer's row lock
-        on PostgreSQL; None if it is not there or not in those states. Returns the run as claimed."""
+        on PostgreSQL (never skipping it: a skipped delivery would be lost); None if it is not there or not in
+        those states. Returns the run as claimed. With `lock_timeout`, a wait longer than that raises RunBusy."""
         lock = "" if self.is_sqlite else " FOR UPDATE"
-        with self._write_sql() as tx:
-            found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id{lock}", {"id": run_id})
-            if found is None or found["state"] not in set(states):
-                return None
-            return self._take(tx, RunRecord(**found), worker_id, time.time(), events_for)
+        try:
+            with self._write_sql() as tx:
+                if lock_timeout is not None and not self.is_sqlite:
+                    tx.execute(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'")
+                found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id{lock}", {"id": run_id})
+                if found is None or found["state"] not in set(states):
+                    return None
+                return self._take(tx, RunRecord(**found), worker_id, time.time(), events_for)
+        except Exception as exc:
+            if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03":  # lock_not_available
+                raise RunBusy(f"run {run_id} stayed locked for {lock_timeout}s") from None
+            raise
+
+    def heartbeat_fresh(self, run_id: str, stale_after: float) -> bool:
+        """Whether the run is RUNNING with a heartbeat at most `stale_after` seconds old, by the database's clock."""
+        with self._read_sql() as tx:
+            return tx.first(f"SELECT 1 AS fresh FROM flow_runs WHERE id = :id AND state = 'RUNNING' "
+                            f"AND heartbeat_at >= {self.now_sql} - :stale_after",
+                            {"id": run_id, "stale_after": stale_after, "now": time.time()}) is not None
+
+    def runnable_run_ids(self, limit: int = 10_000) -> list[str]:
+        """Queued and crashed runs, oldest first: the ones a worker should claim and has not yet."""
+        with self._read_sql() as tx:
+            rows = tx.rows(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} ORDER BY created_at LIMIT :limit",
+                           {**_CLAIMABLE_PARAMS, "limit": limit})
+        return [row["id"] for row in rows]
 
     def _take(self, tx: SqlText, run: RunRecord, worker_id: str, now: float,
               events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord:

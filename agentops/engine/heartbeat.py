@@ -60,3 +60,9 @@ def heartbeater() -> Heartbeater:
     if _heartbeater is None:
         _heartbeater = Heartbeater(get_settings().heartbeat_seconds)
     return _heartbeater
+
+
+def forget_heartbeater_after_fork() -> None:
+    """In a forked child: the parent's heartbeat thread and the runs it beat for stay with the parent."""
+    global _heartbeater
+    _heartbeater = None

@@ -16,7 +16,7 @@ from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor, redact, secret_parameter_values, secret_values
 from agentops.core.states import RESUMABLE, State, is_terminal
 from agentops.db import Store, open_store
-from agentops.engine import secrets, transitions
+from agentops.engine import dispatch, secrets, transitions  # noqa: F401  (dispatch: for its on_open hook)
 from agentops.engine.context import RunContext, current_run
 from agentops.engine.heartbeat import heartbeater
 from agentops.engine.logs import install_print_capture
@@ -215,15 +215,32 @@ def call_flow(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any
     raise InvalidStateError(f"run {run_id} of flow '{flow.name}' is {outcome.state.value}: {outcome.message}")
 
 
-def resume_run(run_id: str, *, actor: str = transitions.ENGINE, store: Store | None = None) -> RunOutcome:
-    """Claim a run that is not running and execute it now, in this process, replaying its steps."""
-    store = store or open_store()
+def _resumable(store: Store, run_id: str) -> RunRecord:
     run = store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"no run with id '{run_id}'")
     if run.state not in RESUMABLE:
         allowed = ", ".join(sorted(RESUMABLE))
         raise InvalidStateError(f"run {run_id} is {run.state}; only {allowed} runs can be resumed")
+    return run
+
+
+def requeue_run(run_id: str, *, actor: str = transitions.ENGINE, store: Store | None = None) -> None:
+    """Queue a run that is not running again (PENDING) for a worker, which replays its steps; with dispatch on,
+    the commit sends it to the broker."""
+    store = store or open_store()
+    run = _resumable(store, run_id)
+    event = transitions.run_state(run_id, State.PENDING.value, actor=actor, resumed_from=run.state)
+    if not store.set_run_state(run_id, State.PENDING.value, [event], expect=[run.state],
+                               fields={"worker_id": None, "heartbeat_at": None,
+                                       "state_message": f"queued again by {actor}"}):
+        raise InvalidStateError(f"run {run_id} changed state while queueing it; try again")
+
+
+def resume_run(run_id: str, *, actor: str = transitions.ENGINE, store: Store | None = None) -> RunOutcome:
+    """Claim a run that is not running and execute it now, in this process, replaying its steps."""
+    store = store or open_store()
+    run = _resumable(store, run_id)
     worker_id = local_worker_id()
 
     def events_for(before: RunRecord) -> list[Event]:

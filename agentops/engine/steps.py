@@ -75,6 +75,13 @@ def task_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def forget_task_pool_after_fork() -> None:
+    """In a forked child: the parent's pool threads did not survive the fork; the next task.submit() makes a
+    fresh pool (and a fresh lock, in case the fork caught another thread holding it)."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
 @dataclass
 class _Prepared:
     step_no: int

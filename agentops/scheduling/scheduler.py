@@ -22,6 +22,7 @@ from agentops.db import Store
 from agentops.db.scheduling import ScheduleFire
 from agentops.engine.registry import get_flow
 from agentops.engine.runner import prepare_run
+from agentops.engine.sweeper import Sweeper
 from agentops.errors import AgentOpsError
 from agentops.scheduling.schedules import Cadence
 
@@ -59,6 +60,8 @@ class Scheduler:
     misfire_grace: float = 60.0
     batch: int = 1000
     active: bool = False
+    sweeper: Sweeper | None = None
+    """With dispatch on: recovers crashed runs and re-sends unclaimed ones, only while this holds the lease."""
 
     def tick(self, now: float | None = None) -> list[str]:
         """Fire everything due at `now`; the ids of the runs created."""
@@ -66,6 +69,11 @@ class Scheduler:
         self.active = self.store.acquire_lease(LEASE_NAME, self.holder, self.lease_ttl, now)
         if not self.active:
             return []
+        if self.sweeper is not None:
+            try:
+                self.sweeper.maybe_sweep()
+            except Exception:
+                log.exception("sweep failed; retrying at the next tick")
         created: list[str] = []
         while True:
             due = self.store.due_schedules(now, limit=self.batch)

@@ -19,7 +19,7 @@ from agentops.service.audit import (
 )
 from agentops.service.backends import restore_seeded_deployment
 from agentops.service.data import ask_data, list_datasets
-from agentops.service.processes import new_scheduler, new_worker
+from agentops.service.processes import new_scheduler, new_worker, run_celery_worker
 from agentops.service.runs import (
     RunDetail,
     actor_of,
@@ -35,6 +35,7 @@ from agentops.service.runs import (
     list_runs,
     pending_approvals_for,
     project_path,
+    requeue,
     rerun,
     resolve_run_id,
     resume,
@@ -86,10 +87,12 @@ __all__ = [
     "open_database",
     "pending_approvals_for",
     "project_path",
+    "requeue",
     "rerun",
     "resolve_run_id",
     "restore_seeded_deployment",
     "resume",
+    "run_celery_worker",
     "run_detail",
     "run_flow_names",
     "run_logs",

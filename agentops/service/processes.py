@@ -1,21 +1,52 @@
-"""The long-running processes a face starts: a worker (with the governance housekeeping) and a scheduler."""
+"""The long-running processes a face starts: a polling worker and a Celery worker (with the governance
+housekeeping), and a scheduler (with the sweeper when dispatch is on)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from agentops.db import open_store
+from agentops.db import Store, open_store
+from agentops.engine.dispatch import dispatching
+from agentops.engine.sweeper import Sweeper
 from agentops.engine.worker import Worker
+from agentops.errors import ConfigError
 from agentops.governance.approvals import expire_due
 from agentops.scheduling.scheduler import Scheduler
 from agentops.service.audit import Checkpointer
+from agentops.settings import get_settings
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def _housekeeping() -> list[Any]:
+    """Closing approvals past their expiry and signing ledger checkpoints, which the engine knows nothing of."""
+    return [expire_due, Checkpointer()]
 
 
 def new_worker(**options: Any) -> Worker:
-    """A worker that also closes approvals past their expiry and signs ledger checkpoints between claims."""
+    """A polling worker that also runs the governance housekeeping between claims."""
     options.setdefault("store", open_store())
-    return Worker(housekeeping=[expire_due, Checkpointer()], **options)
+    return Worker(housekeeping=_housekeeping(), **options)
 
 
 def new_scheduler(**options: Any) -> Scheduler:
-    return Scheduler(open_store(), **options)
+    """The scheduler; with dispatch on it also sweeps (and so runs the housekeeping Celery workers do not)."""
+    store: Store = open_store()
+    if dispatching():
+        options.setdefault("sweeper", Sweeper(store, housekeeping=_housekeeping()))
+    return Scheduler(store, **options)
+
+
+def run_celery_worker(*, concurrency: int, queues: list[str] | None = None) -> None:
+    """`agentops worker --celery`: a Celery worker on AGENTOPS_BROKER_URL, until it is stopped."""
+    if not dispatching():
+        raise ConfigError("agentops worker --celery needs AGENTOPS_BROKER_URL (redis://... or amqp://...)")
+    if concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    bad = [q for q in queues or [] if not QUEUE_NAME.fullmatch(q)]
+    if bad:
+        raise ConfigError(f"queue name {bad[0]!r}: use letters, digits and _ . : - only")
+    from agentops.engine.celery_app import worker_main  # Celery only here
+
+    worker_main(concurrency=concurrency, queues=queues or [get_settings().broker_queue])

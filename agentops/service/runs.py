@@ -22,6 +22,7 @@ from agentops.engine.runner import (
     create_run,
     execute_run,
     local_worker_id,
+    requeue_run,
     resume_run,
 )
 from agentops.errors import AgentOpsError, NotFoundError
@@ -126,6 +127,16 @@ def resume(run_id: str, *, user: str | None = None) -> RunOutcome:
     if user:
         require_user(st, user, CAN_OPERATE, "resuming runs")
     return resume_run(resolve_run_id(run_id), actor=actor_of(user), store=st)
+
+
+def requeue(run_id: str, *, user: str | None = None) -> str:
+    """Queue a resumable run again for a worker (sent to the broker when dispatch is on); returns its id."""
+    st = open_store()
+    if user:
+        require_user(st, user, CAN_OPERATE, "resuming runs")
+    run_id = resolve_run_id(run_id)
+    requeue_run(run_id, actor=actor_of(user), store=st)
+    return run_id
 
 
 def cancel(run_id: str, *, user: str | None = None) -> None:
