@@ -18,9 +18,10 @@ from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor
 from agentops.db import open_store
 from agentops.engine.flows import flow
+from agentops.engine.project import project_root
 from agentops.engine.registry import find_flow, registered_flows
 from agentops.engine.runner import CREATED_EPOCH, create_run, execute_run, local_worker_id
-from agentops.engine.toolkit import StartFlowArgs, current_run_id, idempotency_key
+from agentops.engine.toolkit import StartFlowArgs, current_run_id, idempotency_key, load_tools
 from agentops.errors import AgentOpsError
 from agentops.service.setup import check_settings
 
@@ -59,14 +60,30 @@ def start_flow_tool(user: str | None) -> Any:
         description="Start one of the project's automation flows. Available flows:\n" + _flow_catalogue())
 
 
+DIRECT_TOOLS = ("scale_deployment", "create_ticket", "query_data")
+"""Tools the dispatcher may call itself when a message asks for exactly that (screened like any call)."""
+
+
+def _known_things() -> dict[str, str]:
+    """The deployments (from the cluster backend) and datasets that exist, for the dispatcher's prompt."""
+    from agentops.data import list_datasets
+
+    deployments = [d.name for d in open_store().deployments()]
+    datasets = sorted(list_datasets(project_root()))
+    return {"deployments": ", ".join(deployments) or "(none)", "datasets": ", ".join(datasets) or "(none)"}
+
+
 @flow(name=DISPATCHER_FLOW)
 def chat_dispatch(message: str, conversation_id: str, user: str | None = None) -> dict[str, Any]:
-    """Route a chat message to the right flow (the chat dispatcher)."""
-    dispatcher = Agent(name="dispatcher", prompt="dispatcher", tools=["start_flow"],
+    """Route a chat message to the right flow or tool call (the chat dispatcher)."""
+    available = load_tools(project_root())
+    dispatcher = Agent(name="dispatcher", prompt="dispatcher",
+                       tools=["start_flow", *(t for t in DIRECT_TOOLS if t in available)],
                        extra_tools=[start_flow_tool(user)])
-    result = dispatcher.run(message, flows=_flow_catalogue())
+    result = dispatcher.run(message, flows=_flow_catalogue(), **_known_things())
     started = [json.loads(o.content) for o in result.tool_calls if o.name == "start_flow" and o.status == "ok"]
     return {"answer": result.answer, "started": started, "model": result.model,
+            "calls": [{"name": o.name, "args": o.args, "status": o.status} for o in result.tool_calls],
             "refused": [o.content for o in result.tool_calls if o.status != "ok"]}
 
 
