@@ -4,6 +4,8 @@ arguments, and a message that names nothing it can act on gets a plain answer, n
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from agentops.agents.models.playbook import load_playbooks
 from agentops.backends.cluster_sim import SEED_DEPLOYMENTS
 from agentops.db import open_store
 from agentops.engine.worker import Worker
+from agentops.governance.approvals import expire_due
 from tests.app_fixtures import add_repository_content
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,6 +196,63 @@ def test_hello_greets_the_name_given(chat_project: Path) -> None:
     [started] = reply.started_runs
     drain()
     assert json.loads(service.get_run(started["run_id"]).result) == "Hello, Bob!"
+
+
+
+# -- the reply states the outcome, and a run says which governed calls did not go through ----------------------
+
+
+def test_a_scale_that_needs_approval_says_which_approval_and_what_it_would_do(chat_project: Path) -> None:
+    reply = service.chat_send("scale the web-app deployment to 12", user=None)
+    assert reply.state == "AWAITING_APPROVAL"
+    [waiting] = reply.waiting
+    assert waiting["action"] == "scale_deployment" and waiting["args"] == {"name": "web-app", "replicas": 12}
+    assert f"approval {waiting['id']}: scale_deployment(name=web-app, replicas=12)" in reply.answer
+    assert "PENDING" not in reply.answer and open_store().deployment("web-app").replicas == 6
+
+
+def test_a_finished_run_is_described_by_what_it_returned(chat_project: Path) -> None:
+    reply = service.chat_send("say hello to Bob", user=None)
+    assert "started hello as run" in reply.answer
+    drain()
+    assert service.run_outcome(reply.started_runs[0]["run_id"]).words == "completed: Hello, Bob!"
+
+
+def test_a_refused_email_is_noted_on_the_run_and_in_the_list(chat_project: Path) -> None:
+    reply = service.chat_send("email the sales summary to leak@gmail.com", user=None)
+    drain()
+    run_id = reply.started_runs[0]["run_id"]
+    outcome = service.run_outcome(run_id)
+    assert outcome.note == "1 refused call" and outcome.words.endswith("(1 refused call)")
+    notes = service.run_notes(service.list_runs())
+    assert notes[run_id] == "1 refused call" and notes[reply.dispatch_run_id] == ""
+
+
+def test_a_rejected_and_an_expired_approval_are_noted(chat_project: Path) -> None:
+    service.add_user("ada", "approver", "correct horse battery")
+    first = service.chat_send("email the sales summary to ops@example.com", user=None).started_runs[0]["run_id"]
+    second = service.chat_send("email the sales summary to cfo@example.com", user=None).started_runs[0]["run_id"]
+    drain()
+    [pending] = service.pending_approvals_for(first)
+    service.decide(pending.id, "reject", user="ada", message="not this week")
+    [late] = service.pending_approvals_for(second)
+    assert late.expires_at is not None
+    expire_due(open_store(), now=late.expires_at + 1)
+    drain()
+    assert service.run_outcome(first).note == "1 rejected call"
+    assert service.run_outcome(second).note == "1 expired call"
+
+
+def test_agentops_run_and_runs_list_say_a_call_was_refused(chat_project: Path) -> None:
+    ran = subprocess.run([sys.executable, "-m", "agentops.cli", "run", "sales_analysis", "-p",
+                          'recipients=["leak@gmail.com"]'], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    shown = " ".join(ran.stdout.split())
+    assert "COMPLETED with 1 refused call" in shown and "questions answered (1 refused call)" in shown
+    listed = subprocess.run([sys.executable, "-m", "agentops.cli", "runs", "list", "--json"], capture_output=True,
+                            text=True, timeout=120)
+    [row] = json.loads(listed.stdout)
+    assert row["state"] == "COMPLETED" and row["note"] == "1 refused call"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from agentops.cli import ops as cli_ops
 from agentops.cli.serve import Services, start_app
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.core.redaction import default_redactor
-from agentops.core.states import State
 from agentops.engine.project import project_root
 from agentops.errors import AgentOpsError, ConfigError
 from agentops.service.setup import checkpoint_line, init_project
@@ -68,7 +67,9 @@ def run(
         return
     outcome = _with_progress(run_id, lambda: service.execute_here(run_id), quiet=as_json)
     if as_json:
-        emit_json({"run_id": run_id, "state": outcome.state, "result": outcome.result, "error": outcome.error})
+        described = service.run_outcome(run_id)
+        emit_json({"run_id": run_id, "state": outcome.state, "result": outcome.result, "error": outcome.error,
+                   "outcome": described.words, "note": described.note})
     else:
         _print_run(run_id)
     if outcome.state == "FAILED":
@@ -96,7 +97,9 @@ def _print_run(run_id: str) -> None:
     run = service.get_run(run_id)
     steps = service.run_steps(run.id)
     logs = service.run_logs(run.id)
-    console.print(f"run [bold]{run.id}[/bold]  flow [bold]{run.flow_name}[/bold]  {styled_state(run.state)}"
+    outcome = service.run_outcome(run.id)
+    note = f"  [yellow]with {outcome.note}[/yellow]" if outcome.note else ""
+    console.print(f"run [bold]{run.id}[/bold]  flow [bold]{run.flow_name}[/bold]  {styled_state(run.state)}{note}"
                   f"  trigger {run.trigger}  created {fmt_time(run.created_at)}")
     if run.error:
         console.print(f"[red]error:[/red] {run.error}")
@@ -107,9 +110,8 @@ def _print_run(run_id: str) -> None:
             table.add_row(str(step.step_no), step.name, step.kind, styled_state(step.state), str(step.attempts),
                           fmt_duration(step.duration_ms), shown[:80])
         console.print(table)
-    if run.state == State.AWAITING_APPROVAL:
-        for appr in service.pending_approvals_for(run.id):
-            console.print(f"[magenta]awaiting approval[/magenta] {appr.id}: {appr.action} {appr.args}")
+    for waiting in outcome.waiting:
+        console.print(f"[magenta]awaiting[/magenta] {waiting.words}", highlight=False)
     if logs:
         console.print("[bold]logs[/bold]")
         for line in logs[-50:]:
@@ -117,6 +119,7 @@ def _print_run(run_id: str) -> None:
             console.print(f"  {fmt_time(line.ts)} {line.level:<7} {where}: {line.message}", markup=False)
     if run.result is not None and run.state == "COMPLETED":
         console.print(f"result: {run.result[:500]}", markup=False)
+    console.print(f"outcome: {outcome.words}", markup=False)
 
 
 @runs_app.command("list")
@@ -128,14 +131,15 @@ def runs_list(
 ) -> None:
     """List recent runs, newest first."""
     runs = service.list_runs(state=state, flow=flow, limit=limit)
+    notes = service.run_notes(runs)
     if as_json:
-        emit_json([asdict(r) for r in runs])
+        emit_json([{**asdict(r), "note": notes[r.id]} for r in runs])
         return
     table = Table("run", "flow", "state", "trigger", "created", "duration", box=None)
     for r in runs:
         took = (r.ended_at - r.started_at) * 1000 if r.ended_at and r.started_at else None
-        table.add_row(r.id[:12], r.flow_name, styled_state(r.state), r.trigger, fmt_time(r.created_at),
-                      fmt_duration(took))
+        state_cell = styled_state(r.state) + (f"\n[yellow]{notes[r.id]}[/yellow]" if notes[r.id] else "")
+        table.add_row(r.id[:12], r.flow_name, state_cell, r.trigger, fmt_time(r.created_at), fmt_duration(took))
     console.print(table)
 
 
@@ -208,23 +212,22 @@ def chat(
 ) -> None:
     """Ask the dispatcher agent to start the right flow; follow its progress and pending approvals."""
     reply = service.chat_send(message, user=user, conversation_id=conversation)
-    followed = []
+    followed = [service.run_outcome(reply.dispatch_run_id)] if reply.waiting else []
     for started in reply.started_runs:
-        run = _with_progress(started["run_id"], lambda rid=started["run_id"]: service.follow_run(rid), quiet=as_json)
-        followed.append({"run_id": run.id, "flow": run.flow_name, "state": run.state,
-                         "approvals": [{"id": a.id, "action": a.action, "args": a.args}
-                                       for a in service.pending_approvals_for(run.id)]})
+        _with_progress(started["run_id"], lambda rid=started["run_id"]: service.follow_run(rid), quiet=as_json)
+        followed.append(service.run_outcome(started["run_id"]))
     if as_json:
         emit_json({"conversation_id": reply.conversation_id, "answer": reply.answer, "model": reply.model,
-                   "runs": followed})
+                   "runs": [{"run_id": o.run_id, "flow": o.flow, "state": o.state, "outcome": o.words,
+                             "approvals": [asdict(w) for w in o.waiting]} for o in followed]})
         return
-    label = f" [dim]({reply.model})[/dim]" if reply.model else ""
-    console.print(f"[bold]agent[/bold]{label}: {reply.answer}")
+    console.print("[bold]agent[/bold]" + (f" [dim]({reply.model})[/dim]" if reply.model else "") + ":", end=" ")
+    console.print(reply.answer, markup=False)
     for item in followed:
-        console.print(f"run {item['run_id'][:12]} {item['flow']}: {styled_state(item['state'])}")
-        for appr in item["approvals"]:
-            console.print(f"  [magenta]awaiting approval[/magenta] {appr['id']}: {appr['action']} {appr['args']}\n"
-                          f"  decide: agentops approvals approve {appr['id']} --as APPROVER  (or in the app's inbox)")
+        console.print(f"run {item.run_id} {item.flow}: {item.words}", markup=False)
+        for waiting in item.waiting:
+            console.print(f"  decide: agentops approvals approve {waiting.id} --as APPROVER  (or in the app's inbox)",
+                          markup=False)
     console.print(f"[dim]conversation {reply.conversation_id}[/dim]")
 
 

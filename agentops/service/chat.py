@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentops.agents import Agent
@@ -23,6 +23,7 @@ from agentops.engine.registry import find_flow, registered_flows
 from agentops.engine.runner import CREATED_EPOCH, create_run, execute_run, local_worker_id
 from agentops.engine.toolkit import StartFlowArgs, current_run_id, idempotency_key, load_tools
 from agentops.errors import AgentOpsError
+from agentops.service.outcomes import outcome_of
 from agentops.service.setup import check_settings
 
 DISPATCHER_FLOW = "chat_dispatch"
@@ -95,6 +96,8 @@ class ChatReply:
     started_runs: list[dict[str, Any]] = field(default_factory=list)
     model: str | None = None
     state: str = "COMPLETED"
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    """Approvals the dispatcher's own call waits for: id, action, args."""
 
 
 def send(message: str, *, user: str | None, conversation_id: str | None = None) -> ChatReply:
@@ -115,11 +118,15 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
                                                      "user": user}, trigger="chat", created_by=user,
                         queue=False, store=store, worker_id=worker_id)
     outcome = execute_run(run_id, worker_id=worker_id, epoch=CREATED_EPOCH, store=store)
+    dispatched = store.get_run(run_id)
+    assert dispatched is not None
+    described = outcome_of(dispatched)
     if outcome.state == "COMPLETED":
         data = outcome.result
         answer, started, model = data["answer"], data["started"], data["model"]
     elif outcome.state == "AWAITING_APPROVAL":
-        answer, started, model = "Starting that flow needs an approval first; it is waiting in the inbox.", [], None
+        answer, started, model = (f"That needs a person's approval first: {described.words}. "
+                                  "An approver decides it in the inbox."), [], None
     else:
         answer, started, model = f"The dispatcher failed: {outcome.error}", [], None
     answer = default_redactor().text(answer)
@@ -128,4 +135,5 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
                            [Event(actor="agent:dispatcher", action="chat.reply", run_id=run_id,
                                   payload={"conversation_id": conversation_id, "text": answer,
                                            "started": serialization.loads(serialization.dumps(started))})])
-    return ChatReply(conversation_id, run_id, answer, started, model, outcome.state.value)
+    return ChatReply(conversation_id, run_id, answer, started, model, outcome.state.value,
+                     [asdict(w) for w in described.waiting])

@@ -28,6 +28,7 @@ from agentops.errors import AgentOpsError, NotFoundError
 from agentops.governance.approvals import cancel_pending
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.chat import DISPATCHER_FLOW, send
+from agentops.service.outcomes import Outcome, outcome_of, problems_of
 from agentops.service.setup import check_settings
 
 if TYPE_CHECKING:
@@ -97,6 +98,17 @@ def list_runs(*, state: str | None = None, flow: str | None = None, trigger: str
             raise AgentOpsError(f"unknown state '{state}' (choose one of: {choices})") from None
     return open_store().list_runs(state=state, flow=flow, trigger=trigger, since=since, until=until, limit=limit,
                              offset=offset)
+
+
+def run_outcome(run_id: str) -> Outcome:
+    """The run's outcome in words, its refused, rejected and expired calls, and the approvals it waits for."""
+    return outcome_of(get_run(run_id))
+
+
+def run_notes(runs: list[RunRecord]) -> dict[str, str]:
+    """Per run, a note on the governed calls that did not go through ("1 refused call"), or ""."""
+    problems = problems_of([r.id for r in runs])
+    return {r.id: Outcome(r.id, r.flow_name, r.state, problems[r.id]).note for r in runs}
 
 
 def count_runs(**filters: Any) -> int:
