@@ -101,8 +101,9 @@ def problems_of(run_ids: Sequence[str]) -> dict[str, Counter[str]]:
 
 
 def outcome_of(run: RunRecord) -> Outcome:
-    store = open_store()
+    pending = open_store().list_approvals(status="pending", run_id=run.id) if run.state == State.AWAITING_APPROVAL \
+        else []
     waiting = [Waiting(a.id, a.action, serialization.loads(a.args, f"approval {a.id} arguments") or {})
-               for a in store.list_approvals(status="pending", run_id=run.id)]
+               for a in pending]
     return Outcome(run.id, run.flow_name, run.state, problems_of([run.id])[run.id], waiting, run.error,
                    _result_words(run) if run.state == State.COMPLETED else None)
