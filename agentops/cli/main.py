@@ -17,12 +17,12 @@ from agentops import service
 from agentops.cli import demo as demo_mod
 from agentops.cli import governance as cli_governance
 from agentops.cli import ops as cli_ops
-from agentops.cli.serve import Services, start_app
+from agentops.cli.serve import Services, require_free_port, start_app
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.core.redaction import default_redactor
 from agentops.engine.project import project_root
 from agentops.errors import AgentOpsError, ConfigError
-from agentops.service.setup import checkpoint_line, init_project
+from agentops.service.setup import checkpoint_line, init_project, lay_demo_database
 from agentops.settings import reset_settings
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
@@ -248,6 +248,7 @@ def serve(
 def ui(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
        port: Annotated[int, typer.Option("--port")] = 8501) -> None:
     """Run only the Streamlit app."""
+    require_free_port(host, port)
     process = start_app(project_root(), host, port)
     console.print(f"app on http://{host}:{port} (pid {process.pid}); Ctrl-C stops it")
     try:
@@ -263,17 +264,27 @@ def demo(
     port: Annotated[int, typer.Option("--port")] = 8501,
     exit_after_setup: Annotated[bool, typer.Option("--exit", help="Set up and trigger, then stop.")] = False,
 ) -> None:
-    """The full loop: init, demo users, seeds and a schedule, serve, and an incident awaiting approval."""
+    """The full loop on a demo database laid anew: users, seeds, a schedule, serve, an incident awaiting approval."""
     say = console.print
+    if not exit_after_setup:
+        require_free_port(host, port)
+    laid = lay_demo_database()
+    say(f"demo database {laid.url.removeprefix('sqlite:///')}: laid anew for this demo (the project's own database "
+        "is not touched); from another terminal, use it with:", highlight=False)
+    say(f"  export AGENTOPS_DATABASE_URL={laid.url} AGENTOPS_CHECKPOINT_DIR={laid.folder / 'checkpoints'}",
+        highlight=False, soft_wrap=True)
     for line in init_project():
         say(line)
     demo_mod.create_demo_users(say)
     demo_mod.seed_schedules(say)
-    demo_mod.restore_incident_deployment(say)
+    sales_run = demo_mod.start_sales_run(say)
     services = Services(host=host, port=port, with_app=not exit_after_setup, on_event=say)
     services.start()
     try:
         state = demo_mod.trigger_incident(say)
+        if exit_after_setup:
+            demo_mod.wait_settled(sales_run)
+            say(f"run {sales_run} (sales_analysis): {service.run_outcome(sales_run).words}", highlight=False)
     except Exception:
         services.stop()
         raise

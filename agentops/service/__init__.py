@@ -17,7 +17,6 @@ from agentops.service.audit import (
     audit_verify,
     ledger_record,
 )
-from agentops.service.backends import restore_seeded_deployment
 from agentops.service.data import ask_data, list_datasets
 from agentops.service.processes import new_scheduler, new_worker
 from agentops.service.runs import (
@@ -90,7 +89,6 @@ __all__ = [
     "project_path",
     "rerun",
     "resolve_run_id",
-    "restore_seeded_deployment",
     "resume",
     "run_detail",
     "run_flow_names",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,14 @@ def start_run(flow_name: str, parameters: dict[str, Any], *, user: str | None = 
     st = open_store()
     if user and check_role:
         require_user(st, user, CAN_OPERATE, "starting runs")
-    return create_run(flow, parameters, trigger=trigger, created_by=user, queue=queue, store=st,
+    return create_run(flow, parameters, trigger=trigger, created_by=acting_user(user), queue=queue, store=st,
                       worker_id=None if queue else local_worker_id())
+
+
+def acting_user(user: str | None) -> str:
+    """Who a run or a chat message is recorded as: the named user, or else the operating-system user of this
+    process (a local command run without --as), never nobody. Only a named user's role is checked."""
+    return user or getpass.getuser()
 
 
 def run_now(flow_name: str, parameters: dict[str, Any], *, user: str | None = None,
@@ -161,7 +168,7 @@ def chat_send(message: str, *, user: str | None, conversation_id: str | None = N
     st = open_store()
     if user:
         require_user(st, user, CAN_OPERATE, "chatting")
-    return send(message, user=user, conversation_id=conversation_id)
+    return send(message, user=acting_user(user), conversation_id=conversation_id)
 
 
 def chat_history(conversation_id: str) -> list[Any]:
