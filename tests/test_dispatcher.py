@@ -81,6 +81,8 @@ ANSWERED: list[tuple[str, str]] = [
     ("scale nosuch to 3", "no deployment 'nosuch'"),
     ("nosuch-app is at 99% CPU", "no deployment 'nosuch-app'"),
     ("forecast the load for nosuch-app", "no deployment 'nosuch-app'"),
+    ("forecast the load for nosuch", "no deployment 'nosuch'"),
+    ("forecast the load for the next 6 hours", "Which deployment"),
     ("forecast the load", "Which deployment"),
     ("scale api", "how many replicas"),
     ("scale api to 50% more", "how many replicas"),

@@ -71,7 +71,7 @@ class Outcome:
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join((value if isinstance(value, str) else json.dumps(value, default=str)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -32,13 +32,14 @@ _QUESTION = re.compile(r"^\s*(?:what|which|who|how|when|where|show|list|give|top
 _CANDIDATE = re.compile(
     r"\bdeployments?\s+([a-z0-9][\w.-]*)"
     r"|\bscale\s+(?:up\s+|down\s+)?(?:the\s+)?([a-z0-9][\w.-]*)"
+    r"|\b(?:load|capacity|traffic)\s+(?:for|on|of)\s+(?:the\s+)?([a-z0-9][\w.-]*)"
     r"|\b([a-z0-9][\w.]*-[\w.-]+)\b"
     r"|^\s*([a-z0-9][\w.-]*)\s+(?:is|has|shows|reports)\b",
     re.IGNORECASE)
 FACTS = {"text", "deployment", "emails", "replicas", "priority", "name", "subject", "question", "dataset"}
 """The facts a route's templates may read."""
 _NOT_DEPLOYMENTS = {"the", "a", "an", "it", "up", "down", "to", "this", "that", "all", "out", "in", "cpu", "load",
-                    "e-mail"}
+                    "e-mail", "next", "me", "us", "today", "tomorrow", "everything", "each", "every"}
 
 
 @dataclass(frozen=True)
