@@ -5,7 +5,7 @@ Every action a person takes goes through here; faces never reach the store or th
 
 from __future__ import annotations
 
-from agentops.governance.users import CAN_DECIDE, CAN_OPERATE
+from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
 from agentops.service import chat, schedules, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
 from agentops.service.approvals import decide, get_approval, list_approvals
@@ -52,6 +52,7 @@ from agentops.settings import get_settings
 __all__ = [
     "CAN_DECIDE",
     "CAN_OPERATE",
+    "CAN_SCHEDULE",
     "RunDetail",
     "actor_of",
     "add_user",
