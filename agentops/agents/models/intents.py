@@ -22,9 +22,9 @@ DATASETS_LABEL = "Datasets:"
 """The lines of the dispatcher's system prompt that list what exists (see prompts/dispatcher.md)."""
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_REPLICAS = re.compile(r"\bto\s+(\d+)\b(?!\s*%)|\b(\d+)\s+replicas?\b", re.IGNORECASE)
+_REPLICAS = re.compile(r"\bto\s+(\d+)\b(?![.,]\d|\s*%)|(?<![.,])\b(\d+)\s+replicas?\b", re.IGNORECASE)
 _PRIORITY = re.compile(r"\b(P[1-4])\b", re.IGNORECASE)
-_NAME = re.compile(r"\b(?:hello|hi|greet)\s+(?:to\s+)?([A-Za-z][A-Za-z'-]*)", re.IGNORECASE)
+_NAME = re.compile(r"\b(?:hello|hi|greet)\s+(?:to\s+)?([^\W\d_][\w'-]*)", re.IGNORECASE)
 _NOT_NAMES = {"there", "please", "again", "everyone", "all"}
 _SUBJECT = re.compile(r"\bticket\b(?:\s+(?:for|about|on|saying|that))?\s*[:,-]?\s*(.*)", re.IGNORECASE | re.DOTALL)
 _QUESTION = re.compile(r"^\s*(?:what|which|who|how|when|where|show|list|give|top|compare|tell)\b|\?\s*$",
