@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentops.agents import Agent
+from agentops.backends.cluster_sim import deployment_names
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor
@@ -69,7 +70,7 @@ def _known_things() -> dict[str, str]:
     """The deployments (from the cluster backend) and datasets that exist, for the dispatcher's prompt."""
     from agentops.data import list_datasets
 
-    deployments = [d.name for d in open_store().deployments()]
+    deployments = deployment_names()
     datasets = sorted(list_datasets(project_root()))
     return {"deployments": ", ".join(deployments) or "(none)", "datasets": ", ".join(datasets) or "(none)"}
 
