@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml uv.lock
 
 setup: $(STAMP)
 
+PORT ?= 8501
 demo: $(STAMP)
-	$(VENV)/bin/agentops demo
+	$(VENV)/bin/agentops demo --port $(PORT)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest

@@ -1,5 +1,9 @@
 """The smallest flow: one task, for checking an installation and timing a cold start."""
 
+from typing import Annotated
+
+from pydantic import Field
+
 from agentops import flow, task
 
 
@@ -9,6 +13,6 @@ def greet(name: str) -> str:
 
 
 @flow
-def hello(name: str = "world") -> str:
+def hello(name: Annotated[str, Field(min_length=1, max_length=100)] = "world") -> str:
     """Say hello: one recorded step."""
     return greet(name)

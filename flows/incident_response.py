@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from agentops import flow, get_run_logger, task
 from agentops.agents import Agent
+from agentops.backends.cluster_sim import KnownDeployment
 
 responder = Agent(
     name="incident",
@@ -21,7 +26,8 @@ def write_report(deployment: str | None, answer: str, actions: list[dict]) -> di
 
 
 @flow
-def incident_response(deployment: str | None = None, note: str = "") -> dict:
+def incident_response(deployment: KnownDeployment | None = None,
+                      note: Annotated[str, Field(max_length=2000)] = "") -> dict:
     """Handle an operational incident: read metrics, then scale, open a ticket or alert, per the runbook."""
     target = f"deployment {deployment}" if deployment else "all deployments"
     request = f"{note.strip()} Check {target} and apply the runbook.".strip()

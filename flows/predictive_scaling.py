@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated
+
+from pydantic import Field
 
 from agentops import flow, get_run_logger, task
 from agentops.agents import Agent
+from agentops.backends.cluster_sim import KnownDeployment
 
 TARGET_CPU = 70.0
 """The CPU utilisation a deployment should run at after scaling (percent)."""
@@ -38,8 +42,8 @@ def forecast(history: list[float], horizon_hours: int = 6) -> list[float]:
 
 
 @flow
-def predictive_scaling(deployment: str = "web-app", horizon_hours: int = 6,
-                       capacity_per_replica: float = 100.0) -> dict:
+def predictive_scaling(deployment: KnownDeployment = "web-app", horizon_hours: Annotated[int, Field(gt=0, le=168)] = 6,
+                       capacity_per_replica: Annotated[float, Field(gt=0)] = 100.0) -> dict:
     """Forecast a deployment's load for the next hours and let the agent propose scaling before a spike."""
     history = load_history(deployment)
     predicted = forecast(history, horizon_hours)

@@ -6,8 +6,17 @@ policy and recorded as steps, like any agent's tool calls. The demo schedules it
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from agentops import flow, get_run_logger, task
 from agentops.agents import Agent
+from agentops.data.names import KnownDataset
+
+Address = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+"""An address as written; which domains may be mailed is the policy's to say (send_email's rule)."""
+Question = Annotated[str, Field(min_length=3, max_length=500)]
 
 QUESTIONS = ["top 5 products by revenue", "revenue by month", "which regions are below average on revenue"]
 DEFAULT_RECIPIENTS = ["managers@example.com"]
@@ -38,8 +47,9 @@ def _cell(value: object) -> str:
 
 
 @flow
-def sales_analysis(dataset: str = "sales", recipients: list[str] | None = None,
-                   questions: list[str] | None = None) -> dict:
+def sales_analysis(dataset: KnownDataset = "sales",
+                   recipients: Annotated[list[Address], Field(min_length=1, max_length=20)] | None = None,
+                   questions: Annotated[list[Question], Field(min_length=1, max_length=10)] | None = None) -> dict:
     """Ask the sales data the standing questions, write a short report with charts, and email it."""
     log = get_run_logger()
     findings = []

@@ -151,6 +151,15 @@ def test_schedules_page_adds_and_pauses(app_project: Path) -> None:
     assert open_store().get_schedule(created.id).paused
 
 
+def test_an_approver_sees_schedules_but_cannot_add_or_pause_them(app_project: Path) -> None:
+    sid = service.schedules.add_schedule("hello", cron="0 9 * * 1-5", user="otto")
+    at = logged_in("ada")
+    at.switch_page("app_pages/schedules.py").run()
+    keys = {getattr(b, "key", None) for b in at.button}
+    assert f"schedule-toggle-{sid}" not in keys and "schedule-add-submit" not in keys
+    assert not any(getattr(s, "key", None) == "schedule-flow" for s in at.selectbox)
+
+
 def test_backends_page_shows_the_simulated_cluster(app_project: Path) -> None:
     at = logged_in("vera")
     at.switch_page("app_pages/backends.py").run()

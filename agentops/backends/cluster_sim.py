@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import AfterValidator
 
 if TYPE_CHECKING:
     from agentops.db.schema import Deployment
@@ -17,6 +19,26 @@ SEED_DEPLOYMENTS = [
     ("worker", 3, 1.5, 0.072, 900.0),
     ("checkout", 3, 1.6, 0.01, 2500.0),
 ]
+
+
+def deployment_names() -> list[str]:
+    """The deployments the cluster backend knows (the embedded cluster's rows; with Kubernetes, the ones it
+    manages)."""
+    from agentops.db import open_store
+
+    return [d.name for d in open_store().deployments()]
+
+
+def known_deployment(name: str) -> str:
+    """The name, if the cluster has a deployment by that name; ValueError naming the known ones otherwise."""
+    names = deployment_names()
+    if name not in names:
+        raise ValueError(f"unknown deployment '{name}' (known: {', '.join(names) or 'none'})")
+    return name
+
+
+KnownDeployment = Annotated[str, AfterValidator(known_deployment)]
+"""A flow parameter naming a deployment: checked against the cluster before the run is written."""
 
 
 def metrics(dep: Deployment, now: float | None = None) -> dict[str, Any]:

@@ -39,29 +39,32 @@ def create_demo_users(say: Callable[[str], None]) -> None:
         say(f"  {name:<5} {password:<17} {role}")
 
 
+SALES_PARAMETERS: dict[str, Any] = {"recipients": ["managers@example.com"]}
+
+
 def seed_schedules(say: Callable[[str], None]) -> list[int]:
-    """A realistic weekday 09:00 analysis and a demo cadence so a report lands within minutes."""
-    existing = {(s.flow_name, s.cron, s.interval_seconds) for s in schedules.list_schedules()}
-    ids = []
-    wanted: list[dict[str, Any]] = [dict(flow_name="sales_analysis", cron="0 9 * * 1-5", timezone="Europe/Berlin"),
-              dict(flow_name="sales_analysis", interval_seconds=120.0, timezone="UTC")]
-    for spec in wanted:
-        key = (spec["flow_name"], spec.get("cron"), spec.get("interval_seconds"))
-        if key in existing:
-            continue
-        ids.append(schedules.add_schedule(**spec, parameters={"recipients": ["managers@example.com"]},
-                                          user="root"))
-    if ids:
-        say("scheduled sales_analysis: weekdays 09:00 Europe/Berlin, and every 2 minutes for the demo")
-    return ids
+    """The sales analysis on weekdays at 09:00 Europe/Berlin, as a team would schedule it."""
+    sid = schedules.add_schedule("sales_analysis", cron="0 9 * * 1-5", timezone="Europe/Berlin",
+                                 parameters=SALES_PARAMETERS, user="root")
+    say("scheduled sales_analysis: weekdays at 09:00 Europe/Berlin, emailing managers@example.com")
+    return [sid]
 
 
-def restore_incident_deployment(say: Callable[[str], None]) -> None:
-    """Put web-app back to its seeded size, so a second `agentops demo` shows the incident and approval again."""
-    restored = service.restore_seeded_deployment(INCIDENT_DEPLOYMENT, actor="system:demo")
-    if restored:
-        say(f"restored the simulated {INCIDENT_DEPLOYMENT} from {restored[0]} to {restored[1]} replicas "
-            "for the demo incident")
+def start_sales_run(say: Callable[[str], None]) -> str:
+    """One sales analysis now, so that a report is in the outbox without waiting for 09:00."""
+    run_id = service.start_run("sales_analysis", SALES_PARAMETERS, user="otto", trigger="demo")
+    say(f"queued one sales_analysis run now ({run_id}); its report lands on the Outbox page")
+    return run_id
+
+
+def wait_settled(run_id: str, seconds: float = 60.0) -> str:
+    """Wait for a queued run to complete, fail or wait for a person; its state."""
+    deadline = time.time() + seconds
+    run = service.get_run(run_id)
+    while run.state not in SETTLED and time.time() < deadline:
+        time.sleep(0.1)
+        run = service.get_run(run_id)
+    return run.state
 
 
 def trigger_incident(say: Callable[[str], None]) -> DemoState:
@@ -70,16 +73,11 @@ def trigger_incident(say: Callable[[str], None]) -> DemoState:
     say(f"agent: {reply.answer}")
     state = DemoState()
     for started in reply.started_runs:
-        deadline = time.time() + 30
-        run = service.get_run(started["run_id"])
-        while run.state not in SETTLED and time.time() < deadline:
-            time.sleep(0.1)
-            run = service.get_run(started["run_id"])
-        state.incident_run_id = run.id
-        state.approval_ids = [a.id for a in service.pending_approvals_for(run.id)]
-        say(f"run {run.id[:12]} ({run.flow_name}) is {run.state}")
-        for appr in service.pending_approvals_for(run.id):
-            say(f"  waiting for approval {appr.id[:12]}: {appr.action} {appr.args}")
+        wait_settled(started["run_id"], 30)
+        outcome = service.run_outcome(started["run_id"])
+        state.incident_run_id = outcome.run_id
+        state.approval_ids = [w.id for w in outcome.waiting]
+        say(f"run {outcome.run_id} ({outcome.flow}): {outcome.words}")
     if state.incident_run_id is None:
         raise AgentOpsError(f"the demo incident did not start a flow: {reply.answer}")
     return state

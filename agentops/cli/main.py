@@ -18,13 +18,12 @@ from agentops import service
 from agentops.cli import demo as demo_mod
 from agentops.cli import governance as cli_governance
 from agentops.cli import ops as cli_ops
-from agentops.cli.serve import Services, start_app
+from agentops.cli.serve import Services, require_free_port, start_app
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.core.redaction import default_redactor
-from agentops.core.states import State
 from agentops.engine.project import project_root
 from agentops.errors import AgentOpsError, ConfigError
-from agentops.service.setup import checkpoint_line, init_project
+from agentops.service.setup import checkpoint_line, init_project, lay_demo_database
 from agentops.settings import reset_settings
 
 app = typer.Typer(help="agentops: durable flows, governed LLM agents, approvals and an audit ledger.",
@@ -69,7 +68,9 @@ def run(
         return
     outcome = _with_progress(run_id, lambda: service.execute_here(run_id), quiet=as_json)
     if as_json:
-        emit_json({"run_id": run_id, "state": outcome.state, "result": outcome.result, "error": outcome.error})
+        described = service.run_outcome(run_id)
+        emit_json({"run_id": run_id, "state": outcome.state, "result": outcome.result, "error": outcome.error,
+                   "outcome": described.words, "note": described.note})
     else:
         _print_run(run_id)
     if outcome.state == "FAILED":
@@ -97,7 +98,9 @@ def _print_run(run_id: str) -> None:
     run = service.get_run(run_id)
     steps = service.run_steps(run.id)
     logs = service.run_logs(run.id)
-    console.print(f"run [bold]{run.id}[/bold]  flow [bold]{run.flow_name}[/bold]  {styled_state(run.state)}"
+    outcome = service.run_outcome(run.id)
+    note = f"  [yellow]with {outcome.note}[/yellow]" if outcome.note else ""
+    console.print(f"run [bold]{run.id}[/bold]  flow [bold]{run.flow_name}[/bold]  {styled_state(run.state)}{note}"
                   f"  trigger {run.trigger}  created {fmt_time(run.created_at)}")
     if run.error:
         console.print(f"[red]error:[/red] {run.error}")
@@ -114,9 +117,8 @@ def _print_run(run_id: str) -> None:
                 why = meta.get("fallback_reason") or "the configured model was unreachable"
                 console.print(f"[yellow]fallback:[/yellow] step {step.step_no} was answered by the "
                               f"{escape(str(meta['fallback']))} model; {escape(str(why))}", highlight=False)
-    if run.state == State.AWAITING_APPROVAL:
-        for appr in service.pending_approvals_for(run.id):
-            console.print(f"[magenta]awaiting approval[/magenta] {appr.id}: {appr.action} {appr.args}")
+    for waiting in outcome.waiting:
+        console.print(f"[magenta]awaiting[/magenta] {waiting.words}", highlight=False)
     if logs:
         console.print("[bold]logs[/bold]")
         for line in logs[-50:]:
@@ -124,6 +126,7 @@ def _print_run(run_id: str) -> None:
             console.print(f"  {fmt_time(line.ts)} {line.level:<7} {where}: {line.message}", markup=False)
     if run.result is not None and run.state == "COMPLETED":
         console.print(f"result: {run.result[:500]}", markup=False)
+    console.print(f"outcome: {outcome.words}", markup=False)
 
 
 @runs_app.command("list")
@@ -135,14 +138,15 @@ def runs_list(
 ) -> None:
     """List recent runs, newest first."""
     runs = service.list_runs(state=state, flow=flow, limit=limit)
+    notes = service.run_notes(runs)
     if as_json:
-        emit_json([asdict(r) for r in runs])
+        emit_json([{**asdict(r), "note": notes[r.id]} for r in runs])
         return
     table = Table("run", "flow", "state", "trigger", "created", "duration", box=None)
     for r in runs:
         took = (r.ended_at - r.started_at) * 1000 if r.ended_at and r.started_at else None
-        table.add_row(r.id[:12], r.flow_name, styled_state(r.state), r.trigger, fmt_time(r.created_at),
-                      fmt_duration(took))
+        state_cell = styled_state(r.state) + (f"\n[yellow]{notes[r.id]}[/yellow]" if notes[r.id] else "")
+        table.add_row(r.id[:12], r.flow_name, state_cell, r.trigger, fmt_time(r.created_at), fmt_duration(took))
     console.print(table)
 
 
@@ -232,23 +236,22 @@ def chat(
 ) -> None:
     """Ask the dispatcher agent to start the right flow; follow its progress and pending approvals."""
     reply = service.chat_send(message, user=user, conversation_id=conversation)
-    followed = []
+    followed = [service.run_outcome(reply.dispatch_run_id)] if reply.waiting else []
     for started in reply.started_runs:
-        run = _with_progress(started["run_id"], lambda rid=started["run_id"]: service.follow_run(rid), quiet=as_json)
-        followed.append({"run_id": run.id, "flow": run.flow_name, "state": run.state,
-                         "approvals": [{"id": a.id, "action": a.action, "args": a.args}
-                                       for a in service.pending_approvals_for(run.id)]})
+        _with_progress(started["run_id"], lambda rid=started["run_id"]: service.follow_run(rid), quiet=as_json)
+        followed.append(service.run_outcome(started["run_id"]))
     if as_json:
         emit_json({"conversation_id": reply.conversation_id, "answer": reply.answer, "model": reply.model,
-                   "runs": followed})
+                   "runs": [{"run_id": o.run_id, "flow": o.flow, "state": o.state, "outcome": o.words,
+                             "approvals": [asdict(w) for w in o.waiting]} for o in followed]})
         return
-    label = f" [dim]({reply.model})[/dim]" if reply.model else ""
-    console.print(f"[bold]agent[/bold]{label}: {reply.answer}")
+    console.print("[bold]agent[/bold]" + (f" [dim]({reply.model})[/dim]" if reply.model else "") + ":", end=" ")
+    console.print(reply.answer, markup=False)
     for item in followed:
-        console.print(f"run {item['run_id'][:12]} {item['flow']}: {styled_state(item['state'])}")
-        for appr in item["approvals"]:
-            console.print(f"  [magenta]awaiting approval[/magenta] {appr['id']}: {appr['action']} {appr['args']}\n"
-                          f"  decide: agentops approvals approve {appr['id']} --as APPROVER  (or in the app's inbox)")
+        console.print(f"run {item.run_id} {item.flow}: {item.words}", markup=False)
+        for waiting in item.waiting:
+            console.print(f"  decide: agentops approvals approve {waiting.id} --as APPROVER  (or in the app's inbox)",
+                          markup=False)
     console.print(f"[dim]conversation {reply.conversation_id}[/dim]")
 
 
@@ -269,6 +272,7 @@ def serve(
 def ui(host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
        port: Annotated[int, typer.Option("--port")] = 8501) -> None:
     """Run only the Streamlit app."""
+    require_free_port(host, port)
     process = start_app(project_root(), host, port)
     console.print(f"app on http://{host}:{port} (pid {process.pid}); Ctrl-C stops it")
     try:
@@ -284,17 +288,27 @@ def demo(
     port: Annotated[int, typer.Option("--port")] = 8501,
     exit_after_setup: Annotated[bool, typer.Option("--exit", help="Set up and trigger, then stop.")] = False,
 ) -> None:
-    """The full loop: init, demo users, seeds and a schedule, serve, and an incident awaiting approval."""
+    """The full loop on a demo database laid anew: users, seeds, a schedule, serve, an incident awaiting approval."""
     say = console.print
+    if not exit_after_setup:
+        require_free_port(host, port)
+    laid = lay_demo_database()
+    say(f"demo database {laid.url.removeprefix('sqlite:///')}: laid anew for this demo (the project's own database "
+        "is not touched); from another terminal, use it with:", highlight=False)
+    say(f"  export AGENTOPS_DATABASE_URL={laid.url} AGENTOPS_CHECKPOINT_DIR={laid.folder / 'checkpoints'}",
+        highlight=False, soft_wrap=True)
     for line in init_project():
         say(line)
     demo_mod.create_demo_users(say)
     demo_mod.seed_schedules(say)
-    demo_mod.restore_incident_deployment(say)
+    sales_run = demo_mod.start_sales_run(say)
     services = Services(host=host, port=port, with_app=not exit_after_setup, on_event=say)
     services.start()
     try:
         state = demo_mod.trigger_incident(say)
+        if exit_after_setup:
+            demo_mod.wait_settled(sales_run)
+            say(f"run {sales_run} (sales_analysis): {service.run_outcome(sales_run).words}", highlight=False)
     except Exception:
         services.stop()
         raise

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from agentops import service
 from agentops.db import open_store
 from agentops.engine.project import load_project, project_root
+from agentops.errors import ConfigError
 from agentops.settings import get_settings
 
 if TYPE_CHECKING:
@@ -29,6 +30,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def require_free_port(host: str, port: int) -> None:
+    """ConfigError when something already listens on host:port, before anything is started."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"port {port} on {host} is already in use ({exc.strerror}); choose another with "
+                              "--port (make demo PORT=...)") from None
 
 
 def wait_for_port(host: str, port: int, timeout: float = 60.0) -> bool:
@@ -89,6 +101,8 @@ class Services:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
+        if self.with_app:
+            require_free_port(self.host, self.port)
         root = load_project()
         store = open_store()
         worker = service.new_worker(store=store,

@@ -255,6 +255,17 @@ class RunsSQL(LedgerSQL):
                            {"run_id": run_id})
         return [StepRecord(**row) for row in rows]
 
+    def governed_step_meta(self, run_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """(run_id, kind, meta) of the completed policy and approval steps of these runs, in step order."""
+        if not run_ids:
+            return []
+        ids, params = in_list("run_", list(run_ids))
+        with self._read_sql() as tx:
+            rows = tx.rows(f"SELECT run_id, kind, meta FROM step_runs WHERE run_id IN {ids} "
+                           "AND kind IN ('policy', 'approval') AND state = 'COMPLETED' AND meta IS NOT NULL "
+                           "ORDER BY run_id, step_no", params)
+        return [(row["run_id"], row["kind"], row["meta"]) for row in rows]
+
     @property
     def _fence(self) -> str:
         """SQL text that holds while run `:fence_run` is still at epoch `:fence_epoch`: the writer's lease. (The

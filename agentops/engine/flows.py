@@ -42,7 +42,7 @@ class Flow(Generic[P, R]):
     @property
     def params_model(self) -> type[BaseModel]:
         if self._params_model is None:
-            hints = typing.get_type_hints(self.fn)
+            hints = typing.get_type_hints(self.fn, include_extras=True)  # keeps Annotated[..., Field(...)]
             fields: dict[str, Any] = {}
             for pname, param in inspect.signature(self.fn).parameters.items():
                 if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -78,7 +78,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         return f"unknown parameter '{where}'"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"parameter '{where}': {err['msg']} (got {err.get('input')!r}){more}"
+    said = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
+    return f"parameter '{where}': {said} (got {err.get('input')!r}){more}"
 
 
 @overload

@@ -19,6 +19,8 @@ ROLES: tuple[str, ...] = ("viewer", "operator", "approver", "admin")
 CAN_DECIDE = frozenset({"approver", "admin"})
 CAN_OPERATE = frozenset({"operator", "approver", "admin"})
 CAN_ADMIN = frozenset({"admin"})
+CAN_SCHEDULE = frozenset({"operator", "admin"})
+"""Managing schedules: runs that start on their own later are an operator's or an admin's to set up."""
 
 _hasher: PasswordHasher | None = None
 

@@ -19,7 +19,7 @@ from agentops.core.ledger import Event
 from agentops.db import Store, open_store
 from agentops.engine.registry import find_flow
 from agentops.errors import NotFoundError, ScheduleError
-from agentops.governance.users import CAN_OPERATE, require_user
+from agentops.governance.users import CAN_SCHEDULE, require_user
 
 if TYPE_CHECKING:
     from agentops.db.schema import Schedule
@@ -115,7 +115,7 @@ def add_schedule(flow_name: str, *, cron: str | None = None, interval_seconds: f
                  user: str | None = None, store: Store | None = None) -> int:
     """Validate everything (cadence, flow, parameters, role), then store the schedule; its id."""
     store = store or open_store()
-    require_user(store, user, CAN_OPERATE, "adding a schedule")
+    require_user(store, user, CAN_SCHEDULE, "adding a schedule")
     if catchup not in CATCHUP_POLICIES:
         raise ScheduleError(f"catch-up policy must be one of {', '.join(CATCHUP_POLICIES)}, not '{catchup}'")
     now = time.time()
@@ -156,7 +156,7 @@ def resume_schedule(schedule_id: int, *, user: str | None, store: Store | None =
 
 def delete_schedule(schedule_id: int, *, user: str | None, store: Store | None = None) -> None:
     store = store or open_store()
-    require_user(store, user, CAN_OPERATE, "deleting a schedule")
+    require_user(store, user, CAN_SCHEDULE, "deleting a schedule")
     event = Event(actor=f"user:{user}", action="schedule.deleted", payload={"schedule_id": schedule_id})
     if not store.delete_schedule(schedule_id, [event]):
         raise NotFoundError(f"no schedule with id {schedule_id}")
@@ -165,7 +165,7 @@ def delete_schedule(schedule_id: int, *, user: str | None, store: Store | None =
 def _change(schedule_id: int, action: str, values: dict[str, Any], *, user: str | None,
             store: Store | None) -> None:
     store = store or open_store()
-    require_user(store, user, CAN_OPERATE, action.replace(".", " "))
+    require_user(store, user, CAN_SCHEDULE, action.replace(".", " "))
     event = Event(actor=f"user:{user}", action=action, payload={"schedule_id": schedule_id})
     if not store.update_schedule(schedule_id, values, [event]):
         raise NotFoundError(f"no schedule with id {schedule_id}")

@@ -5,7 +5,7 @@ Every action a person takes goes through here; faces never reach the store or th
 
 from __future__ import annotations
 
-from agentops.governance.users import CAN_DECIDE, CAN_OPERATE
+from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
 from agentops.service import chat, schedules, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
 from agentops.service.approvals import decide, get_approval, list_approvals
@@ -17,7 +17,6 @@ from agentops.service.audit import (
     audit_verify,
     ledger_record,
 )
-from agentops.service.backends import restore_seeded_deployment
 from agentops.service.data import ask_data, list_datasets
 from agentops.service.processes import new_scheduler, new_worker, run_celery_worker
 from agentops.service.runs import (
@@ -42,7 +41,9 @@ from agentops.service.runs import (
     run_detail,
     run_flow_names,
     run_logs,
+    run_notes,
     run_now,
+    run_outcome,
     run_steps,
     start_run,
 )
@@ -52,6 +53,7 @@ from agentops.settings import get_settings
 __all__ = [
     "CAN_DECIDE",
     "CAN_OPERATE",
+    "CAN_SCHEDULE",
     "RunDetail",
     "actor_of",
     "add_user",
@@ -90,13 +92,14 @@ __all__ = [
     "requeue",
     "rerun",
     "resolve_run_id",
-    "restore_seeded_deployment",
     "resume",
     "run_celery_worker",
     "run_detail",
     "run_flow_names",
     "run_logs",
+    "run_notes",
     "run_now",
+    "run_outcome",
     "run_steps",
     "schedules",
     "start_run",

@@ -9,19 +9,22 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentops.agents import Agent
+from agentops.backends.cluster_sim import deployment_names
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor
 from agentops.db import open_store
 from agentops.engine.flows import flow
+from agentops.engine.project import project_root
 from agentops.engine.registry import find_flow, registered_flows
 from agentops.engine.runner import CREATED_EPOCH, create_run, execute_run, local_worker_id
-from agentops.engine.toolkit import StartFlowArgs, current_run_id, idempotency_key
+from agentops.engine.toolkit import StartFlowArgs, current_run_id, idempotency_key, load_tools
 from agentops.errors import AgentOpsError
+from agentops.service.outcomes import outcome_of
 from agentops.service.setup import check_settings
 
 DISPATCHER_FLOW = "chat_dispatch"
@@ -59,14 +62,30 @@ def start_flow_tool(user: str | None) -> Any:
         description="Start one of the project's automation flows. Available flows:\n" + _flow_catalogue())
 
 
+DIRECT_TOOLS = ("scale_deployment", "create_ticket", "query_data")
+"""Tools the dispatcher may call itself when a message asks for exactly that (screened like any call)."""
+
+
+def _known_things() -> dict[str, str]:
+    """The deployments (from the cluster backend) and datasets that exist, for the dispatcher's prompt."""
+    from agentops.data import list_datasets
+
+    deployments = deployment_names()
+    datasets = sorted(list_datasets(project_root()))
+    return {"deployments": ", ".join(deployments) or "(none)", "datasets": ", ".join(datasets) or "(none)"}
+
+
 @flow(name=DISPATCHER_FLOW)
 def chat_dispatch(message: str, conversation_id: str, user: str | None = None) -> dict[str, Any]:
-    """Route a chat message to the right flow (the chat dispatcher)."""
-    dispatcher = Agent(name="dispatcher", prompt="dispatcher", tools=["start_flow"],
+    """Route a chat message to the right flow or tool call (the chat dispatcher)."""
+    available = load_tools(project_root())
+    dispatcher = Agent(name="dispatcher", prompt="dispatcher",
+                       tools=["start_flow", *(t for t in DIRECT_TOOLS if t in available)],
                        extra_tools=[start_flow_tool(user)])
-    result = dispatcher.run(message, flows=_flow_catalogue())
+    result = dispatcher.run(message, flows=_flow_catalogue(), **_known_things())
     started = [json.loads(o.content) for o in result.tool_calls if o.name == "start_flow" and o.status == "ok"]
     return {"answer": result.answer, "started": started, "model": result.model,
+            "calls": [{"name": o.name, "args": o.args, "status": o.status} for o in result.tool_calls],
             "refused": [o.content for o in result.tool_calls if o.status != "ok"]}
 
 
@@ -78,6 +97,8 @@ class ChatReply:
     started_runs: list[dict[str, Any]] = field(default_factory=list)
     model: str | None = None
     state: str = "COMPLETED"
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    """Approvals the dispatcher's own call waits for: id, action, args."""
 
 
 def send(message: str, *, user: str | None, conversation_id: str | None = None) -> ChatReply:
@@ -98,11 +119,15 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
                                                      "user": user}, trigger="chat", created_by=user,
                         queue=False, store=store, worker_id=worker_id)
     outcome = execute_run(run_id, worker_id=worker_id, epoch=CREATED_EPOCH, store=store)
+    dispatched = store.get_run(run_id)
+    assert dispatched is not None
+    described = outcome_of(dispatched)
     if outcome.state == "COMPLETED":
         data = outcome.result
         answer, started, model = data["answer"], data["started"], data["model"]
     elif outcome.state == "AWAITING_APPROVAL":
-        answer, started, model = "Starting that flow needs an approval first; it is waiting in the inbox.", [], None
+        answer, started, model = (f"That needs a person's approval first: {described.words}. "
+                                  "An approver decides it in the inbox."), [], None
     else:
         answer, started, model = f"The dispatcher failed: {outcome.error}", [], None
     answer = default_redactor().text(answer)
@@ -111,4 +136,5 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
                            [Event(actor="agent:dispatcher", action="chat.reply", run_id=run_id,
                                   payload={"conversation_id": conversation_id, "text": answer,
                                            "started": serialization.loads(serialization.dumps(started))})])
-    return ChatReply(conversation_id, run_id, answer, started, model, outcome.state.value)
+    return ChatReply(conversation_id, run_id, answer, started, model, outcome.state.value,
+                     [asdict(w) for w in described.waiting])

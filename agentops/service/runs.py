@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from agentops.errors import AgentOpsError, NotFoundError
 from agentops.governance.approvals import cancel_pending
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.chat import DISPATCHER_FLOW, send
+from agentops.service.outcomes import Outcome, outcome_of, problems_of
 from agentops.service.setup import check_settings
 
 if TYPE_CHECKING:
@@ -57,8 +59,14 @@ def start_run(flow_name: str, parameters: dict[str, Any], *, user: str | None = 
     st = open_store()
     if user and check_role:
         require_user(st, user, CAN_OPERATE, "starting runs")
-    return create_run(flow, parameters, trigger=trigger, created_by=user, queue=queue, store=st,
+    return create_run(flow, parameters, trigger=trigger, created_by=acting_user(user), queue=queue, store=st,
                       worker_id=None if queue else local_worker_id())
+
+
+def acting_user(user: str | None) -> str:
+    """Who a run or a chat message is recorded as: the named user, or else the operating-system user of this
+    process (a local command run without --as), never nobody. Only a named user's role is checked."""
+    return user or getpass.getuser()
 
 
 def run_now(flow_name: str, parameters: dict[str, Any], *, user: str | None = None,
@@ -98,6 +106,17 @@ def list_runs(*, state: str | None = None, flow: str | None = None, trigger: str
             raise AgentOpsError(f"unknown state '{state}' (choose one of: {choices})") from None
     return open_store().list_runs(state=state, flow=flow, trigger=trigger, since=since, until=until, limit=limit,
                              offset=offset)
+
+
+def run_outcome(run_id: str) -> Outcome:
+    """The run's outcome in words, its refused, rejected and expired calls, and the approvals it waits for."""
+    return outcome_of(get_run(run_id))
+
+
+def run_notes(runs: list[RunRecord]) -> dict[str, str]:
+    """Per run, a note on the governed calls that did not go through ("1 refused call"), or ""."""
+    problems = problems_of([r.id for r in runs])
+    return {r.id: Outcome(r.id, r.flow_name, r.state, problems[r.id]).note for r in runs}
 
 
 def count_runs(**filters: Any) -> int:
@@ -160,7 +179,7 @@ def chat_send(message: str, *, user: str | None, conversation_id: str | None = N
     st = open_store()
     if user:
         require_user(st, user, CAN_OPERATE, "chatting")
-    return send(message, user=user, conversation_id=conversation_id)
+    return send(message, user=acting_user(user), conversation_id=conversation_id)
 
 
 def chat_history(conversation_id: str) -> list[Any]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from agentops.backends.seeders import seed_all
-from agentops.db import Store, open_store
+from agentops.db import Store, close_stores, open_store
 from agentops.engine.project import project_root
+from agentops.errors import ConfigError
 from agentops.service.audit import audit_checkpoint
-from agentops.settings import get_settings
+from agentops.settings import get_settings, reset_settings
 
 
 def init_project() -> Iterator[str]:
@@ -42,3 +49,39 @@ def check_settings() -> None:
         from agentops.agents.models.setting import check_model_setting  # langchain only when a model is set
 
         check_model_setting(model)
+
+
+@dataclass
+class DemoDatabase:
+    url: str
+    folder: Path
+    lock: IO[str]
+    """Held (flock) while this demo runs, so that a second demo of the project cannot lay its database anew."""
+
+
+def lay_demo_database() -> DemoDatabase:
+    """A new, empty SQLite database and checkpoint folder for `agentops demo` under <project>/.agentops/demo/,
+    replacing the last demo's, and this process (and its children) switched to it.
+
+    Every demo starts from the seeded state, with rate windows and budgets as fresh as on a new install, while
+    the policy stays as written. The project's own database (AGENTOPS_DATABASE_URL or .agentops/agentops.db) is
+    never touched. ConfigError if another demo of this project is running.
+    """
+    state = get_settings().state_dir
+    state.mkdir(parents=True, exist_ok=True)
+    lock = (state / "demo.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise ConfigError(f"another `agentops demo` of this project is running (it holds {state / 'demo.lock'}); "
+                          "stop it first") from None
+    folder = state / "demo"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "checkpoints").mkdir(parents=True)
+    url = f"sqlite:///{folder / 'agentops.db'}"
+    os.environ["AGENTOPS_DATABASE_URL"] = url
+    os.environ["AGENTOPS_CHECKPOINT_DIR"] = str(folder / "checkpoints")
+    close_stores()
+    reset_settings()
+    return DemoDatabase(url, folder, lock)

@@ -38,7 +38,7 @@ def follow(run_id: str) -> str:
             if run.state in SETTLED or time.time() > deadline:
                 break
             time.sleep(0.3)
-        status.update(label=f"{run.flow_name}: {state_label(run.state)}",
+        status.update(label=f"{run.flow_name}: {service.run_outcome(run_id).words}"[:200],
                       state="complete" if run.state in ("COMPLETED", "AWAITING_APPROVAL") else "running"
                       if run.state not in SETTLED else "error")
     return run.state
@@ -70,6 +70,10 @@ elif prompt := st.chat_input("Describe what needs doing", key="chat-input"):
             st.stop()
         st.session_state["chat_conversation"] = reply.conversation_id
         st.markdown(reply.answer)
+        if reply.waiting:
+            show_pending(reply.dispatch_run_id, user)
         for started in reply.started_runs:
             follow(started["run_id"])
+            outcome = service.run_outcome(started["run_id"])
+            st.markdown(f"**{outcome.flow}** {outcome.words}")
             show_pending(started["run_id"], user)

@@ -36,14 +36,14 @@ for schedule in schedules.list_schedules():
         recent = schedules.recent_runs(schedule.id or 0, limit=5)
         if recent:
             top.caption("last runs: " + ", ".join(f"`{r.id[:8]}` {state_label(r.state)}" for r in recent))
-        if user.can_operate:
+        if user.can_schedule:
             toggle = schedules.resume_schedule if view["paused"] else schedules.pause_schedule
             if buttons.button("Resume" if view["paused"] else "Pause", key=f"schedule-toggle-{schedule.id}"):
                 act(toggle, schedule.id or 0)
             if buttons.button("Delete", key=f"schedule-delete-{schedule.id}"):
                 act(schedules.delete_schedule, schedule.id or 0)
 
-if user.can_operate:
+if user.can_schedule:
     with st.form("schedule-add"):
         st.markdown("**Add a schedule**")
         flow = st.selectbox("Flow", [f.name for f in service.list_flows()], key="schedule-flow")

@@ -30,6 +30,10 @@ class SessionUser:
     def can_operate(self) -> bool:
         return self.role in service.CAN_OPERATE
 
+    @property
+    def can_schedule(self) -> bool:
+        return self.role in service.CAN_SCHEDULE
+
 
 def bootstrap() -> str:
     """Load the project's flows and open its store once per app process (and project)."""

@@ -21,7 +21,8 @@ from playwright.sync_api import Page, expect
 
 from agentops import service
 from agentops.cli.serve import free_port
-from agentops.db import open_store
+from agentops.db import close_stores, open_store
+from agentops.settings import reset_settings
 from tests.app_fixtures import ROOT
 from tests.e2e.test_browser import log_in
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def demo(sqlite_project: Path) -> Iterator[tuple[str, Path]]:
+def demo(sqlite_project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
     for folder in ("flows", "tools", "prompts", "policies", "app"):
         shutil.copytree(ROOT / folder, sqlite_project / folder, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
@@ -44,6 +45,11 @@ def demo(sqlite_project: Path) -> Iterator[tuple[str, Path]]:
                 assert process.poll() is None, output.read_text()
                 assert time.time() < deadline, output.read_text()
                 time.sleep(0.2)
+            folder = sqlite_project / ".agentops" / "demo"  # the demo's own database, laid anew at its start
+            monkeypatch.setenv("AGENTOPS_DATABASE_URL", f"sqlite:///{folder / 'agentops.db'}")
+            monkeypatch.setenv("AGENTOPS_CHECKPOINT_DIR", str(folder / "checkpoints"))
+            close_stores()
+            reset_settings()
             yield f"http://127.0.0.1:{port}", output
         finally:
             process.send_signal(signal.SIGTERM)
@@ -78,6 +84,10 @@ def test_the_demo_loop_from_chat_to_approved_scale_verified_ledger_and_emailed_r
     page.locator(".st-key-audit-verify button").click()
     expect(page.get_by_text(re.compile(r"OK: \d+ events, chain intact"))).to_be_visible()
 
+    sales_run = next(r.id for r in service.list_runs(flow="sales_analysis"))  # the demo's one run at start
+    deadline = time.time() + 60
+    while service.get_run(sales_run).state != "COMPLETED" and time.time() < deadline:
+        time.sleep(0.2)
     reports = [m for m in open_store().outbox_list() if m.subject.startswith("Sales analysis")]
     assert reports and reports[0].to == "managers@example.com" and "Top 5 products by revenue" in reports[0].body
     verify = subprocess.run([sys.executable, "-m", "agentops.cli", "audit", "verify"], capture_output=True,

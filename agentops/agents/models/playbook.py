@@ -8,10 +8,11 @@ is unreachable. Rules live in prompts/playbooks/*.yaml:
         call: scale_deployment
         args: {name: "{name}", replicas: "=min(replicas * 2, 20)"}   # "=" marks an expression
         reason: "CPU at {cpu_percent:.0f}% on {name}"
-    routes:                     # the chat dispatcher: keywords in the message pick a flow
-      - keywords: [cpu, incident, "handle it"]
-        flow: incident_response
-        parameters: {deployment: "{deployment}"}
+    routes:                     # the chat dispatcher (intents.py): a pattern picks a flow or a tool call
+      - pattern: '\\bscale\\b'
+        call: scale_deployment
+        args: {name: "{deployment}", replicas: "=replicas"}
+        needs: [deployment, replicas]
 
 Facts come from tool results (JSON with "deployments") and from the operator's text ("web-app is at
 95% CPU"). It only calls tools that are bound, never repeats a call, and answers plainly otherwise.
@@ -27,11 +28,12 @@ from typing import Any
 
 import yaml
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
+from agentops.agents.models import intents
 from agentops.core.expressions import evaluate
 
 NAME = "playbook"
@@ -104,24 +106,23 @@ class PlaybookChatModel(BaseChatModel):
                   for c in m.tool_calls]
         results = [m for m in messages if isinstance(m, ToolMessage)]
         if "start_flow" in bound:
-            return self._dispatch(request, called, results)
+            return self._dispatch(messages, request, bound, called, results)
         return self._runbook(request, bound, called, results)
 
-    def _dispatch(self, request: str, called: list[tuple[str, dict]], results: list[ToolMessage]) -> AIMessage:
+    def _dispatch(self, messages: list[BaseMessage], request: str, bound: set[str],
+                  called: list[tuple[str, dict]], results: list[ToolMessage]) -> AIMessage:
         if called:
             return AIMessage(content=self._summary(results, "I started nothing."))
-        lowered = request.lower()
-        deployment = _deployment_in(request)
-        for book in self.playbooks:
-            for route in book.get("routes", []):
-                if any(k.lower() in lowered for k in route.get("keywords", [])):
-                    params = {k: _fill(v, {"deployment": deployment or "", "text": request})
-                              for k, v in (route.get("parameters") or {}).items()}
-                    params = {k: v for k, v in params.items() if v not in ("", None)}
-                    args = {"flow": route["flow"], "parameters": params}
-                    return _call("start_flow", args, f"Starting {route['flow']} for: {request}")
-        flows = sorted({r["flow"] for b in self.playbooks for r in b.get("routes", [])})
-        return AIMessage(content=f"No playbook route matches that request. I can start: {', '.join(flows)}.")
+        system = next((_text(m) for m in messages if isinstance(m, SystemMessage)), "")
+        routes = [r for b in self.playbooks for r in b.get("routes", [])]
+        picked = intents.route(request, routes, intents.Known.from_prompt(system))
+        if isinstance(picked, intents.Answer):
+            return AIMessage(content=picked.text)
+        if picked.tool not in bound:
+            return AIMessage(content=f"That needs the {picked.tool} tool, which this dispatcher does not have; "
+                                     "I did nothing.")
+        what = f"Starting {picked.flow}" if picked.flow else f"Calling {picked.tool}"
+        return _call(picked.tool, picked.args, f"{what} for: {request}")
 
     def _runbook(self, request: str, bound: set[str], called: list[tuple[str, dict]],
                  results: list[ToolMessage]) -> AIMessage:
@@ -178,6 +179,10 @@ def _readable(text: str) -> str:
         return text
     if not isinstance(data, dict):
         return text
+    if isinstance(data.get("answer"), str):
+        return data["answer"]
+    if {"run_id", "flow"} <= data.keys():
+        return f"started {data['flow']} as run {data['run_id']}"
     return ", ".join(f"{key} {value if isinstance(value, str | int | float) else json.dumps(value)}"
                      for key, value in data.items())
 
