@@ -22,6 +22,7 @@ from agentops.governance.policy import (
     project_tool_types,
     run_policy_cases,
 )
+from agentops.settings import get_settings
 
 approvals_app = typer.Typer(help="Pending approvals and decisions.", no_args_is_help=True)
 users_app = typer.Typer(help="Local accounts.", no_args_is_help=True)
@@ -138,7 +139,7 @@ def audit_verify(
     """Check the chain, every signed checkpoint and the stored values the chain binds; exit 1 naming the first
     bad event or the missing range, exit 2 on bad input."""
     if pack is not None:
-        from agentops.service.evidence import verify_pack
+        from agentops.service.evidence import verify_pack  # cryptography loads for packs only
 
         report = verify_pack(pack, public_key=public_key)
     else:
@@ -156,8 +157,6 @@ def audit_verify(
 @audit_app.command("checkpoint")
 def audit_checkpoint(as_json: JsonOpt = False) -> None:
     """Sign the ledger's head now (workers do it every N events or T seconds)."""
-    from agentops.settings import get_settings
-
     cp = service.audit_checkpoint()
     where = get_settings().checkpoint_path
     if as_json:
@@ -200,7 +199,7 @@ def audit_export(
     if pack is not None:
         if since or until or output:
             raise AgentOpsError("--pack holds the whole ledger: --since, --until and --output do not apply")
-        from agentops.service.evidence import export_pack
+        from agentops.service.evidence import export_pack  # cryptography loads for packs only
 
         summary = export_pack(pack)
         console.print(f"evidence pack {summary.directory}: {summary.events} events, {summary.checkpoints} signed "

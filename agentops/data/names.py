@@ -6,11 +6,12 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
+from agentops.engine.project import project_root
+
 
 def known_dataset(name: str) -> str:
     """The dataset's name as the project spells it; UnknownDatasetError (a ValueError) naming the ones there are."""
     from agentops.data.datasets import resolve_dataset  # duckdb loads with the first check, not on import
-    from agentops.engine.project import project_root
 
     return resolve_dataset(name, project_root()).name
 

@@ -30,6 +30,7 @@ from agentops.engine import transitions
 from agentops.engine.context import RunContext, StepInfo, current_step
 from agentops.engine.logs import install_print_capture
 from agentops.errors import FlowPaused, NonDeterministicFlowError, SerializationError, TaskTimeoutError
+from agentops.settings import get_settings
 
 if TYPE_CHECKING:
     import asyncio
@@ -69,8 +70,6 @@ def task_pool() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            from agentops.settings import get_settings
-
             _pool = ThreadPoolExecutor(max_workers=get_settings().task_workers, thread_name_prefix="agentops-task")
         return _pool
 

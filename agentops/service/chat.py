@@ -68,7 +68,7 @@ DIRECT_TOOLS = ("scale_deployment", "create_ticket", "query_data")
 
 def _known_things() -> dict[str, str]:
     """The deployments (from the cluster backend) and datasets that exist, for the dispatcher's prompt."""
-    from agentops.data import list_datasets
+    from agentops.data import list_datasets  # the data package loads with the first chat, not on import
 
     deployments = deployment_names()
     datasets = sorted(list_datasets(project_root()))
