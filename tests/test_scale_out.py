@@ -67,7 +67,7 @@ def scaled(tag: str) -> str:
 
 
 @flow
-def gated(tag: str) -> str:
+def celery_gated(tag: str) -> str:
     first(tag)
     decision = request_approval("scale_deployment", {"name": "web-app", "replicas": 3}, reason="test",
                                 requester="user:maker")
@@ -251,7 +251,7 @@ def test_an_approval_decided_while_no_worker_runs_is_resumed_by_the_next_worker(
     for name in ("maker", "alice"):
         add_user(cluster.store, name, "approver", "correct horse battery")
     first_worker = cluster.start_worker()
-    run_id = cluster.queue("gated", "a")
+    run_id = cluster.queue("celery_gated", "a")
     cluster.wait(lambda: cluster.state(run_id) == "AWAITING_APPROVAL", "the run paused for approval")
     assert cluster.broker.command("LLEN", "agentops") == ":0", "the paused run's message was acknowledged"
     cluster.kill(first_worker)
