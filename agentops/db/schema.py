@@ -197,6 +197,19 @@ class User(SQLModel, table=True):
     disabled: bool = False
 
 
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the HTTP API: only its SHA-256 is kept. It acts as the local account of its name."""
+
+    __tablename__ = "api_tokens"
+
+    name: str = Field(primary_key=True, max_length=200)
+    token_hash: str = Field(max_length=64, unique=True)
+    role: str = Field(max_length=16)
+    created_by: str = Field(max_length=200)
+    created_at: float
+    revoked_at: float | None = None
+
+
 class Schedule(SQLModel, table=True):
     __tablename__ = "schedules"
     __table_args__ = (Index("ix_schedules_due", "next_fire_at"),)
@@ -361,6 +374,7 @@ CHECKPOINTS = _table(LedgerCheckpoint)
 APPROVALS = _table(Approval)
 VOTES = _table(ApprovalVote)
 USERS = _table(User)
+TOKENS = _table(ApiToken)
 SCHEDULES = _table(Schedule)
 LEASES = _table(Lease)
 RATES = _table(RateEvent)
