@@ -45,7 +45,7 @@ ApiUser = Annotated[str, Depends(api_user)]
 
 
 def create_app() -> FastAPI:
-    from agentops.api import routes
+    from agentops.api import alerts, routes
 
     app = FastAPI(title="agentops", version="1", summary="Runs, steps and approvals of an agentops project.",
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
@@ -60,4 +60,5 @@ def create_app() -> FastAPI:
         return JSONResponse({"error": str(exc)}, status_code=status)
 
     app.include_router(routes.router)
+    app.include_router(alerts.router)
     return app
