@@ -14,16 +14,22 @@ from tests.pg_server import _free_port
 
 
 class PrometheusServer:
-    def __init__(self, targets: list[str], interval: str = "1s") -> None:
+    def __init__(self, targets: list[str], interval: str = "1s", rules: str | None = None,
+                 alertmanager: str | None = None) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
             raise RuntimeError("prometheus is not installed (apt-get install prometheus); .ci/run installs it")
         self.binary = binary
         self.port = _free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="agentops-prometheus-"))
-        (self.dir / "prometheus.yml").write_text(
-            f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-            f"scrape_configs:\n  - job_name: targets\n    static_configs:\n      - targets: {targets!r}\n")
+        config = (f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+                  f"scrape_configs:\n  - job_name: targets\n    static_configs:\n      - targets: {targets!r}\n")
+        if rules is not None:
+            (self.dir / "rules.yml").write_text(rules)
+            config += f"rule_files: [{str(self.dir / 'rules.yml')!r}]\n"
+        if alertmanager is not None:
+            config += f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [{alertmanager!r}]\n"
+        (self.dir / "prometheus.yml").write_text(config)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,14 @@ import pytest
 
 from agentops import flow, service
 from agentops.api.server import ApiServer
+from agentops.backends import sim_exporter
 from agentops.db import open_store
 from agentops.engine.project import load_project
 from agentops.service import tokens
+from tests.alertmanager_server import AlertmanagerServer
 from tests.conftest import ROOT
 from tests.pg_server import _free_port
+from tests.prometheus_server import PrometheusServer
 
 
 @flow
@@ -149,3 +153,57 @@ def test_malformed_notifications_are_refused_before_anything_is_written(
     response = httpx.post(url, json=body, headers=headers["operator"])
     assert response.status_code == 422
     assert alert_runs() == [] and open_store().search_ledger(action="alert.received", limit=1) == []
+
+
+RULES = """
+groups:
+  - name: simulated
+    rules:
+      - alert: HighCPU
+        expr: >
+          100 * sum(rate(container_cpu_usage_seconds_total{pod=~"web-app-.*"}[5s]))
+          / sum(kube_pod_container_resource_requests{pod=~"web-app-.*",resource="cpu"}) > 90
+        labels: {deployment: web-app, severity: page}
+        annotations: {summary: "CPU above 90% on web-app"}
+"""
+
+
+def wait_until(condition: Any, what: str, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_prometheus_fires_alertmanager_posts_and_one_run_starts_until_resolved(sqlite_project: Path) -> None:
+    """Debian's prometheus evaluates a rule on the simulated CPU; Debian's alertmanager posts to the API."""
+    for folder in ("tools", "prompts", "policies", "flows"):
+        shutil.copytree(ROOT / folder, sqlite_project / folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    list(service.init_project())
+    load_project()
+    api = ApiServer("127.0.0.1", _free_port())
+    api.start()
+    exporter, exporter_port = sim_exporter.serve("127.0.0.1", 0)
+    manager = AlertmanagerServer(f"{api.url}/api/v1/alerts/alertmanager", tokens.add_token("alertmanager", "operator"))
+    prom = PrometheusServer([f"127.0.0.1:{exporter_port}"], rules=RULES, alertmanager=manager.address)
+    try:
+        manager.start()
+        prom.start()
+        wait_until(lambda: alert_runs(), "the alert's run")
+        [run] = alert_runs()
+        assert (run.flow_name, json.loads(run.parameters)["deployment"]) == ("incident_response", "web-app")
+        wait_until(lambda: len(open_store().search_ledger(action="alert.repeated", run_id=run.id, limit=10)) >= 2,
+                   "two repeated notifications")
+        assert len(alert_runs()) == 1
+        open_store().scale({"idempotency_key": "test:relieve", "deployment": "web-app", "from_replicas": 6,
+                            "to_replicas": 30, "run_id": None, "ts": time.time()}, {})
+        wait_until(lambda: open_store().search_ledger(action="alert.resolved", run_id=run.id, limit=1),
+                   "the resolved notification")
+        assert len(alert_runs()) == 1
+    finally:
+        prom.close()
+        manager.close()
+        exporter.shutdown()
+        api.stop()
