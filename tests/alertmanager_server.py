@@ -1,4 +1,4 @@
-"""A throwaway Alertmanager (Debian's `prometheus-alertmanager`) on 127.0.0.1, posting to one webhook, stopped by PID."""
+"""A throwaway Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.1, posting to one webhook."""
 
 from __future__ import annotations
 
