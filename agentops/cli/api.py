@@ -1,4 +1,4 @@
-"""CLI commands for the HTTP API: `agentops api` and its tokens."""
+"""CLI commands for the HTTP faces: `agentops api`, its tokens, and the simulated cluster's /metrics."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ def api(host: Host = "127.0.0.1", port: Port = 8502) -> None:
     server = ApiServer(host, port)
     console.print(f"API on {server.url} (OpenAPI: {server.url}/api/openapi.json); Ctrl-C stops it")
     server.run()
+
+
+def cluster_metrics(host: Host = "127.0.0.1", port: Port = 9108) -> None:
+    """Serve the simulated cluster's metrics at /metrics (cAdvisor and kube-state-metrics names) for Prometheus."""
+    import threading
+
+    from agentops.backends import sim_exporter
+
+    service.open_database()
+    require_free_port(host, port)
+    server, bound = sim_exporter.serve(host, port)
+    console.print(f"simulated cluster metrics on http://{host}:{bound}/metrics; Ctrl-C stops it")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
 
 
 @tokens_app.command("add")
@@ -60,4 +76,5 @@ def tokens_revoke(name: str, user: AsUser = None) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command("api")(api)
+    app.command("cluster-metrics")(cluster_metrics)
     app.add_typer(tokens_app, name="tokens")
