@@ -154,3 +154,40 @@ def test_a_token_for_an_existing_account_keeps_its_role(project: Path) -> None:
     assert tokens.token_user(secret) == "carol"
     by_viewer = Cli(["tokens", "add", "mallory", "--role", "admin", "--as", "carol"])
     assert by_viewer.exit_code == 2 and open_store().get_user("mallory") is None
+
+
+def test_serve_with_an_api_port_answers_and_stops(project: Path) -> None:
+    from agentops.cli.serve import Services
+
+    port = _free_port()
+    services = Services(with_app=False, api_port=port, on_event=lambda _line: None)
+    services.start()
+    try:
+        document = httpx.get(f"http://127.0.0.1:{port}/api/openapi.json").json()
+        assert document["info"]["title"] == "agentops"
+    finally:
+        services.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/api/openapi.json")
+
+
+def test_the_token_and_alert_tables_migrate_down_and_up(project: Path, db_url: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from agentops.db import Store, close_stores
+    from agentops.db.migrate import HEAD_REVISION, alembic_config
+
+    tokens.add_token("before", "viewer")
+    close_stores()
+    store = Store(db_url)
+    config = alembic_config(store)
+    for target in ("0006_outbox_delivery", HEAD_REVISION):
+        with store.write() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if target != HEAD_REVISION else command.upgrade)(config, target)
+        tables = set(sa.inspect(store.engine).get_table_names())
+        assert ({"api_tokens", "alert_groups"} <= tables) == (target == HEAD_REVISION)
+    store.engine.dispose()
+    close_stores()
+    assert open_store().list_tokens() == []  # a downgrade drops the tokens: they must be added again
