@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     the cAdvisor/kube-state-metrics defaults; `$deployment`, `$namespace` and `$window` are filled in."""
     prometheus_rate_window: str = Field(default="2m", pattern=r"^[0-9]+(ms|s|m|h)$")
     """The range of the default queries' rate(): at least four scrape intervals of the exporters."""
+    alert_cooldown_seconds: float = Field(default=300.0, ge=0)
+    """After an alert group's run ended, its firing notifications start no new run for this long: the alert
+    catches up with the remedy (rule evaluation, `for:`, Alertmanager's group interval) before it is believed."""
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long one Prometheus query may take before the tool reports Prometheus as unavailable."""
 

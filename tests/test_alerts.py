@@ -19,6 +19,7 @@ from agentops.backends import sim_exporter
 from agentops.db import open_store
 from agentops.engine.project import load_project
 from agentops.service import tokens
+from agentops.settings import reset_settings
 from tests.alertmanager_server import AlertmanagerServer
 from tests.conftest import ROOT
 from tests.pg_server import _free_port
@@ -84,8 +85,8 @@ def test_a_firing_group_starts_one_incident_run_and_its_repeats_do_not(
     assert len(open_store().search_ledger(action="alert.repeated", run_id=run_id, limit=10)) == 2
 
 
-def test_resolved_is_recorded_on_the_run_and_a_new_firing_after_the_run_ended_starts_anew(
-        receiver: tuple[str, dict[str, str]]) -> None:
+def test_resolved_is_recorded_on_the_run_and_a_new_firing_after_the_cooldown_starts_anew(
+        receiver: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
     url, headers = receiver
     run_id = httpx.post(url, json=notification(), headers=headers["operator"]).json()["run_id"]
     resolved = httpx.post(url, json=notification(status="resolved"), headers=headers["operator"])
@@ -96,6 +97,10 @@ def test_resolved_is_recorded_on_the_run_and_a_new_firing_after_the_run_ended_st
     stranger = httpx.post(url, json=notification(group="never-fired", status="resolved"), headers=headers["operator"])
     assert stranger.json()["outcome"] == "unknown_group" and len(alert_runs()) == 1
     service.cancel(run_id)
+    soon = httpx.post(url, json=notification(), headers=headers["operator"])
+    assert soon.status_code == 200 and soon.json()["outcome"] == "recent" and soon.json()["run_id"] == run_id
+    monkeypatch.setenv("AGENTOPS_ALERT_COOLDOWN_SECONDS", "0")
+    reset_settings()
     second = httpx.post(url, json=notification(), headers=headers["operator"])
     assert second.status_code == 201 and second.json()["run_id"] != run_id
     assert len(alert_runs()) == 2
@@ -163,6 +168,7 @@ groups:
         expr: >
           100 * sum(rate(container_cpu_usage_seconds_total{pod=~"web-app-.*"}[5s]))
           / sum(kube_pod_container_resource_requests{pod=~"web-app-.*",resource="cpu"}) > 90
+        for: 3s
         labels: {deployment: web-app, severity: page}
         annotations: {summary: "CPU above 90% on web-app"}
 """
@@ -207,3 +213,50 @@ def test_prometheus_fires_alertmanager_posts_and_one_run_starts_until_resolved(s
         manager.close()
         exporter.shutdown()
         api.stop()
+
+
+def test_the_whole_loop_alert_run_approval_over_the_api_and_resolution(sqlite_project: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule fires; the run reads its metrics through Prometheus, proposes doubling web-app and waits; an
+    approver's token approves over the API; the worker scales; the CPU falls and the resolution lands on the run."""
+    from agentops.cli.serve import Services
+
+    for folder in ("tools", "prompts", "policies", "flows"):
+        shutil.copytree(ROOT / folder, sqlite_project / folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    list(service.init_project())
+    exporter, exporter_port = sim_exporter.serve("127.0.0.1", 0)
+    api_port = _free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    manager = AlertmanagerServer(f"{api_url}/api/v1/alerts/alertmanager", tokens.add_token("alertmanager", "operator"))
+    approver = {"Authorization": f"Bearer {tokens.add_token('alice', 'approver')}"}
+    prom = PrometheusServer([f"127.0.0.1:{exporter_port}"], rules=RULES, alertmanager=manager.address)
+    monkeypatch.setenv("AGENTOPS_PROMETHEUS_URL", prom.url)
+    monkeypatch.setenv("AGENTOPS_PROMETHEUS_RATE_WINDOW", "5s")
+    reset_settings()
+    services = Services(with_app=False, api_port=api_port, on_event=lambda _line: None)
+    try:
+        services.start()
+        manager.start()
+        prom.start()
+        wait_until(lambda: httpx.get(f"{api_url}/api/v1/approvals", headers=approver).json(), "the scale request")
+        [request] = httpx.get(f"{api_url}/api/v1/approvals", headers=approver).json()
+        [run] = alert_runs()
+        assert request["run_id"] == run.id and request["action"] == "scale_deployment"
+        assert request["args"] == {"name": "web-app", "replicas": 12}
+        metrics = [s for s in httpx.get(f"{api_url}/api/v1/runs/{run.id}/steps", headers=approver).json()
+                   if s["name"].endswith("tool:get_metrics")]
+        assert metrics and '"source":"prometheus"' in metrics[0]["output"].replace(" ", "")
+        decided = httpx.post(f"{api_url}/api/v1/approvals/{request['id']}/decision", headers=approver,
+                             json={"decision": "approve", "args_digest": request["args_digest"]})
+        assert decided.status_code == 200, decided.text
+        wait_until(lambda: service.get_run(run.id).state == "COMPLETED", "the run to finish")
+        assert open_store().deployment("web-app").replicas == 12  # type: ignore[union-attr]
+        wait_until(lambda: open_store().search_ledger(action="alert.resolved", run_id=run.id, limit=1),
+                   "the resolved notification")
+        assert len(alert_runs()) == 1
+    finally:
+        prom.close()
+        manager.close()
+        services.stop()
+        exporter.shutdown()

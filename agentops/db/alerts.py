@@ -20,15 +20,17 @@ else:
 from agentops.db.ledger import LedgerSQL
 from agentops.db.sql import as_row
 
-Claim = Literal["claimed", "active"]
+Claim = Literal["claimed", "active", "recent"]
 
 
 class AlertsSQL(LedgerSQL):
     def claim_alert_group(self, key_hash: str, group_key: str, run_id: str, *, now: float,
-                          starting_for: float) -> tuple[Claim, str | None]:
-        """("claimed", run_id) when this caller is to start `run_id` for the group: none ran, or its run ended.
-        ("active", its run) when its run has not ended, or was claimed less than `starting_for` seconds ago and
-        is not written yet. Two callers racing read the same generation; only one moves it on."""
+                          starting_for: float, cooldown: float) -> tuple[Claim, str | None]:
+        """("claimed", run_id) when this caller is to start `run_id` for the group: none ran, or its run ended
+        at least `cooldown` seconds ago. ("recent", its run) when it ended sooner (the alert may not have caught up
+        with the remedy yet). ("active", its run) when its run has not ended, or was claimed less than
+        `starting_for` seconds ago and is not written yet. Two callers racing read the same generation; only one
+        moves it on."""
         groups = schema.ALERT_GROUPS
         with self.write() as conn:
             row = conn.execute(sa.select(groups).where(groups.c.key_hash == key_hash)).first()
@@ -42,13 +44,16 @@ class AlertsSQL(LedgerSQL):
                 except sa.exc.IntegrityError:
                     row = conn.execute(sa.select(groups).where(groups.c.key_hash == key_hash)).first()
                     return "active", row.run_id if row else None
-            state = conn.execute(sa.select(schema.RUNS.c.state).where(schema.RUNS.c.id == row.run_id)).scalar() \
-                if row.run_id else None
-            starting = row.run_id is not None and state is None and now - row.claimed_at < starting_for
-            if starting or (state is not None and not is_terminal(state)):
+            runs = schema.RUNS
+            found = conn.execute(sa.select(runs.c.state, runs.c.ended_at, runs.c.updated_at)
+                                 .where(runs.c.id == row.run_id)).first() if row.run_id else None
+            starting = row.run_id is not None and found is None and now - row.claimed_at < starting_for
+            ended = found is not None and is_terminal(found.state)
+            recent = found is not None and ended and now - (found.ended_at or found.updated_at) < cooldown
+            if starting or (found is not None and not ended) or recent:
                 conn.execute(sa.update(groups).where(groups.c.key_hash == key_hash)
                              .values(status="firing", updated_at=now))
-                return "active", row.run_id
+                return ("recent" if recent else "active"), row.run_id
             moved = conn.execute(sa.update(groups).where(groups.c.key_hash == key_hash,
                                                          groups.c.generation == row.generation)
                                  .values(generation=row.generation + 1, run_id=run_id, claimed_at=now,

@@ -28,6 +28,7 @@ from agentops.governance.screening import StoreRateCounter, project_policy
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.runs import actor_of
 from agentops.service.setup import check_settings
+from agentops.settings import get_settings
 
 RULES_FILE = "alerts.yaml"
 DEFAULT_FLOW = "incident_response"
@@ -73,7 +74,7 @@ class RulesFile(BaseModel):
 
 @dataclass(frozen=True)
 class AlertOutcome:
-    outcome: Literal["started", "active", "resolved", "refused", "unknown_group"]
+    outcome: Literal["started", "active", "recent", "resolved", "unknown_group"]
     run_id: str | None = None
     reason: str = ""
 
@@ -91,10 +92,13 @@ def receive_alertmanager(payload: AlertmanagerPayload, *, user: str) -> AlertOut
     flow_name, parameters = flow_for(payload)
     run_id = uuid.uuid4().hex
     claim, active = st.claim_alert_group(key_hash, payload.groupKey, run_id, now=time.time(),
-                                         starting_for=STARTING_SECONDS)
-    if claim == "active":
+                                         starting_for=STARTING_SECONDS,
+                                         cooldown=get_settings().alert_cooldown_seconds)
+    if claim != "claimed":
         st.append_events([Event(actor=actor_of(user), action="alert.repeated", run_id=active, payload=facts)])
-        return AlertOutcome("active", active, "a run for this alert group has not ended yet")
+        reason = ("a run for this alert group has not ended yet" if claim == "active" else
+                  "a run for this alert group ended less than AGENTOPS_ALERT_COOLDOWN_SECONDS ago")
+        return AlertOutcome(claim, active, reason)
     try:
         verdict = project_policy(project_root()).evaluate("start_flow", {"flow": flow_name, "parameters": parameters},
                                                           rate=StoreRateCounter(st), use_id=f"alert:{run_id}")
