@@ -1,4 +1,4 @@
-"""A throwaway Prometheus (Debian's `prometheus`) on 127.0.0.1, scraping given targets every second, stopped by PID."""
+"""A throwaway Prometheus (Debian's `prometheus`) on 127.0.0.1, scraping given targets twice a second."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.pg_server import _free_port
 
 
 class PrometheusServer:
-    def __init__(self, targets: list[str], interval: str = "1s", rules: str | None = None,
+    def __init__(self, targets: list[str], interval: str = "500ms", rules: str | None = None,
                  alertmanager: str | None = None) -> None:
         binary = shutil.which("prometheus")
         if binary is None:

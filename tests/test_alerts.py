@@ -167,10 +167,10 @@ groups:
       - alert: HighCPU
         expr: >
           100 * sum(rate(container_cpu_usage_seconds_total{pod=~"web-app-.*"}[5s]))
-          / sum(kube_pod_container_resource_requests{pod=~"web-app-.*",resource="cpu"}) > 90
+          / sum(kube_pod_container_resource_requests{pod=~"web-app-.*",resource="cpu"}) > 80
         for: 3s
         labels: {deployment: web-app, severity: page}
-        annotations: {summary: "CPU above 90% on web-app"}
+        annotations: {summary: "CPU above 80% on web-app"}
 """
 
 
