@@ -23,6 +23,10 @@ class NotFoundError(AgentOpsError):
     """A run, approval, schedule or user does not exist."""
 
 
+class MetricsUnavailable(AgentOpsError):
+    """The metrics backend could not answer: Prometheus is down, refused the query, or has no series for it."""
+
+
 class ScheduleError(AgentOpsError):
     """A schedule's cron expression, interval, timezone or catch-up policy is wrong."""
 

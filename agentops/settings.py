@@ -81,6 +81,19 @@ class Settings(BaseSettings):
     """Bearer token for the Kubernetes API."""
     kubernetes_namespace: str = "default"
     """Namespace of the deployments the scaling tool manages."""
+    prometheus_url: str | None = None
+    """Prometheus base URL (e.g. http://prometheus:9090): get_metrics and predictive scaling's history read through
+    its HTTP API. Unset: the simulated cluster's own numbers."""
+    prometheus_queries: dict[str, str] = Field(default_factory=dict)
+    """PromQL per metric (cpu_percent, error_rate, p95_latency_ms, requests_per_s, replicas), as JSON, overriding
+    the cAdvisor/kube-state-metrics defaults; `$deployment`, `$namespace` and `$window` are filled in."""
+    prometheus_rate_window: str = Field(default="2m", pattern=r"^[0-9]+(ms|s|m|h)$")
+    """The range of the default queries' rate(): at least four scrape intervals of the exporters."""
+    alert_cooldown_seconds: float = Field(default=300.0, ge=0)
+    """After an alert group's run ended, its firing notifications start no new run for this long: the alert
+    catches up with the remedy (rule evaluation, `for:`, Alertmanager's group interval) before it is believed."""
+    prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long one Prometheus query may take before the tool reports Prometheus as unavailable."""
 
     ledger_key_file: Path | None = None
     """Ed25519 private key (PEM, mode 0600) that signs the ledger's checkpoints; `agentops init` creates it.

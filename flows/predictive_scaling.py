@@ -19,11 +19,16 @@ planner = Agent(name="capacity", prompt="incident", tools=["get_metrics", "scale
 
 @task
 def load_history(deployment: str, hours: int = 72) -> list[float]:
-    """Hourly requests per second over the last `hours` hours, from the cluster's metric history."""
+    """Hourly requests per second over the last `hours` hours, from Prometheus or the cluster's metric history."""
     import time
 
+    from agentops.backends import prometheus
     from agentops.db import open_store
 
+    metrics = prometheus.configured()
+    if metrics is not None:
+        now = time.time()
+        return metrics.history("requests_per_s", deployment, start=now - hours * 3600, end=now, step=3600)
     samples = open_store().metric_samples(deployment, since=time.time() - hours * 3600)
     return [s.requests_per_s for s in samples]
 

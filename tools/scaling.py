@@ -9,7 +9,7 @@ import httpx
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from agentops.backends import cluster_sim
+from agentops.backends import cluster_sim, prometheus
 from agentops.db import open_store
 from agentops.engine.toolkit import check_fence, current_run_id, idempotency_key
 from agentops.settings import get_settings
@@ -37,7 +37,11 @@ def _scale_path(name: str) -> str:
 
 
 def get_metrics(name: str | None = None) -> dict[str, Any]:
-    """Replicas, CPU %, error rate (0..1) and p95 latency (ms) per deployment."""
+    """Replicas, CPU %, error rate (0..1), p95 latency (ms) and requests/s per deployment."""
+    metrics = prometheus.configured()
+    if metrics is not None:  # Prometheus answers for every metric or the call fails: no None read as healthy
+        names = [name] if name else cluster_sim.deployment_names()
+        return {"deployments": [metrics.current(n) for n in names], "source": "prometheus"}
     client = _kube()
     if client is not None:
         with client:
@@ -92,7 +96,7 @@ def scale_deployment(name: str, replicas: int) -> dict[str, Any]:
 TOOLS = [
     StructuredTool.from_function(func=get_metrics, name="get_metrics", args_schema=GetMetricsArgs,
                                  description="Read current metrics (replicas, cpu_percent, error_rate as a fraction, "
-                                             "p95_latency_ms) for one deployment or all of them."),
+                                             "p95_latency_ms, requests_per_s) for one deployment or all of them."),
     StructuredTool.from_function(func=scale_deployment, name="scale_deployment", args_schema=ScaleArgs,
                                  metadata={"side_effect": True},
                                  description="Scale a deployment to an absolute number of replicas."),

@@ -49,7 +49,8 @@ def metrics(dep: Deployment, now: float | None = None) -> dict[str, Any]:
     overload = max(0.0, cpu - 85.0) / 400.0
     return {"name": dep.name, "namespace": dep.namespace, "replicas": dep.replicas, "cpu_percent": round(cpu, 1),
             "error_rate": round(dep.error_rate + overload, 4),
-            "p95_latency_ms": round(dep.p95_latency_ms * (1 + max(0.0, cpu - 70.0) / 30.0), 0)}
+            "p95_latency_ms": round(dep.p95_latency_ms * (1 + max(0.0, cpu - 70.0) / 30.0), 0),
+            "requests_per_s": round(100 * load, 1)}
 
 
 def seed_rows(now: float) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agentops import service
+from agentops.cli import api as cli_api
 from agentops.cli import demo as demo_mod
 from agentops.cli import governance as cli_governance
 from agentops.cli import ops as cli_ops
@@ -260,11 +261,14 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8501,
     no_app: Annotated[bool, typer.Option("--no-app", help="Only the scheduler and a worker.")] = False,
+    api_port: Annotated[int | None, typer.Option("--api-port", min=1, max=65535,
+                                                 help="Also serve the HTTP API on this port.")] = None,
 ) -> None:
     """Run the scheduler, a worker and the app together until Ctrl-C."""
-    services = Services(host=host, port=port, with_app=not no_app, on_event=console.print)
+    services = Services(host=host, port=port, with_app=not no_app, api_port=api_port, on_event=console.print)
     services.start()
-    console.print(f"serving: app {services.url if not no_app else '(off)'}, scheduler and worker running")
+    api = f", API http://{host}:{api_port}" if api_port else ""
+    console.print(f"serving: app {services.url if not no_app else '(off)'}{api}, scheduler and worker running")
     services.wait()
 
 
@@ -325,6 +329,7 @@ def demo(
 def _register_subcommands() -> None:
     cli_governance.register(app)
     cli_ops.register(app)
+    cli_api.register(app)
 
 
 _register_subcommands()

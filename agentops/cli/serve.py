@@ -23,6 +23,7 @@ from agentops.errors import ConfigError
 from agentops.settings import get_settings
 
 if TYPE_CHECKING:
+    from agentops.api.server import ApiServer
     from agentops.engine.worker import Worker
 
 
@@ -91,9 +92,11 @@ class Services:
     host: str = "127.0.0.1"
     port: int = 8501
     with_app: bool = True
+    api_port: int | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     app_process: subprocess.Popen[bytes] | None = None
+    api_server: ApiServer | None = None
     on_event: Callable[[str], None] = print
 
     @property
@@ -103,6 +106,8 @@ class Services:
     def start(self) -> None:
         if self.with_app:
             require_free_port(self.host, self.port)
+        if self.api_port is not None:
+            require_free_port(self.host, self.api_port)
         root = load_project()
         store = open_store()
         worker = service.new_worker(store=store,
@@ -114,6 +119,11 @@ class Services:
                                              name="agentops-scheduler"))
         for thread in self.threads:
             thread.start()
+        if self.api_port is not None:
+            from agentops.api.server import ApiServer
+
+            self.api_server = ApiServer(self.host, self.api_port)
+            self.api_server.start()
         if self.with_app:
             self.app_process = start_app(root, self.host, self.port)
             if not wait_for_port(self.host, self.port):
@@ -144,6 +154,8 @@ class Services:
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.api_server is not None:
+            self.api_server.stop()
         if self.app_process is not None and self.app_process.poll() is None:
             self.app_process.terminate()
             try:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from agentops.db import schema
     from agentops.db.schema import (
+        ApiToken,
         Approval,
         ApprovalVote,
         User,
@@ -216,6 +217,40 @@ class GovernanceSQL(RunsSQL):
         with self.read() as conn:
             rows = conn.execute(sa.select(schema.USERS).order_by(schema.USERS.c.name))
             return [as_row(schema.User, r._mapping) for r in rows]
+
+    def add_token(self, values: dict[str, Any], events: Sequence[Event]) -> bool:
+        """Store a token (its digest) with its ledger events, in place of a revoked one of the same name; False
+        when a live token has the name."""
+        tokens = schema.TOKENS
+        with self.write() as conn:
+            conn.execute(sa.delete(tokens).where(tokens.c.name == values["name"], tokens.c.revoked_at.is_not(None)))
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(tokens), values)
+            except sa.exc.IntegrityError:
+                return False
+            self._append(conn, events)
+        return True
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None:
+        with self.read() as conn:
+            found = conn.execute(sa.select(schema.TOKENS).where(schema.TOKENS.c.token_hash == token_hash)).first()
+        return as_row(schema.ApiToken, found._mapping) if found else None
+
+    def list_tokens(self) -> list[ApiToken]:
+        with self.read() as conn:
+            rows = conn.execute(sa.select(schema.TOKENS).order_by(schema.TOKENS.c.name))
+            return [as_row(schema.ApiToken, r._mapping) for r in rows]
+
+    def revoke_token(self, name: str, events: Sequence[Event], *, now: float) -> bool:
+        """Mark a live token revoked, with its events; False when there is no live token of that name."""
+        with self.write() as conn:
+            moved = conn.execute(sa.update(schema.TOKENS).where(schema.TOKENS.c.name == name,
+                                                                schema.TOKENS.c.revoked_at.is_(None))
+                                 .values(revoked_at=now)).rowcount == 1
+            if moved:
+                self._append(conn, events)
+        return moved
 
     def take_rate(self, key: str, limit: int, window: float, *, now: float | None = None,
                   use_id: str | None = None) -> tuple[bool, int]:

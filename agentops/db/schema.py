@@ -197,6 +197,35 @@ class User(SQLModel, table=True):
     disabled: bool = False
 
 
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the HTTP API: only its SHA-256 is kept. It acts as the local account of its name."""
+
+    __tablename__ = "api_tokens"
+
+    name: str = Field(primary_key=True, max_length=200)
+    token_hash: str = Field(max_length=64, unique=True)
+    role: str = Field(max_length=16)
+    created_by: str = Field(max_length=200)
+    created_at: float
+    revoked_at: float | None = None
+
+
+class AlertGroup(SQLModel, table=True):
+    """An Alertmanager alert group and the run its firing started: a repeat does not start another while it runs."""
+
+    __tablename__ = "alert_groups"
+
+    key_hash: str = Field(primary_key=True, max_length=64)
+    """SHA-256 of the group key (Alertmanager's groupKey is as long as the group's labels)."""
+    group_key: str = Field(sa_column=Column(Text, nullable=False))
+    generation: int = 0
+    """Moved on by each claim: two receivers that read the same generation cannot both claim it."""
+    run_id: str | None = Field(default=None, max_length=32)
+    claimed_at: float
+    status: str = Field(default="firing", max_length=16)
+    updated_at: float
+
+
 class Schedule(SQLModel, table=True):
     __tablename__ = "schedules"
     __table_args__ = (Index("ix_schedules_due", "next_fire_at"),)
@@ -361,6 +390,8 @@ CHECKPOINTS = _table(LedgerCheckpoint)
 APPROVALS = _table(Approval)
 VOTES = _table(ApprovalVote)
 USERS = _table(User)
+TOKENS = _table(ApiToken)
+ALERT_GROUPS = _table(AlertGroup)
 SCHEDULES = _table(Schedule)
 LEASES = _table(Lease)
 RATES = _table(RateEvent)

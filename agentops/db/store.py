@@ -6,11 +6,12 @@ their own module of agentops.db; this class puts them together.
 
 from __future__ import annotations
 
+from agentops.db.alerts import AlertsSQL
 from agentops.db.backends import BackendsSQL
 from agentops.db.chat import ChatSQL
 from agentops.db.governance import GovernanceSQL
 from agentops.db.scheduling import SchedulingSQL
 
 
-class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL):
+class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, AlertsSQL):
     """Database access for the whole of agentops."""

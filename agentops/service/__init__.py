@@ -6,7 +6,7 @@ Every action a person takes goes through here; faces never reach the store or th
 from __future__ import annotations
 
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
-from agentops.service import chat, schedules, views
+from agentops.service import alerts, chat, schedules, tokens, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
 from agentops.service.approvals import decide, get_approval, list_approvals
 from agentops.service.audit import (
@@ -57,6 +57,7 @@ __all__ = [
     "RunDetail",
     "actor_of",
     "add_user",
+    "alerts",
     "ask_data",
     "audit_checkpoint",
     "audit_count",
@@ -103,5 +104,6 @@ __all__ = [
     "run_steps",
     "schedules",
     "start_run",
+    "tokens",
     "views",
 ]

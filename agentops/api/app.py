@@ -1,0 +1,64 @@
+"""The FastAPI application: token authentication, errors as JSON with their status, and the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from agentops.errors import (
+    AgentOpsError,
+    ApprovalError,
+    InvalidStateError,
+    NotFoundError,
+    ParameterError,
+    PermissionDenied,
+    UnknownFlowError,
+)
+from agentops.service.tokens import token_user
+
+_bearer = HTTPBearer(auto_error=False, description="An API token from `agentops tokens add NAME --role ROLE`.")
+
+_STATUS: list[tuple[type[AgentOpsError], int]] = [
+    (PermissionDenied, 403), (NotFoundError, 404), (UnknownFlowError, 404), (ParameterError, 422),
+    (InvalidStateError, 409), (ApprovalError, 409), (AgentOpsError, 400),
+]
+
+
+class Unauthenticated(Exception):
+    """No token, or one that is unknown or revoked: 401, whatever the route."""
+
+
+def api_user(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The account the request acts as: the one its bearer token names."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("an Authorization: Bearer <token> header is required")
+    try:
+        return token_user(credentials.credentials)
+    except PermissionDenied as exc:
+        raise Unauthenticated(str(exc)) from None
+
+
+ApiUser = Annotated[str, Depends(api_user)]
+
+
+def create_app() -> FastAPI:
+    from agentops.api import alerts, routes
+
+    app = FastAPI(title="agentops", version="1", summary="Runs, steps and approvals of an agentops project.",
+                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+
+    @app.exception_handler(Unauthenticated)
+    def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(AgentOpsError)
+    def _refused(_request: Request, exc: AgentOpsError) -> JSONResponse:
+        status = next(code for kind, code in _STATUS if isinstance(exc, kind))
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    app.include_router(routes.router)
+    app.include_router(alerts.router)
+    return app
