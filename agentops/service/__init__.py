@@ -18,6 +18,7 @@ from agentops.service.audit import (
     ledger_record,
 )
 from agentops.service.data import ask_data, list_datasets
+from agentops.service.documents import approval_document, run_detail_document, run_document
 from agentops.service.processes import new_scheduler, new_worker, run_celery_worker
 from agentops.service.runs import (
     RunDetail,
@@ -57,6 +58,7 @@ __all__ = [
     "RunDetail",
     "actor_of",
     "add_user",
+    "approval_document",
     "ask_data",
     "audit_checkpoint",
     "audit_count",
@@ -95,6 +97,8 @@ __all__ = [
     "resume",
     "run_celery_worker",
     "run_detail",
+    "run_detail_document",
+    "run_document",
     "run_flow_names",
     "run_logs",
     "run_notes",
