@@ -5,6 +5,7 @@ Every action a person takes goes through here; faces never reach the store or th
 
 from __future__ import annotations
 
+from agentops.core.times import format_time, iso_time
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
 from agentops.service import chat, schedules, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
@@ -75,10 +76,12 @@ __all__ = [
     "execute_here",
     "find_flow",
     "follow_run",
+    "format_time",
     "get_approval",
     "get_run",
     "get_settings",
     "init_project",
+    "iso_time",
     "ledger_record",
     "list_approvals",
     "list_datasets",
