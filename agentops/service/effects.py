@@ -155,8 +155,9 @@ def _http(args: dict[str, Any]) -> HttpEffect:
     return HttpEffect(method, url, " ".join(shlex.quote(p) for p in parts))
 
 
-READERS: dict[str, Callable[[dict[str, Any]], Effect]] = {"scale_deployment": _scale, "send_email": _email, "create_ticket": _create_ticket,
-           "update_ticket": _update_ticket, "http_request": _http}
+READERS: dict[str, Callable[[dict[str, Any]], Effect]] = {
+    "scale_deployment": _scale, "send_email": _email, "create_ticket": _create_ticket,
+    "update_ticket": _update_ticket, "http_request": _http}
 
 
 def size_text(size: int | None) -> str:
