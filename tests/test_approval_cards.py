@@ -4,6 +4,7 @@ ticket as it would be created, HTTP as curl; identical requests are grouped and 
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,11 @@ def gated_request(action: str, args: dict) -> str:
     return pending.id
 
 
+def plain(markdown: str) -> str:
+    """Markdown as read: the escapes that keep text literal removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def page_text(at: AppTest) -> str:
     parts = [*(m.value for m in at.markdown), *(c.value for c in at.caption), *(t.value for t in at.text),
              *(i.value for i in at.info), *(w.value for w in at.warning), *(c.value for c in at.code)]
@@ -53,24 +59,26 @@ def test_a_scale_card_shows_current_to_proposed_and_flags_a_no_op(cards_project:
     incident = pending_incident()
     before = {d.name: d.replicas for d in open_store().deployments()}["web-app"]
     shown = page_text(logged_in("ada"))
+    shown = plain(shown)
     assert f"**{before} → 12** replicas" in shown and "changes nothing" not in shown
     open_store().upsert_deployment({"name": "web-app", "replicas": 12})
-    shown = page_text(logged_in("ada"))
+    shown = plain(page_text(logged_in("ada")))
     assert "**12 → 12** replicas" in shown and "already runs 12 replicas: approving this changes nothing" in shown
     assert service.get_approval(incident.approval_id).status == "pending"
 
 
 def test_an_email_card_shows_the_rendered_message_not_json(cards_project: Path) -> None:
     gated_request("send_email", {"to": ["ops@example.com", "Eve <eve@example.com>"], "cc": ["cfo@example.com"],
-                                 "subject": "Weekly sales", "body": BODY,
+                                 "subject": "Weekly sales [open](http://evil.example)", "body": BODY,
                                  "attachments": [{"name": "report.pdf", "content_base64": PDF,
                                                   "mime": "application/pdf"}]})
     at = logged_in("ada")
     header = next(m.value for m in at.markdown if "**From:**" in m.value)
-    assert "**To:** ops@example.com, Eve <eve@example.com> ⚠" in header
-    assert "**Cc:** cfo@example.com" in header and "**Subject:** Weekly sales" in header
+    assert "**Subject:** Weekly sales \\[open\\]\\(http://evil\\.example\\)" in header, "a link stays text"
+    assert "**To:** ops@example.com, Eve <eve@example.com> ⚠" in plain(header)
+    assert "**Cc:** cfo@example.com" in plain(header) and "**From:** agentops@example.com" in plain(header)
     assert [t.value for t in at.text] == [BODY]
-    assert any("report.pdf · 2.9 KB · application/pdf" in c.value for c in at.caption)
+    assert any("attachment report.pdf · 2.9 KB · application/pdf" in plain(c.value) for c in at.caption)
     assert any("Eve <eve@example.com>" in w.value for w in at.warning), "an address the tool would refuse is flagged"
     [arguments] = [e for e in at.expander if e.label == "Arguments (JSON)"]
     assert any("Weekly sales" in c.value for c in arguments.code), "the JSON is one click away, collapsed"
@@ -82,7 +90,7 @@ def test_ticket_and_http_cards(cards_project: Path) -> None:
     gated_request("http_request", {"url": "http://127.0.0.1:8080/restart?x=1&y=2", "method": "POST",
                                    "body": {"why": "it's stuck"}})
     at = logged_in("ada")
-    shown = page_text(at)
+    shown = plain(page_text(at))
     assert "New ticket · **P1** · open  \n**Checkout returns 500s**" in shown
     assert "since 09:00\nall regions" in [t.value for t in at.text]
     curl = next(c.value for c in at.code if c.language == "bash")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from agentops.service import effects
 from agentops.service.views import chart_image
-from ui_kit.render import pretty
+from ui_kit.render import md_text, pretty
 
 
 def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str) -> None:
@@ -30,10 +30,10 @@ def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str) -
 
 def _scale(effect: effects.ScaleEffect) -> None:
     if effect.current is None:
-        st.markdown(f"Scale **{effect.deployment}** to **{effect.proposed}** replicas")
+        st.markdown(f"Scale **{md_text(effect.deployment)}** to **{effect.proposed}** replicas")
         st.warning(f"The cluster has no deployment named {effect.deployment}.", icon=":material/help:")
         return
-    st.markdown(f"Scale **{effect.deployment}**: **{effect.current} → {effect.proposed}** replicas",
+    st.markdown(f"Scale **{md_text(effect.deployment)}**: **{effect.current} → {effect.proposed}** replicas",
                 help="current replicas → proposed, read from the cluster now")
     if effect.metrics:
         cpu, errors, p95 = (effect.metrics[k] for k in ("cpu_percent", "error_rate", "p95_latency_ms"))
@@ -44,20 +44,21 @@ def _scale(effect: effects.ScaleEffect) -> None:
 
 
 def _addresses(recipients: list[effects.Recipient]) -> str:
-    return ", ".join(r.text + (" ⚠" if r.problem else "") for r in recipients) or "-"
+    return ", ".join(md_text(r.text) + (" ⚠" if r.problem else "") for r in recipients) or "-"
 
 
 def _email(effect: effects.EmailEffect, key: str) -> None:
     with st.container(border=True, key=f"email-{key}"):
-        st.markdown(f"**From:** {effect.sender}  \n**To:** {_addresses(effect.to)}  \n"
+        st.markdown(f"**From:** {md_text(effect.sender)}  \n**To:** {_addresses(effect.to)}  \n"
                     + (f"**Cc:** {_addresses(effect.cc)}  \n" if effect.cc else "")
-                    + f"**Subject:** {effect.subject}")
+                    + f"**Subject:** {md_text(effect.subject)}")
         for recipient in [*effect.to, *effect.cc]:
             if recipient.problem:
                 st.warning(f"{recipient.text}: {recipient.problem}")
         st.text(effect.body)
         for attachment in effect.attachments:
-            st.caption(f"📎 {attachment.name} · {effects.size_text(attachment.size)} · {attachment.mime}")
+            st.caption(f"attachment {md_text(attachment.name)} · {effects.size_text(attachment.size)} · "
+                       f"{md_text(attachment.mime)}")
             png = chart_image(attachment.chart) if attachment.chart else None
             if png:
                 st.image(png, width=360)
@@ -67,10 +68,10 @@ def _ticket(effect: effects.TicketEffect) -> None:
     with st.container(border=True):
         if effect.creates:
             st.markdown(f"New ticket · **{effect.fields['priority']}** · {effect.fields['status']}  \n"
-                        f"**{effect.title}**")
+                        f"**{md_text(effect.title or '')}**")
             if effect.fields["description"]:
                 st.text(effect.fields["description"])
             return
-        st.markdown(f"Ticket #{effect.ticket_id}: **{effect.title or 'not found'}**")
+        st.markdown(f"Ticket #{effect.ticket_id}: **{md_text(effect.title or 'not found')}**")
         for name, (now, after) in effect.fields.items():
-            st.markdown(f"- {name}: {now if now is not None else '-'} → **{after}**")
+            st.markdown(f"- {name}: {md_text(str(now)) if now is not None else '-'} → **{md_text(str(after))}**")

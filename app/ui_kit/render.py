@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from typing import Any
 
 import streamlit as st
@@ -26,6 +27,14 @@ def viewer_zone() -> str:
 def when(ts: float | None, zone: str | None = None) -> str:
     """A time labelled with its zone: `zone` (a schedule's) or the viewer's, and the same instant in UTC."""
     return format_time(ts, zone or viewer_zone())
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~$])")
+
+
+def md_text(text: str) -> str:
+    """Text shown through st.markdown exactly as written: markdown and HTML characters escaped."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def state_label(state: str) -> str:
