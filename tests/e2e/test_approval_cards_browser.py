@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def served_cards(ops_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, str]]:
+def served_cards(ops_project: Path) -> Iterator[tuple[Served, str]]:
     (ops_project / "flows" / "gated.py").write_text(GATED)
     app_fixtures.app_project(ops_project)
     email_id = gated_request("send_email", {
