@@ -46,4 +46,5 @@ def test_scale_and_email_cards_show_the_effect(served_cards: tuple[Served, str],
     assert body.inner_text().splitlines() == BODY.splitlines(), "the body keeps its line breaks, nothing escaped"
     shots = tmp_path_factory.mktemp("screenshots")
     page.screenshot(path=str(shots / "approvals.png"), full_page=True)
-    print(f"screenshot: {shots / 'approvals.png'}")
+    scale.screenshot(path=str(shots / "scale-card.png"))
+    print(f"screenshots: {shots}")
