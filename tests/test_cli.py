@@ -73,7 +73,7 @@ def test_queue_then_worker_burst_drains_and_runs_list_filters(cli_project: Path)
     worker = agentops("worker", "--burst")
     assert worker.returncode == 0 and "stopped after 3 runs" in worker.stdout
     completed = json.loads(agentops("runs", "list", "--state", "completed", "--flow", "adder", "--json").stdout)
-    assert sorted(json.loads(r["result"])["total"] for r in completed) == [2, 3, 4]
+    assert sorted(r["result"]["total"] for r in completed) == [2, 3, 4]
 
 
 def test_cancel_and_resume(cli_project: Path) -> None:

@@ -52,14 +52,14 @@ def test_approve_edit_reject_from_the_cli(gov_project: Path) -> None:
     assert again.returncode == 2 and "already edited" in again.stderr
     assert agentops("worker", "--burst").returncode == 0
     shown = json.loads(agentops("runs", "show", run_id, "--json").stdout)
-    assert json.loads(shown["run"]["result"]) == {"kind": "edit", "args": {"name": "web-app", "replicas": 8},
+    assert shown["run"]["result"] == {"kind": "edit", "args": {"name": "web-app", "replicas": 8},
                                                   "message": None}
 
     second = json.loads(agentops("run", "risky", "-p", "replicas=30", "--json").stdout)["run_id"]
     appr2 = json.loads(agentops("approvals", "list", "--json").stdout)[0]["id"]
     assert agentops("approvals", "reject", appr2, "--reason", "too many", "--as", "alice").returncode == 0
     agentops("worker", "--burst")
-    result = json.loads(json.loads(agentops("runs", "show", second, "--json").stdout)["run"]["result"])
+    result = json.loads(agentops("runs", "show", second, "--json").stdout)["run"]["result"]
     assert result["kind"] == "reject" and result["message"] == "too many"
 
 

@@ -11,12 +11,11 @@ from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
 from agentops.backends import mail
+from agentops.backends.mail import SENDER
 from agentops.core import serialization
 from agentops.engine.toolkit import current_run_id, idempotency_key
 from agentops.governance.addresses import parse_addresses
 from agentops.settings import get_settings
-
-SENDER = "agentops@example.com"
 
 
 class SendEmailArgs(BaseModel):

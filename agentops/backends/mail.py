@@ -50,6 +50,10 @@ class Outcome:
     """Recipients the server refused while it accepted the mail for the others."""
 
 
+SENDER = "agentops@example.com"
+"""The From of every mail the send_email tool sends (and the approval card shows)."""
+
+
 def message_id(key: str) -> str:
     """The Message-ID of the mail a step sends: derived from its idempotency key, the same on every attempt."""
     local = key.replace(":", ".")

@@ -9,10 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from agentops import service
-from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_time
+from agentops.cli.support import AsUser, JsonOpt, Listing, console, emit_json, fmt_time, one_line_json
 from agentops.core import serialization
 from agentops.errors import AgentOpsError
 from agentops.governance.policy import (
@@ -39,12 +38,18 @@ def approvals_list(
     """List approval requests (pending by default)."""
     items = service.list_approvals(status)
     if as_json:
-        emit_json([a.model_dump() | {"args": serialization.loads(a.args, f"approval {a.id} arguments")} for a in items])
+        emit_json([service.approval_document(a) for a in items])
         return
-    table = Table("id", "action", "arguments", "requester", "status", "reason", "expires", box=None)
+    grid = Listing("id", "action", "arguments", "requester", "status", "reason", "expires")
     for a in items:
-        table.add_row(a.id[:12], a.action, a.args[:60], a.requester, a.status, a.reason[:50], fmt_time(a.expires_at))
-    console.print(table)
+        args = one_line_json(serialization.loads(a.args, f"approval {a.id} arguments"))
+        grid.add_row(a.id, a.action, _clipped(args, 160), a.requester, a.status, _clipped(a.reason, 120),
+                     fmt_time(a.expires_at))
+    grid.print()
+
+
+def _clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _decided(result: object, approval_id: str) -> None:
@@ -120,10 +125,10 @@ def users_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json([{"name": u.name, "role": u.role, "created_at": u.created_at} for u in users])
         return
-    table = Table("user", "role", "created", box=None)
+    grid = Listing("user", "role", "created")
     for u in users:
-        table.add_row(u.name, u.role, fmt_time(u.created_at))
-    console.print(table)
+        grid.add_row(u.name, u.role, fmt_time(u.created_at))
+    grid.print()
 
 
 PackDir = Annotated[Path | None, typer.Option("--pack", help="An evidence pack directory (audit export --pack).")]
@@ -227,10 +232,10 @@ def audit_search(actor: Annotated[str | None, typer.Option("--actor")] = None,
     if as_json:
         emit_json([service.ledger_record(e) for e in events])
         return
-    table = Table("seq", "time", "actor", "action", "run", "payload", box=None)
+    grid = Listing("seq", "time", "actor", "action", "run", "payload")
     for e in events:
-        table.add_row(str(e.seq), fmt_time(e.ts), e.actor, e.action, (e.run_id or "")[:12], e.payload[:70])
-    console.print(table)
+        grid.add_row(str(e.seq), fmt_time(e.ts), e.actor, e.action, e.run_id or "", _clipped(e.payload, 120))
+    grid.print()
 
 
 @policy_app.command("check")

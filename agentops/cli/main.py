@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from agentops import service
 from agentops.cli import api as cli_api
@@ -20,7 +19,17 @@ from agentops.cli import demo as demo_mod
 from agentops.cli import governance as cli_governance
 from agentops.cli import ops as cli_ops
 from agentops.cli.serve import Services, require_free_port, start_app
-from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
+from agentops.cli.support import (
+    AsUser,
+    JsonOpt,
+    Listing,
+    console,
+    emit_json,
+    fmt_duration,
+    fmt_time,
+    parse_params,
+    styled_state,
+)
 from agentops.core.redaction import default_redactor
 from agentops.engine.project import project_root
 from agentops.errors import AgentOpsError, ConfigError
@@ -106,12 +115,12 @@ def _print_run(run_id: str) -> None:
     if run.error:
         console.print(f"[red]error:[/red] {run.error}")
     if steps:
-        table = Table("step", "task", "kind", "state", "attempts", "duration", "output / error", box=None)
+        grid = Listing("step", "task", "kind", "state", "attempts", "duration", "output / error", markup=True)
         for step in steps:
             shown = step.error or step.output or ""
-            table.add_row(str(step.step_no), step.name, step.kind, styled_state(step.state), str(step.attempts),
-                          fmt_duration(step.duration_ms), shown[:80])
-        console.print(table)
+            grid.add_row(str(step.step_no), step.name, step.kind, styled_state(step.state), str(step.attempts),
+                         fmt_duration(step.duration_ms), escape(shown[:80]))
+        grid.print()
         for step in steps:
             meta = service.views.step_facts(step)["meta"] if step.kind == "model" else {}
             if isinstance(meta, dict) and meta.get("fallback"):
@@ -141,25 +150,21 @@ def runs_list(
     runs = service.list_runs(state=state, flow=flow, limit=limit)
     notes = service.run_notes(runs)
     if as_json:
-        emit_json([{**asdict(r), "note": notes[r.id]} for r in runs])
+        emit_json([{**service.run_document(r), "note": notes[r.id]} for r in runs])
         return
-    table = Table("run", "flow", "state", "trigger", "created", "duration", box=None)
+    grid = Listing("run", "flow", "state", "trigger", "created", "duration", markup=True)
     for r in runs:
         took = (r.ended_at - r.started_at) * 1000 if r.ended_at and r.started_at else None
-        state_cell = styled_state(r.state) + (f"\n[yellow]{notes[r.id]}[/yellow]" if notes[r.id] else "")
-        table.add_row(r.id[:12], r.flow_name, state_cell, r.trigger, fmt_time(r.created_at), fmt_duration(took))
-    console.print(table)
+        state_cell = styled_state(r.state) + (f"\n[yellow]{escape(notes[r.id])}[/yellow]" if notes[r.id] else "")
+        grid.add_row(r.id, escape(r.flow_name), state_cell, r.trigger, fmt_time(r.created_at), fmt_duration(took))
+    grid.print()
 
 
 @runs_app.command("show")
 def runs_show(run_id: str, as_json: JsonOpt = False) -> None:
     """Show a run: its steps, states, attempts, durations, logs and state history."""
     if as_json:
-        detail = service.run_detail(run_id)
-        emit_json({"run": asdict(detail.run), "steps": [asdict(s) for s in detail.steps],
-                   "logs": [asdict(x) for x in detail.logs],
-                   "history": [service.ledger_record(e) for e in detail.history if e.action.endswith(".state")],
-                   "approvals": [a.model_dump() for a in detail.approvals]})
+        emit_json(service.run_detail_document(run_id))
         return
     _print_run(service.resolve_run_id(run_id))
 
@@ -192,11 +197,11 @@ def flows_list(as_json: JsonOpt = False) -> None:
         emit_json([{"name": f.name, "description": f.description, "parameters": f.parameter_schema()}
                    for f in flows])
         return
-    table = Table("flow", "parameters", "description", box=None)
+    grid = Listing("flow", "parameters", "description")
     for f in flows:
         props = f.parameter_schema().get("properties", {})
-        table.add_row(f.name, ", ".join(props), (f.description.splitlines() or [""])[0])
-    console.print(table)
+        grid.add_row(f.name, ", ".join(props), (f.description.splitlines() or [""])[0])
+    grid.print()
 
 
 @app.command()
@@ -218,7 +223,7 @@ def worker(
     if queues:
         raise AgentOpsError("--queue needs --celery (the polling worker takes every queued run)")
     w = service.new_worker(concurrency=concurrency,
-               on_outcome=lambda o: console.print(f"run {o.run_id[:12]} {styled_state(o.state)}"))
+               on_outcome=lambda o: console.print(f"run {o.run_id} {styled_state(o.state)}"))
     console.print(f"worker {w.id} started{' (burst)' if burst else ''}")
     try:
         count = w.run(burst=burst)

@@ -8,10 +8,9 @@ import typing
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from agentops import service
-from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_time, parse_params
+from agentops.cli.support import AsUser, JsonOpt, Listing, console, emit_json, fmt_time, one_line_json, parse_params
 from agentops.engine.project import load_project
 from agentops.engine.registry import find_flow
 from agentops.service import schedules
@@ -36,7 +35,7 @@ def schedules_add(
                                          parameters=parse_params(param, hints), catchup=catchup, user=user)
     created = schedules.get_schedule(schedule_id)
     console.print(f"schedule {schedule_id}: {flow_name}, {schedules.Cadence.of(created).describe()}, "
-                     f"next at {fmt_time(created.next_fire_at)}")
+                     f"next at {fmt_time(created.next_fire_at, created.timezone)}", highlight=False)
 
 
 @schedules_app.command("list")
@@ -46,12 +45,12 @@ def schedules_list(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("id", "flow", "when", "parameters", "catch-up", "next fire", "last fire", "state", box=None)
+    grid = Listing("id", "flow", "when", "parameters", "catch-up", "next fire", "last fire", "state")
     for r in rows:
-        table.add_row(str(r["id"]), r["flow"], r["when"], str(r["parameters"]), r["catchup"],
-                      fmt_time(r["next_fire_at"]), fmt_time(r["last_fire_at"]),
-                      "paused" if r["paused"] else "active")
-    console.print(table)
+        grid.add_row(str(r["id"]), r["flow"], r["when"], one_line_json(r["parameters"]), r["catchup"],
+                     fmt_time(r["next_fire_at"], r["timezone"]), fmt_time(r["last_fire_at"], r["timezone"]),
+                     "paused" if r["paused"] else "active")
+    grid.print()
 
 
 @schedules_app.command("pause")
@@ -65,8 +64,9 @@ def schedules_pause(schedule_id: int, user: AsUser = None) -> None:
 def schedules_resume(schedule_id: int, user: AsUser = None) -> None:
     """Fire again, from now on (fire times missed while paused are skipped)."""
     schedules.resume_schedule(schedule_id, user=user)
-    upcoming = schedules.get_schedule(schedule_id).next_fire_at
-    console.print(f"schedule {schedule_id} resumed; next at {fmt_time(upcoming)}")
+    resumed = schedules.get_schedule(schedule_id)
+    console.print(f"schedule {schedule_id} resumed; next at {fmt_time(resumed.next_fire_at, resumed.timezone)}",
+                  highlight=False)
 
 
 @schedules_app.command("delete")

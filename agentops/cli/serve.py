@@ -111,7 +111,7 @@ class Services:
         root = load_project()
         store = open_store()
         worker = service.new_worker(store=store,
-                                    on_outcome=lambda o: self.on_event(f"run {o.run_id[:12]} {o.state.value}"))
+                                    on_outcome=lambda o: self.on_event(f"run {o.run_id} {o.state.value}"))
         self.threads.append(threading.Thread(target=self._run_until_stopped, args=(worker,), daemon=True,
                                              name="agentops-worker"))
         scheduler = service.new_scheduler(holder=f"serve:{socket.gethostname()}:{os.getpid()}")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
 
 from agentops.core.serialization import stored
+from agentops.core.times import format_time, iso_times
 from agentops.errors import AgentOpsError
 
 console = Console()
@@ -40,11 +42,53 @@ def parse_params(pairs: list[str] | None, hints: dict[str, Any] | None = None) -
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(json.loads(stored(data)), indent=2) + "\n")
+    """Indented JSON on stdout, secrets redacted, every timestamp as ISO 8601 with its offset."""
+    sys.stdout.write(json.dumps(iso_times(json.loads(stored(data))), indent=2, ensure_ascii=False) + "\n")
 
 
-def fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+def fmt_time(ts: float | None, zone: str | None = None) -> str:
+    """A time with its zone: UTC, or `zone`'s wall clock followed by the same instant in UTC."""
+    return format_time(ts, zone)
+
+
+class Listing:
+    """Rows printed as a table when it fits the terminal (COLUMNS), else as one block per row: the first cell
+    (an id, never wrapped or cut, so it can be copied whole) on its own line, then `header  value` lines."""
+
+    def __init__(self, *headers: str, markup: bool = False) -> None:
+        self.headers = headers
+        self.rows: list[tuple[str, ...]] = []
+        self.markup = markup
+
+    def add_row(self, *cells: str) -> None:
+        self.rows.append(cells)
+
+    def print(self) -> None:
+        wide = Table(box=None, pad_edge=False)
+        wide.add_column(self.headers[0], no_wrap=True)
+        for header in self.headers[1:]:
+            wide.add_column(header, overflow="fold")
+        for row in self.rows:
+            wide.add_row(*row)
+        if console.measure(wide, options=console.options.update_width(10_000)).maximum <= console.width:
+            console.print(wide, markup=self.markup, highlight=False)
+            return
+        label = max(len(h) for h in self.headers[1:])
+        for n, (first, *rest) in enumerate(self.rows):
+            block = Table.grid(padding=(0, 2), pad_edge=False)
+            block.add_column(no_wrap=True, min_width=label)
+            block.add_column(overflow="fold")
+            for header, cell in zip(self.headers[1:], rest, strict=True):
+                block.add_row(header, cell)
+            if n:
+                console.print()
+            console.print(first, markup=self.markup, highlight=False, soft_wrap=True)
+            console.print(Padding(block, (0, 0, 0, 2)), markup=self.markup, highlight=False)
+
+
+def one_line_json(value: Any) -> str:
+    """A value as compact JSON on one line (for table cells), never a Python repr."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
 
 
 def fmt_duration(ms: float | None) -> str:

@@ -5,6 +5,7 @@ Every action a person takes goes through here; faces never reach the store or th
 
 from __future__ import annotations
 
+from agentops.core.times import format_time, iso_time
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
 from agentops.service import alerts, chat, schedules, tokens, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
@@ -18,6 +19,7 @@ from agentops.service.audit import (
     ledger_record,
 )
 from agentops.service.data import ask_data, list_datasets
+from agentops.service.documents import approval_document, run_detail_document, run_document
 from agentops.service.processes import new_scheduler, new_worker, run_celery_worker
 from agentops.service.runs import (
     RunDetail,
@@ -58,6 +60,7 @@ __all__ = [
     "actor_of",
     "add_user",
     "alerts",
+    "approval_document",
     "ask_data",
     "audit_checkpoint",
     "audit_count",
@@ -74,10 +77,12 @@ __all__ = [
     "execute_here",
     "find_flow",
     "follow_run",
+    "format_time",
     "get_approval",
     "get_run",
     "get_settings",
     "init_project",
+    "iso_time",
     "ledger_record",
     "list_approvals",
     "list_datasets",
@@ -96,6 +101,8 @@ __all__ = [
     "resume",
     "run_celery_worker",
     "run_detail",
+    "run_detail_document",
+    "run_document",
     "run_flow_names",
     "run_logs",
     "run_notes",

@@ -11,6 +11,7 @@ from agentops.core import serialization
 from agentops.db import open_store
 from agentops.db.records import StepRecord
 from agentops.engine.project import project_root
+from agentops.service.effects import Effect, duplicate_groups, effect_of
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval
@@ -26,6 +27,8 @@ class ApprovalView:
     verdict_reason: str | None
     conversation: list[dict[str, str]]
     decision: dict[str, Any] | None
+    effect: Effect | None = None
+    """What approving it would do now (agentops.service.effects); None shows the arguments as JSON."""
 
     @property
     def expires_in(self) -> float | None:
@@ -41,7 +44,12 @@ def approval_view(approval: Approval) -> ApprovalView:
     return ApprovalView(approval=approval, args=args,
                         rule=(verdict or {}).get("rule"), verdict_reason=(verdict or {}).get("reason"),
                         conversation=conversation_lines((context or {}).get("messages", [])),
-                        decision=decision)
+                        decision=decision, effect=effect_of(approval.action, args))
+
+
+def pending_groups(approvals: list[Approval]) -> list[list[ApprovalView]]:
+    """Pending requests as the inbox shows them: identical requests (same action, same arguments) together."""
+    return [[approval_view(a) for a in group] for group in duplicate_groups(approvals)]
 
 
 def conversation_lines(messages: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
-from ui_kit.approval_card import approval_card
+from ui_kit.approval_card import approval_group
 from ui_kit.render import when
 from ui_kit.session import current_user
 
@@ -20,10 +20,10 @@ if flash:
 
 @st.fragment(run_every=3)
 def pending_requests() -> None:
-    pending = [views.approval_view(a) for a in service.list_approvals("pending")]
+    pending = service.list_approvals("pending")
     st.markdown(f"**{len(pending)} waiting**" if pending else "Nothing is waiting for a decision.")
-    for view in pending:
-        approval_card(view, user)
+    for group in views.pending_groups(pending):
+        approval_group(group, user)
 
 
 pending_requests()

@@ -31,7 +31,8 @@ for schedule in schedules.list_schedules():
     with st.container(border=True, key=f"schedule-{schedule.id}"):
         top, buttons = st.columns([4, 2])
         top.markdown(f"**{view['flow']}** · {view['when']} · {'⏸ paused' if view['paused'] else '▶ active'}")
-        top.caption(f"next fire {when(view['next_fire_at'])} · last fire {when(view['last_fire_at'])} · "
+        top.caption(f"next fire {when(view['next_fire_at'], view['timezone'])} · "
+                    f"last fire {when(view['last_fire_at'], view['timezone'])} · "
                     f"catch-up {view['catchup']} · parameters {json.dumps(view['parameters'])}")
         recent = schedules.recent_runs(schedule.id or 0, limit=5)
         if recent:

@@ -9,6 +9,7 @@ import streamlit as st
 from agentops import service
 from agentops.errors import AgentOpsError
 from agentops.service import views
+from ui_kit.effect_view import show_effect
 from ui_kit.render import args_diff, countdown, pretty, when
 from ui_kit.session import SessionUser
 
@@ -18,7 +19,7 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
     a = view.approval
     with st.container(border=True, key=f"approval-{scope}-{a.id}"):
         st.markdown(f"#### `{a.action}`")
-        st.code(pretty(view.args), language="json")
+        show_effect(view.effect, view.args, key=f"{scope}-{a.id}")
         left, middle, right = st.columns(3)
         left.markdown(f"**Requested by** {a.requester}")
         middle.markdown(f"**Policy rule** `{view.rule or '-'}`")
@@ -37,6 +38,43 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
             st.caption(f"Your role ({user.role}) can see this request but not decide it.")
             return
         _decision_controls(view, user, scope)
+
+
+def approval_group(group: list[views.ApprovalView], user: SessionUser) -> None:
+    """Identical pending requests (same action, same arguments): the first as a card, the rest listed, each
+    still decidable (and recorded) on its own; an approver can decide them all at once."""
+    first, others = group[0], group[1:]
+    if others:
+        st.markdown(f"**{len(group)} identical requests** for `{first.approval.action}`: "
+                    + ", ".join(f"`{v.approval.id}`" for v in group))
+    approval_card(first, user)
+    if not others:
+        return
+    if user.can_decide:
+        left, right = st.columns(2)
+        if left.button(f"Approve all {len(group)}", key=f"approve-group-{first.approval.id}"):
+            _decide_all(group, "approve", user)
+        if right.button(f"Reject all {len(group)}", key=f"reject-group-{first.approval.id}"):
+            _decide_all(group, "reject", user)
+    with st.expander(f"The other {len(others)} identical requests"):
+        for view in others:
+            approval_card(view, user, scope="group")
+
+
+def _decide_all(group: list[views.ApprovalView], kind: str, user: SessionUser) -> None:
+    """One decision per request, each bound to its own digest and recorded on its own."""
+    done, failed = 0, []
+    for view in group:
+        a = view.approval
+        try:
+            service.decide(a.id, kind, user=user.name, args_digest=a.args_digest,  # type: ignore[arg-type]
+                           message="rejected with its identical requests" if kind == "reject" else None)
+            done += 1
+        except AgentOpsError as exc:
+            failed.append(f"{a.id}: {exc}")
+    st.session_state["approvals_flash"] = f"{kind} recorded on {done} of {len(group)} requests by {user.name}" + (
+        "; " + "; ".join(failed) if failed else "")
+    st.rerun()
 
 
 def _decision_controls(view: views.ApprovalView, user: SessionUser, scope: str) -> None:

@@ -4,16 +4,37 @@ from __future__ import annotations
 
 import difflib
 import json
-import time
+import re
 from typing import Any
+
+import streamlit as st
+
+from agentops.service import format_time
 
 STATE_ICON = {"COMPLETED": "✓", "FAILED": "✗", "CRASHED": "✗", "CANCELLED": "○", "AWAITING_APPROVAL": "◆",
               "AWAITING_RETRY": "↻", "RUNNING": "▶", "PENDING": "…", "SCHEDULED": "◷"}
 """Plain symbols that common system fonts carry (a server's browser often has no colour-emoji font)."""
 
 
-def when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+def viewer_zone() -> str:
+    """The browser's IANA zone as Streamlit reports it; UTC when it reports none (a script run, a test)."""
+    try:
+        return st.context.timezone or "UTC"
+    except Exception:  # no browser session (AppTest, a bare script run)
+        return "UTC"
+
+
+def when(ts: float | None, zone: str | None = None) -> str:
+    """A time labelled with its zone: `zone` (a schedule's) or the viewer's, and the same instant in UTC."""
+    return format_time(ts, zone or viewer_zone())
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~$])")
+
+
+def md_text(text: str) -> str:
+    """Text shown through st.markdown exactly as written: markdown and HTML characters escaped."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def state_label(state: str) -> str:

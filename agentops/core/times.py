@@ -1,0 +1,67 @@
+"""Times as people read them: every one carries its zone, and JSON carries ISO 8601 with an offset.
+
+Timestamps are stored as seconds since the epoch (UTC). A shown time names its zone ("UTC" or an IANA name); a
+time in a zone other than UTC also shows the same instant in UTC, so "09:00 Europe/Berlin / 08:00 UTC".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+TIME_KEYS_SUFFIX = "_at"
+"""Keys of a record whose numeric value is a timestamp (`created_at`, `next_fire_at`...), besides `ts`."""
+
+
+def zone_of(name: str | None) -> tzinfo:
+    """The zone named (an IANA name); UTC for none, and for a name this machine does not know."""
+    if not name or name.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def zone_label(zone: tzinfo) -> str:
+    return "UTC" if zone is UTC else str(zone)
+
+
+def format_time(ts: float | None, zone: str | None = None, *, seconds: bool = True) -> str:
+    """`2026-12-03 09:00:00 Europe/Berlin / 08:00:00 UTC`, or `2026-12-03 08:00:00 UTC`; "-" for no time."""
+    if ts is None:
+        return "-"
+    clock = "%H:%M:%S" if seconds else "%H:%M"
+    where = zone_of(zone)
+    local = datetime.fromtimestamp(ts, where)
+    shown = f"{local.strftime('%Y-%m-%d ' + clock)} {zone_label(where)}"
+    if where is UTC:
+        return shown
+    utc = datetime.fromtimestamp(ts, UTC)
+    day = "" if utc.date() == local.date() else utc.strftime("%Y-%m-%d ")
+    return f"{shown} / {day}{utc.strftime(clock)} UTC"
+
+
+def iso_time(ts: float | None) -> str | None:
+    """ISO 8601 in UTC with its offset, to the microsecond: `2026-12-03T08:00:00.000000+00:00`."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+
+
+def is_time_key(key: str) -> bool:
+    return key == "ts" or key.endswith(TIME_KEYS_SUFFIX)
+
+
+def iso_times(value: Any) -> Any:
+    """A JSON-ready value with every timestamp (a number under `ts` or a key ending in `_at`) as ISO 8601."""
+    if isinstance(value, dict):
+        return {k: iso_time(v) if is_time_key(str(k)) and _is_number(v) else iso_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [iso_times(v) for v in value]
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

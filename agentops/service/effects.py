@@ -1,0 +1,178 @@
+"""What an approval would do, as a reviewer judges it: a scale as current → proposed replicas, a mail as the
+message that would be sent, a ticket as it would be created or changed, an HTTP call as a `curl` line.
+
+Each effect is read from the request's arguments and the embedded backends as they are now; an action with no
+reading here is shown by the app as its JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agentops.backends.mail import SENDER
+from agentops.db import open_store
+from agentops.governance.addresses import AddressError, parse_address
+
+if TYPE_CHECKING:
+    from agentops.db.schema import Approval
+
+
+@dataclass(frozen=True)
+class ScaleEffect:
+    deployment: str
+    proposed: int
+    current: int | None
+    """None when the cluster has no deployment of that name."""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def changes_nothing(self) -> bool:
+        return self.current == self.proposed
+
+
+@dataclass(frozen=True)
+class Recipient:
+    text: str
+    problem: str | None = None
+    """Why it is not one plain address (the tool would refuse the mail), or None."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    name: str
+    size: int | None
+    """Bytes, or None when the content cannot be read (an unknown chart, bad base64)."""
+    mime: str
+    chart: str | None = None
+    """The sha256 of a stored chart, for a preview."""
+
+
+@dataclass(frozen=True)
+class EmailEffect:
+    sender: str
+    to: list[Recipient]
+    cc: list[Recipient]
+    subject: str
+    body: str
+    attachments: list[Attachment]
+
+
+@dataclass(frozen=True)
+class TicketEffect:
+    creates: bool
+    title: str | None
+    fields: dict[str, Any]
+    """Create: description and priority. Update: the fields that would change, each as (now, after)."""
+    ticket_id: int | None = None
+
+
+@dataclass(frozen=True)
+class HttpEffect:
+    method: str
+    url: str
+    curl: str
+
+
+Effect = ScaleEffect | EmailEffect | TicketEffect | HttpEffect
+
+
+def effect_of(action: str, args: dict[str, Any]) -> Effect | None:
+    """The effect of calling `action` with `args` now; None for an action with no reading (or odd arguments)."""
+    try:
+        reader = READERS.get(action)
+        return reader(args) if reader else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _scale(args: dict[str, Any]) -> ScaleEffect:
+    name, proposed = str(args["name"]), int(args["replicas"])
+    deployment = open_store().deployment(name)
+    if deployment is None:
+        return ScaleEffect(name, proposed, None)
+    return ScaleEffect(name, proposed, deployment.replicas,
+                       {"cpu_percent": deployment.cpu_percent, "error_rate": deployment.error_rate,
+                        "p95_latency_ms": deployment.p95_latency_ms})
+
+
+def _recipients(values: Any) -> list[Recipient]:
+    found = []
+    for value in values or []:
+        try:
+            found.append(Recipient(str(parse_address(value))))
+        except AddressError as exc:
+            found.append(Recipient(str(value), str(exc)))
+    return found
+
+
+def _attachment(item: dict[str, Any]) -> Attachment:
+    name = str(item.get("name", "attachment"))
+    if "chart" in item:
+        from agentops.service.views import chart_image
+
+        png = chart_image(str(item["chart"]))
+        return Attachment(name, len(png) if png is not None else None, "image/png", chart=str(item["chart"]))
+    try:
+        size: int | None = len(base64.b64decode(str(item.get("content_base64", "")), validate=True))
+    except (binascii.Error, ValueError):
+        size = None
+    return Attachment(name, size, str(item.get("mime", "application/octet-stream")))
+
+
+def _email(args: dict[str, Any]) -> EmailEffect:
+    return EmailEffect(SENDER, _recipients(args.get("to")), _recipients(args.get("cc")), str(args["subject"]),
+                       str(args.get("body", "")), [_attachment(a) for a in args.get("attachments") or []])
+
+
+def _create_ticket(args: dict[str, Any]) -> TicketEffect:
+    return TicketEffect(True, str(args["title"]), {"description": str(args.get("description", "")),
+                                                   "priority": str(args.get("priority", "P3")), "status": "open"})
+
+
+def _update_ticket(args: dict[str, Any]) -> TicketEffect:
+    ticket_id = int(args["ticket_id"])
+    ticket = next((t for t in open_store().tickets_list(limit=100_000) if t.id == ticket_id), None)
+    changes: dict[str, Any] = {}
+    for key in ("status", "priority"):
+        if args.get(key) is not None:
+            changes[key] = (getattr(ticket, key, None), args[key])
+    if args.get("comment"):
+        changes["comment"] = (None, str(args["comment"]))
+    return TicketEffect(False, ticket.title if ticket else None, changes, ticket_id)
+
+
+def _http(args: dict[str, Any]) -> HttpEffect:
+    method, url = str(args.get("method", "GET")).upper(), str(args["url"])
+    parts = ["curl", "-X", method, url]
+    if args.get("body") is not None:
+        parts += ["-H", "Content-Type: application/json", "--data", json.dumps(args["body"], sort_keys=True)]
+    return HttpEffect(method, url, " ".join(shlex.quote(p) for p in parts))
+
+
+READERS: dict[str, Callable[[dict[str, Any]], Effect]] = {
+    "scale_deployment": _scale, "send_email": _email, "create_ticket": _create_ticket,
+    "update_ticket": _update_ticket, "http_request": _http}
+
+
+def size_text(size: int | None) -> str:
+    if size is None:
+        return "unreadable"
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def duplicate_groups(approvals: list[Approval]) -> list[list[Approval]]:
+    """Pending requests grouped by the same action with the same arguments (the same effect on the same
+    target), oldest first in each group, groups in the order of their first request."""
+    groups: dict[tuple[str, str], list[Approval]] = {}
+    for approval in sorted(approvals, key=lambda a: a.created_at):
+        groups.setdefault((approval.action, approval.args_digest), []).append(approval)
+    return list(groups.values())

@@ -1,0 +1,113 @@
+"""Approval cards show the effect a reviewer judges: replicas now → proposed, the mail as it would be sent, the
+ticket as it would be created, HTTP as curl; identical requests are grouped and still decided one by one."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from agentops import service
+from agentops.db import open_store
+from agentops.engine.worker import Worker
+from tests import app_fixtures
+from tests.app_fixtures import pending_incident
+from tests.test_app import keys, logged_in
+
+GATED = '''
+from agentops import flow, request_approval
+
+
+@flow
+def gated(action: str, args: dict) -> dict:
+    decision = request_approval(action, args, reason="a reviewer must see this")
+    return {"kind": decision.kind}
+'''
+
+BODY = "Hello team,\n\nRevenue rose 12% <b>this</b> week.\n| not | a table |\n\n-- agentops"
+PDF = base64.b64encode(b"%PDF-1.4 " + b"x" * 3000).decode()
+
+
+@pytest.fixture
+def cards_project(ops_project: Path) -> Path:
+    (ops_project / "flows" / "gated.py").write_text(GATED)
+    return app_fixtures.app_project(ops_project)
+
+
+def gated_request(action: str, args: dict) -> str:
+    run_id = service.start_run("gated", {"action": action, "args": args}, user="otto")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    return pending.id
+
+
+def plain(markdown: str) -> str:
+    """Markdown as read: the escapes that keep text literal removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def page_text(at: AppTest) -> str:
+    parts = [*(m.value for m in at.markdown), *(c.value for c in at.caption), *(t.value for t in at.text),
+             *(i.value for i in at.info), *(w.value for w in at.warning), *(c.value for c in at.code)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_a_scale_card_shows_current_to_proposed_and_flags_a_no_op(cards_project: Path) -> None:
+    incident = pending_incident()
+    before = {d.name: d.replicas for d in open_store().deployments()}["web-app"]
+    shown = page_text(logged_in("ada"))
+    shown = plain(shown)
+    assert f"**{before} → 12** replicas" in shown and "changes nothing" not in shown
+    open_store().upsert_deployment({"name": "web-app", "replicas": 12})
+    shown = plain(page_text(logged_in("ada")))
+    assert "**12 → 12** replicas" in shown and "already runs 12 replicas: approving this changes nothing" in shown
+    assert service.get_approval(incident.approval_id).status == "pending"
+
+
+def test_an_email_card_shows_the_rendered_message_not_json(cards_project: Path) -> None:
+    gated_request("send_email", {"to": ["ops@example.com", "Eve <eve@example.com>"], "cc": ["cfo@example.com"],
+                                 "subject": "Weekly sales [open](http://evil.example)", "body": BODY,
+                                 "attachments": [{"name": "report.pdf", "content_base64": PDF,
+                                                  "mime": "application/pdf"}]})
+    at = logged_in("ada")
+    header = next(m.value for m in at.markdown if "**From:**" in m.value)
+    assert "**Subject:** Weekly sales \\[open\\]\\(http://evil\\.example\\)" in header, "a link stays text"
+    assert "**To:** ops@example.com, Eve <eve@example.com> ⚠" in plain(header)
+    assert "**Cc:** cfo@example.com" in plain(header) and "**From:** agentops@example.com" in plain(header)
+    assert [t.value for t in at.text] == [BODY]
+    assert any("attachment report.pdf · 2.9 KB · application/pdf" in plain(c.value) for c in at.caption)
+    assert any("Eve <eve@example.com>" in w.value for w in at.warning), "an address the tool would refuse is flagged"
+    [arguments] = [e for e in at.expander if e.label == "Arguments (JSON)"]
+    assert any("Weekly sales" in c.value for c in arguments.code), "the JSON is one click away, collapsed"
+
+
+def test_ticket_and_http_cards(cards_project: Path) -> None:
+    gated_request("create_ticket", {"title": "Checkout returns 500s", "description": "since 09:00\nall regions",
+                                    "priority": "P1"})
+    gated_request("http_request", {"url": "http://127.0.0.1:8080/restart?x=1&y=2", "method": "POST",
+                                   "body": {"why": "it's stuck"}})
+    at = logged_in("ada")
+    shown = plain(page_text(at))
+    assert "New ticket · **P1** · open  \n**Checkout returns 500s**" in shown
+    assert "since 09:00\nall regions" in [t.value for t in at.text]
+    curl = next(c.value for c in at.code if c.language == "bash")
+    assert curl == ("curl -X POST 'http://127.0.0.1:8080/restart?x=1&y=2' -H 'Content-Type: application/json' "
+                    "--data '{\"why\": \"it'\"'\"'s stuck\"}'")
+
+
+def test_identical_requests_are_grouped_and_each_is_decided_on_its_own(cards_project: Path) -> None:
+    args = {"name": "web-app", "replicas": 12}
+    ids = [gated_request("scale_deployment", args) for _ in range(3)]
+    other = gated_request("scale_deployment", {"name": "web-app", "replicas": 14})
+    at = logged_in("ada")
+    assert any(m.value.startswith("**3 identical requests**") and all(i in m.value for i in ids) for m in at.markdown)
+    assert f"approve-group-{ids[0]}" in keys(at) and f"approve-group-{other}" not in keys(at)
+    at.button(key=f"approve-group-{ids[0]}").click().run()
+    assert not at.exception, at.exception
+    assert [service.get_approval(i).status for i in ids] == ["approved"] * 3
+    assert service.get_approval(other).status == "pending"
+    decided = service.audit_search(action="approval.decided", limit=50)
+    assert sorted(e.approval_id for e in decided) == sorted(ids), "one decision recorded per request"
