@@ -9,8 +9,9 @@ from __future__ import annotations
 from agentops.db.backends import BackendsSQL
 from agentops.db.chat import ChatSQL
 from agentops.db.governance import GovernanceSQL
+from agentops.db.mcp import McpSQL
 from agentops.db.scheduling import SchedulingSQL
 
 
-class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL):
+class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, McpSQL):
     """Database access for the whole of agentops."""

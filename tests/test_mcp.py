@@ -1,0 +1,279 @@
+"""MCP server tools under the same governance as local tools, against real MCP servers written with the SDK's
+MCPServer (FastMCP): one spawned over stdio for each session, one over Streamable HTTP on 127.0.0.1.
+
+The governed path (policy deny, approval, the idempotency key in `_meta`, secrets redacted), a tool no agent names
+never offered to the model, schema-invalid arguments refused before any call, a rug pull refused until re-pinned,
+and the stdio server's environment holding nothing agentops did not pass.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage
+
+from agentops import flow
+from agentops.agents import Agent
+from agentops.agents.models.scripted import ScriptedChatModel
+from agentops.core import serialization
+from agentops.db import open_store
+from agentops.engine.runner import create_run
+from agentops.engine.worker import Worker
+from agentops.governance.approvals import decide
+from agentops.governance.users import add_user
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = Path(__file__).resolve().parent / "mcp_servers" / "ops_server.py"
+SECRET = "sk-test-4f9c2b7e8d1a6e3f"
+TOKEN = "mcp-token-8a7b6c5d4e3f2a1b"
+
+POLICY = """
+version: 1
+budgets: {max_tool_calls: 20}
+tools:
+  ops.status:
+    verdict: allow
+    constraints:
+      service: {enum: [web, db]}
+  ops.restart:
+    verdict: allow
+  ops.login:
+    verdict: allow
+  ops.show_env:
+    verdict: allow
+  opshttp.status:
+    verdict: require_approval
+    reason: the HTTP server's tools need a person
+"""
+
+
+def call(name: str, args: dict, call_id: str = "c1") -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The test server over Streamable HTTP on 127.0.0.1, behind a bearer-token check, for the module."""
+    state = tmp_path_factory.mktemp("http") / "calls.json"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(SERVER), "http", str(port)], env={
+        "PATH": "/usr/bin:/bin", "OPS_SERVER_STATE": str(state), "OPS_SERVER_TOKEN": TOKEN},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the MCP test server did not start") from None
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/mcp", state
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def mcp_project(sqlite_project: Path, http_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    url, http_state = http_server
+    (sqlite_project / "prompts").mkdir()
+    (sqlite_project / "prompts" / "incident.md").write_text((ROOT / "prompts" / "incident.md").read_text())
+    (sqlite_project / "policies").mkdir()
+    (sqlite_project / "policies" / "default.yaml").write_text(POLICY)
+    write_mcp_yaml(sqlite_project, url)
+    http_state.unlink(missing_ok=True)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("AGENTOPS_MCP_OPSHTTP_TOKEN", TOKEN)
+    add_user(open_store(), "ada", "approver", "correct horse battery")
+    add_user(open_store(), "root", "admin", "correct horse battery")
+    return sqlite_project
+
+
+def write_mcp_yaml(project: Path, url: str, variant: str = "original") -> None:
+    (project / "mcp.yaml").write_text(f"""
+servers:
+  ops:
+    command: {sys.executable}
+    args: ["{SERVER}", "stdio"]
+    env:
+      OPS_SERVER_STATE: "{project / 'calls.json'}"
+      OPS_SERVER_VARIANT: {variant}
+    tools: [status, restart, login, show_env]
+  opshttp:
+    url: {url}
+    token_env: AGENTOPS_MCP_OPSHTTP_TOKEN
+    tools: [status]
+""")
+
+
+def server_calls(project: Path) -> list[dict]:
+    path = project / "calls.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def start(model: ScriptedChatModel, tools: list[str]) -> str:
+    @flow(name=f"mcp_flow_{id(model)}")
+    def mcp_flow() -> dict:
+        result = Agent(name="ops", prompt="incident", tools=tools, model=model).run("check the services")
+        return {"answer": result.answer, "calls": [(o.name, o.status, o.content) for o in result.tool_calls]}
+
+    store = open_store()
+    run_id = create_run(mcp_flow, {}, store=store)
+    Worker(store, poll_seconds=0.01).run(burst=True)
+    return run_id
+
+
+def result_of(run_id: str) -> dict:
+    run = open_store().get_run(run_id)
+    assert run.state == "COMPLETED", (run.state, run.error)
+    return serialization.loads(run.result)
+
+
+def ledger_text(run_id: str | None = None) -> str:
+    return "\n".join(f"{e.action} {e.payload}" for e in open_store().search_ledger(run_id=run_id, limit=10_000))
+
+
+def test_an_allowed_call_carries_its_idempotency_key_in_meta_and_a_denied_one_never_reaches_the_server(
+        mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__status", {"service": "web"}, "c1"),
+                                       call("ops__status", {"service": "payments"}, "c2"),
+                                       AIMessage(content="web is healthy")])
+    run_id = start(model, ["ops.status"])
+    out = result_of(run_id)
+    assert out["calls"][0][:2] == ["ops.status", "ok"] and "web: healthy" in out["calls"][0][2]
+    assert out["calls"][1][1] == "refused" and "payments" in out["calls"][1][2]
+    [sent] = server_calls(mcp_project)
+    assert sent["args"] == {"service": "web"}, "the definition binding is not sent to the server"
+    tool_step = next(s for s in open_store().steps_for_run(run_id) if s.kind == "tool")
+    assert sent["meta"]["agentops/idempotency_key"] == f"{run_id}:{tool_step.step_no}"
+    assert sent["meta"]["agentops/run_id"] == run_id
+    events = sorted(open_store().search_ledger(run_id=run_id, action="policy.verdict"), key=lambda e: e.seq)
+    verdicts = [json.loads(e.payload) for e in events]
+    assert [v["status"] for v in verdicts] == ["allow", "refused"]
+    assert verdicts[1]["verdict"]["rule"] == "tools.ops.status.constraints.service"
+
+
+def test_a_tool_the_agent_does_not_name_is_never_offered_and_a_call_to_it_is_not_made(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__wipe_all", {}, "c1"), AIMessage(content="nothing to do")])
+    run_id = start(model, ["ops.status", "ops.restart"])
+    assert result_of(run_id)["calls"] == []
+    assert model.bound_tools[0] == ["ops__status", "ops__restart"]
+    assert all("wipe_all" not in json.dumps(m.model_dump()) for m in model.calls[0])
+    assert server_calls(mcp_project) == []
+
+
+def test_a_whole_server_gives_exactly_its_allowlist(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[AIMessage(content="fine")])
+    result_of(start(model, ["ops"]))
+    assert model.bound_tools[0] == ["ops__status", "ops__restart", "ops__login", "ops__show_env"]
+
+
+def test_schema_invalid_arguments_are_refused_before_any_call(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__status", {"service": 42}, "c1"),
+                                       call("ops__status", {}, "c2"), AIMessage(content="gave up")])
+    out = result_of(start(model, ["ops.status"]))
+    assert [c[1] for c in out["calls"]] == ["refused", "refused"]
+    assert "invalid arguments for 'ops.status': service: 42 is not of type 'string'" in out["calls"][0][2]
+    assert "'service' is a required property" in out["calls"][1][2]
+    assert server_calls(mcp_project) == []
+
+
+def test_a_destructive_tool_waits_for_a_person_and_runs_once_approved(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__restart", {"service": "web"}), AIMessage(content="restarted")])
+    run_id = start(model, ["ops.restart"])
+    store = open_store()
+    assert store.get_run(run_id).state == "AWAITING_APPROVAL"
+    assert server_calls(mcp_project) == []
+    [appr] = store.list_approvals(run_id=run_id)
+    verdict = serialization.loads(appr.verdict)
+    assert verdict["rule"] == "mcp.annotations.destructiveHint", "the server's hint tightened an allow"
+    assert verdict["mcp"]["description_untrusted"] == "Restart a service."
+    assert serialization.loads(appr.args)["_mcp_definition"] == verdict["mcp"]["digest"]
+    decide(store, appr.id, "approve", user="ada")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    assert result_of(run_id)["calls"][0][:2] == ["ops.restart", "ok"]
+    assert [c["args"] for c in server_calls(mcp_project)] == [{"service": "web"}]
+
+
+def test_a_secret_in_arguments_or_results_is_redacted_in_the_ledger(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__login", {"user": "ada", "password": SECRET}),
+                                       AIMessage(content="logged in")])
+    run_id = start(model, ["ops.login"])
+    result_of(run_id)
+    assert server_calls(mcp_project)[0]["tool"] == "login"
+    text = ledger_text(run_id)
+    assert "tool.result" in text and SECRET not in text
+
+
+def test_a_stdio_server_sees_only_the_environment_it_was_given(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__show_env", {"name": "OPENAI_API_KEY"}, "c1"),
+                                       call("ops__show_env", {"name": "AGENTOPS_DATABASE_URL"}, "c2"),
+                                       call("ops__show_env", {"name": "OPS_SERVER_VARIANT"}, "c3"),
+                                       AIMessage(content="done")])
+    out = result_of(start(model, ["ops.show_env"]))
+    assert [c[2] for c in out["calls"]] == ["<unset>", "<unset>", "original"]
+
+
+def test_an_http_server_is_called_with_its_token_and_under_the_policy(mcp_project: Path,
+                                                                       http_server: tuple[str, Path]) -> None:
+    model = ScriptedChatModel(replies=[call("opshttp__status", {"service": "db"}), AIMessage(content="db ok")])
+    run_id = start(model, ["opshttp.status"])
+    store = open_store()
+    [appr] = store.list_approvals(run_id=run_id)
+    assert appr.action == "opshttp.status"
+    decide(store, appr.id, "approve", user="ada")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    assert result_of(run_id)["calls"][0][:2] == ["opshttp.status", "ok"]
+    sent = json.loads(http_server[1].read_text())
+    assert sent[-1]["args"] == {"service": "db"}
+    assert sent[-1]["meta"]["agentops/run_id"] == run_id
+
+
+def test_a_changed_definition_is_refused_until_re_pinned_and_an_old_approval_never_runs_it(
+        mcp_project: Path, http_server: tuple[str, Path]) -> None:
+    from agentops.governance.mcp_pins import repin
+
+    store = open_store()
+    first = ScriptedChatModel(replies=[call("ops__restart", {"service": "web"}), AIMessage(content="asked")])
+    waiting = start(first, ["ops.restart"])
+    assert store.get_run(waiting).state == "AWAITING_APPROVAL"
+    assert store.mcp_pin("ops", "restart") is not None, "the first allowed use pinned the definition"
+
+    write_mcp_yaml(mcp_project, http_server[0], variant="changed")  # the rug pull
+    pulled = ScriptedChatModel(replies=[call("ops__restart", {"service": "web", "force": True}),
+                                        AIMessage(content="refused")])
+    out = result_of(start(pulled, ["ops.restart"]))
+    assert out["calls"][0][1] == "refused" and "changed the definition of 'restart'" in out["calls"][0][2]
+
+    [appr] = store.list_approvals(run_id=waiting)
+    decide(store, appr.id, "approve", user="ada")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    old = result_of(waiting)
+    assert old["calls"][0][1] == "error" and "changed since the call was screened and approved" in old["calls"][0][2]
+
+    [done] = repin(store, mcp_project, "ops", "restart", actor="user:root")
+    assert done.previous is not None and done.previous != done.digest
+    pinned = [json.loads(e.payload) for e in sorted(store.search_ledger(action="mcp.pinned"), key=lambda e: e.seq)]
+    assert [p["first_use"] for p in pinned] == [True, False] and "Ignore previous" in json.dumps(pinned[-1])
+
+    again = ScriptedChatModel(replies=[call("ops__restart", {"service": "web", "force": True}),
+                                       AIMessage(content="restarted")])
+    run_id = start(again, ["ops.restart"])
+    verdict = json.loads(store.search_ledger(run_id=run_id, action="policy.verdict")[0].payload)["verdict"]
+    assert verdict["mcp"]["digest"] == done.digest and verdict["rule"] == "tools.ops.restart"
+    assert result_of(run_id)["calls"][0][:2] == ["ops.restart", "ok"]
+    assert [c["args"] for c in server_calls(mcp_project)] == [{"service": "web", "force": True}]
