@@ -277,3 +277,84 @@ def test_a_changed_definition_is_refused_until_re_pinned_and_an_old_approval_nev
     assert verdict["mcp"]["digest"] == done.digest and verdict["rule"] == "tools.ops.restart"
     assert result_of(run_id)["calls"][0][:2] == ["ops.restart", "ok"]
     assert [c["args"] for c in server_calls(mcp_project)] == [{"service": "web", "force": True}]
+
+
+def test_an_http_server_without_its_token_is_a_clear_error_and_nothing_runs(mcp_project: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTOPS_MCP_OPSHTTP_TOKEN", "wrong")
+    model = ScriptedChatModel(replies=[AIMessage(content="never")])
+    run_id = start(model, ["opshttp.status"])
+    run = open_store().get_run(run_id)
+    assert run.state == "FAILED" and "server 'opshttp' did not list its tools" in run.error
+    assert model.calls == [], "no model call is made with tools that could not be listed"
+
+
+def test_mcp_list_and_pin_from_the_cli(mcp_project: Path, http_server: tuple[str, Path]) -> None:
+    from tests.test_cli import agentops
+
+    result_of(start(ScriptedChatModel(replies=[call("ops__status", {"service": "web"}), AIMessage(content="ok")]),
+                    ["ops.status"]))
+    listed = json.loads(agentops("mcp", "list", "--json").stdout)
+    ops = next(s for s in listed if s["name"] == "ops")
+    assert ops["transport"] == "stdio" and ops["agents"] == ["ops"]
+    assert {t["name"]: t["pin"] for t in ops["tools"]} == {
+        "status": "pinned", "restart": "unpinned", "login": "unpinned", "show_env": "unpinned"}
+    assert next(s for s in listed if s["name"] == "opshttp")["tools"][0]["pin"] == "unpinned"
+
+    write_mcp_yaml(mcp_project, http_server[0], variant="changed")
+    assert agentops("mcp", "pin", "ops", "restart", "--as", "ada").returncode == 2, "an approver is not an admin"
+    listed = json.loads(agentops("mcp", "list", "--json").stdout)
+    assert {t["name"]: t["pin"] for t in listed[0]["tools"]}["restart"] == "unpinned"
+    done = agentops("mcp", "pin", "ops", "restart", "--as", "root")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("pinned ops.restart ")
+    [event] = open_store().search_ledger(action="mcp.pinned", actor="user:root")
+    assert json.loads(event.payload)["definition"]["input_schema"]["required"] == ["service", "force"]
+    refused = agentops("mcp", "pin", "ops", "wipe_all", "--as", "root")
+    assert refused.returncode == 2 and "has no tool 'wipe_all' that agents may use" in refused.stderr
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    ("servers:\n  ops:\n    command: python\n    url: http://127.0.0.1:1/mcp\n", 2,
+     "give exactly one of 'command'"),
+    ("servers:\n  ops:\n    command: python\n    env_from: [OK, 'NOT A NAME']\n", 4,
+     "'NOT A NAME' is not an environment variable name"),
+    ("servers:\n  ops:\n    command: python\n    tools: [a]\n  ops:\n    url: http://x\n", 5, "given twice"),
+    ("servers:\n  Bad.Name:\n    command: python\n", 1, "server name 'Bad.Name'"),
+    ("servers:\n  ops:\n    url: ftp://127.0.0.1/\n", 3, "is not an http(s) URL"),
+    ("servers:\n  ops:\n    command: python\n    shell: true\n", 4, "unknown key"),
+    ("- just a list\n", 1, "must be a mapping"),
+])
+def test_a_bad_mcp_yaml_is_one_error_naming_its_line(sqlite_project: Path, text: str, line: int,
+                                                    message: str) -> None:
+    from agentops.engine.mcp import mcp_servers
+    from agentops.errors import ConfigError
+
+    (sqlite_project / "mcp.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        mcp_servers(sqlite_project)
+    assert str(err.value).startswith(f"mcp.yaml:{line}: ") and message in str(err.value), str(err.value)
+
+
+def test_the_cli_says_a_bad_mcp_yaml_in_one_line_and_exits_2(sqlite_project: Path) -> None:
+    from tests.test_cli import agentops
+
+    (sqlite_project / "mcp.yaml").write_text("servers:\n  ops:\n    command: python\n    shell: true\n")
+    done = agentops("mcp", "list")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["error: mcp.yaml:4: servers.ops.shell: unknown key"]
+
+
+def test_policy_check_knows_the_arguments_of_mcp_tools(mcp_project: Path) -> None:
+    from tests.test_cli import agentops
+
+    assert agentops("policy", "check").returncode == 0
+    policy = mcp_project / "policies" / "default.yaml"
+    policy.write_text(POLICY + "  ops.login:\n    verdict: allow\n".replace("ops.login", "ops.show_env2"))
+    done = agentops("policy", "check")
+    assert done.returncode == 2 and "unknown tool 'ops.show_env2' (did you mean 'ops.show_env'?" in done.stderr
+    policy.write_text(POLICY.replace("service: {enum: [web, db]}", "servce: {enum: [web, db]}"))
+    done = agentops("policy", "check")
+    assert done.returncode == 2
+    assert "default.yaml:8: tools.ops.status.constraints.servce: unknown argument 'servce' (ops.status takes: " \
+           "service)" in done.stderr

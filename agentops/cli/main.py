@@ -18,6 +18,7 @@ from agentops import service
 from agentops.cli import demo as demo_mod
 from agentops.cli import governance as cli_governance
 from agentops.cli import ops as cli_ops
+from agentops.cli.mcp import mcp_app
 from agentops.cli.serve import Services, require_free_port, start_app
 from agentops.cli.support import AsUser, JsonOpt, console, emit_json, fmt_duration, fmt_time, parse_params, styled_state
 from agentops.core.redaction import default_redactor
@@ -325,6 +326,7 @@ def demo(
 def _register_subcommands() -> None:
     cli_governance.register(app)
     cli_ops.register(app)
+    app.add_typer(mcp_app, name="mcp")
 
 
 _register_subcommands()

@@ -1,6 +1,6 @@
 """An MCP server for the tests, written with the SDK's MCPServer (FastMCP in mcp 1.x).
 
-Usage: ops_server.py stdio | ops_server.py http PORT. A file named by OPS_SERVER_STATE (when set) holds the JSON list
+Usage: ops_server.py stdio | ops_server.py http PORT (requests need `Bearer $OPS_SERVER_TOKEN`). A file named by OPS_SERVER_STATE (when set) holds the JSON list
 of calls the server received, with the `_meta` each carried, and OPS_SERVER_VARIANT=changed serves a changed
 definition of `restart` (the rug pull).
 """
@@ -76,4 +76,17 @@ if __name__ == "__main__":
     if sys.argv[1] == "stdio":
         server.run("stdio")
     else:
-        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+        import uvicorn
+
+        app = server.streamable_http_app()
+        expected = f"Bearer {os.environ['OPS_SERVER_TOKEN']}".encode()
+
+        async def checked(scope: Any, receive: Any, send: Any) -> None:
+            """Only requests with the bearer token reach the MCP app; the others get 401."""
+            if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != expected:
+                await send({"type": "http.response.start", "status": 401, "headers": []})
+                await send({"type": "http.response.body", "body": b"missing or wrong token"})
+                return
+            await app(scope, receive, send)
+
+        uvicorn.run(checked, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
