@@ -1,8 +1,8 @@
 """An MCP server for the tests, written with the SDK's MCPServer (FastMCP in mcp 1.x).
 
 Usage: ops_server.py stdio | ops_server.py http PORT (requests need `Bearer $OPS_SERVER_TOKEN`).
-A file named by OPS_SERVER_STATE (when set) holds the JSON list of calls the server received, with the `_meta` each carried, and OPS_SERVER_VARIANT=changed serves a changed
-definition of `restart` (the rug pull).
+A file named by OPS_SERVER_STATE (when set) holds the JSON list of calls the server received, with the
+`_meta` each carried, and OPS_SERVER_VARIANT=changed serves a changed definition of `restart` (the rug pull).
 """
 
 from __future__ import annotations
