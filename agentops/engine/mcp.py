@@ -262,10 +262,10 @@ def mcp_tools(root: Path, entries: list[str]) -> dict[str, dict[str, BaseTool]]:
     return out
 
 
-def tool_schemas(root: Path) -> dict[str, dict[str, Any]]:
-    """The input schema of every allowlisted tool of every declared server, by qualified name."""
-    return {d.qualified: d.input_schema for server in mcp_servers(root)
-            for d in allowed_definitions(root, server).values()}
+def tool_schemas(root: Path, servers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The input schema of every allowlisted tool of the servers (default: every declared one), by qualified name."""
+    chosen = list(mcp_servers(root)) if servers is None else servers
+    return {d.qualified: d.input_schema for server in chosen for d in allowed_definitions(root, server).values()}
 
 
 class McpCallRefused(Exception):

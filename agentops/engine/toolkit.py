@@ -126,8 +126,10 @@ BUILTIN_TOOL_ARGS: dict[str, type[BaseModel]] = {"start_flow": StartFlowArgs}
 """Tools agentops builds itself rather than finding them in tools/, by name."""
 
 
-def tool_argument_schemas(root: Path) -> dict[str, dict[str, Any]]:
-    """The JSON schema of the arguments of every tool an agent of this project can be given, by name."""
+def tool_argument_schemas(root: Path, *, mcp_servers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The JSON schema of the arguments of every tool an agent of this project can be given, by name: the local
+    ones, and the allowlisted tools of the MCP servers in `mcp_servers` (default: every declared one; each is
+    listed live)."""
     schemas = {name: model.model_json_schema() for name, model in BUILTIN_TOOL_ARGS.items()}
     for name, tool in load_tools(root).items():
         args = tool.args_schema
@@ -137,7 +139,7 @@ def tool_argument_schemas(root: Path) -> dict[str, dict[str, Any]]:
             schemas[name] = args
         else:
             schemas[name] = {"type": "object", "properties": dict(tool.args)}
-    return schemas | mcp.tool_schemas(root)
+    return schemas | mcp.tool_schemas(root, mcp_servers)
 
 
 def find_tool(root: Path, name: str) -> BaseTool | None:

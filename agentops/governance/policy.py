@@ -17,7 +17,7 @@ import difflib
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -336,11 +336,48 @@ def _problem_with_tools(data: PolicyFile, tools: ToolTypes) -> tuple[tuple[Any, 
     return None
 
 
-def project_tool_types(root: Path) -> dict[str, dict[str, Type]]:
-    """The argument types of every tool an agent of this project can be given (tools/*.py, start_flow)."""
+def project_tool_types(root: Path) -> ToolTypes:
+    """The argument types of every tool an agent of this project can be given (tools/*.py, start_flow, and the
+    tools of the MCP servers in mcp.yaml). An MCP server is listed only when a policy names one of its tools, so a
+    server that is down fails only the policies that name it."""
     from agentops.engine.toolkit import tool_argument_schemas
 
-    return {name: types_from_json_schema(schema) for name, schema in tool_argument_schemas(root).items()}
+    local = {name: types_from_json_schema(schema) for name, schema in tool_argument_schemas(root, mcp_servers=[])
+             .items()}
+    return _WithMcpTools(root, local)
+
+
+class _WithMcpTools(Mapping[str, Mapping[str, Type]]):
+    """Local tool types, and an MCP server's tool types listed on the first look-up of a `server.` name."""
+
+    def __init__(self, root: Path, local: Mapping[str, Mapping[str, Type]]) -> None:
+        self.root, self.local = root, local
+        self.listed: dict[str, dict[str, Mapping[str, Type]]] = {}
+
+    def _of(self, name: str) -> dict[str, Mapping[str, Type]]:
+        from agentops.engine import mcp
+
+        server = mcp.split_name(name)[0]
+        if "." not in name or server not in mcp.mcp_servers(self.root):
+            return {}
+        if server not in self.listed:
+            schemas = mcp.tool_schemas(self.root, [server])
+            self.listed[server] = {q: types_from_json_schema(s) for q, s in schemas.items()}
+        return self.listed[server]
+
+    def __getitem__(self, name: str) -> Mapping[str, Type]:
+        return self.local[name] if name in self.local else self._of(name)[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.local or name in self._of(name))
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.local
+        for server in self.listed:
+            yield from self.listed[server]
+
+    def __len__(self) -> int:
+        return len(self.local) + sum(len(t) for t in self.listed.values())
 
 
 def _checked(text: str, label: str, tools: ToolTypes | Callable[[], ToolTypes]) -> PolicyFile:
