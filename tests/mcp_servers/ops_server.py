@@ -59,10 +59,10 @@ def login(user: str, password: str, ctx: Context) -> str:
 
 
 @server.tool()
-def show_env(name: str, ctx: Context) -> str:
-    """The value of one environment variable of the server process, or <unset>."""
-    _record("show_env", {"name": name}, ctx)
-    return os.environ.get(name, "<unset>")
+def show_env(names: list[str], ctx: Context) -> str:
+    """The values of environment variables of the server process, each <unset> when it is not set."""
+    _record("show_env", {"names": names}, ctx)
+    return json.dumps({name: os.environ.get(name, "<unset>") for name in names})
 
 
 @server.tool()
