@@ -9,6 +9,7 @@ and the stdio server's environment holding nothing agentops did not pass.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -351,7 +352,7 @@ def test_policy_check_knows_the_arguments_of_mcp_tools(mcp_project: Path) -> Non
     assert "ops.status" in load_project_policy(mcp_project).rules
     policy = mcp_project / "policies" / "default.yaml"
     policy.write_text(POLICY + "  ops.show_env2:\n    verdict: allow\n")
-    with pytest.raises(ConfigError, match="unknown tool 'ops.show_env2' \\(did you mean 'ops.show_env'\\?"):
+    with pytest.raises(ConfigError, match=re.escape("unknown tool 'ops.show_env2' (did you mean 'ops.show_env'?")):
         load_project_policy(mcp_project)
     policy.write_text(POLICY.replace("service: {enum: [web, db]}", "servce: {enum: [web, db]}"))
     done = agentops("policy", "check")
