@@ -150,7 +150,8 @@ def ledger_text(run_id: str | None = None) -> str:
 
 def test_an_allowed_call_carries_its_idempotency_key_in_meta_and_a_denied_one_never_reaches_the_server(
         mcp_project: Path) -> None:
-    model = ScriptedChatModel(replies=[call("ops__status", {"service": "web"}, "c1"),
+    spoofed = {"service": "web", "_mcp_definition": "0" * 64}  # the model cannot choose the definition binding
+    model = ScriptedChatModel(replies=[call("ops__status", spoofed, "c1"),
                                        call("ops__status", {"service": "payments"}, "c2"),
                                        AIMessage(content="web is healthy")])
     run_id = start(model, ["ops.status"])
@@ -166,6 +167,8 @@ def test_an_allowed_call_carries_its_idempotency_key_in_meta_and_a_denied_one_ne
     verdicts = [json.loads(e.payload) for e in events]
     assert [v["status"] for v in verdicts] == ["allow", "refused"]
     assert verdicts[1]["verdict"]["rule"] == "tools.ops.status.constraints.service"
+    pin = open_store().mcp_pin("ops", "status")
+    assert pin is not None and verdicts[0]["args"]["_mcp_definition"] == pin.digest != "0" * 64
 
 
 def test_a_tool_the_agent_does_not_name_is_never_offered_and_a_call_to_it_is_not_made(mcp_project: Path) -> None:
@@ -359,3 +362,32 @@ def test_policy_check_knows_the_arguments_of_mcp_tools(mcp_project: Path) -> Non
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: policies/default.yaml:8: tools.ops.status.constraints.servce: unknown "
                                    "argument 'servce' (ops.status takes: service)")
+
+
+def test_the_first_of_several_concurrent_pins_holds_and_an_admin_re_pin_replaces_it(store) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from agentops.core.ledger import Event
+
+    def values(digest: str) -> dict:
+        return {"server": "ops", "tool": "status", "digest": digest, "definition": "{}", "pinned_by": "t",
+                "pinned_at": time.time()}
+
+    held: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def pin(digest: str) -> None:
+        barrier.wait()
+        held.append(store.add_mcp_pin(values(digest), [Event(actor="t", action="mcp.pinned",
+                                                             payload={"digest": digest})]).digest)
+
+    threads = [threading.Thread(target=pin, args=(c * 64,)) for c in "abcd"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(held)) == 1, "every writer sees the one pin that holds"
+    events = store.search_ledger(action="mcp.pinned")
+    assert [json.loads(e.payload)["digest"] for e in events] == held[:1]
+    store.replace_mcp_pin(values("e" * 64), [Event(actor="user:root", action="mcp.pinned", payload={})])
+    assert [p.digest for p in store.mcp_pins()] == ["e" * 64]
