@@ -27,6 +27,7 @@ from agentops.core import serialization
 from agentops.db import open_store
 from agentops.engine.runner import create_run
 from agentops.engine.worker import Worker
+from agentops.errors import PolicyViolation
 from agentops.governance.approvals import decide
 from agentops.governance.users import add_user
 
@@ -196,7 +197,7 @@ def test_schema_invalid_arguments_are_refused_before_any_call(mcp_project: Path)
     assert server_calls(mcp_project) == []
 
 
-def test_a_destructive_tool_waits_for_a_person_and_runs_once_approved(mcp_project: Path) -> None:
+def test_a_destructive_tool_waits_for_a_person_and_runs_as_edited(mcp_project: Path) -> None:
     model = ScriptedChatModel(replies=[call("ops__restart", {"service": "web"}), AIMessage(content="restarted")])
     run_id = start(model, ["ops.restart"])
     store = open_store()
@@ -207,10 +208,12 @@ def test_a_destructive_tool_waits_for_a_person_and_runs_once_approved(mcp_projec
     assert verdict["rule"] == "mcp.annotations.destructiveHint", "the server's hint tightened an allow"
     assert verdict["mcp"]["description_untrusted"] == "Restart a service."
     assert serialization.loads(appr.args)["_mcp_definition"] == verdict["mcp"]["digest"]
-    decide(store, appr.id, "approve", user="ada")
+    with pytest.raises(PolicyViolation, match="edited arguments rejected: service: 5 is not of type 'string'"):
+        decide(store, appr.id, "edit", user="ada", edited_args={"service": 5})
+    decide(store, appr.id, "edit", user="ada", edited_args={"service": "db", "_mcp_definition": "0" * 64})
     Worker(open_store(), poll_seconds=0.01).run(burst=True)
-    assert result_of(run_id)["calls"][0][:2] == ["ops.restart", "ok"]
-    assert [c["args"] for c in server_calls(mcp_project)] == [{"service": "web"}]
+    assert result_of(run_id)["calls"][0][:2] == ["ops.restart", "ok"], "the edit stayed bound to the definition"
+    assert [c["args"] for c in server_calls(mcp_project)] == [{"service": "db"}]
 
 
 def test_a_secret_in_arguments_or_results_is_redacted_in_the_ledger(mcp_project: Path) -> None:

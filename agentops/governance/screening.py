@@ -149,11 +149,13 @@ def _shown(definition: mcp.ToolDefinition) -> dict[str, Any]:
             "description_untrusted": definition.description, "annotations": definition.annotations}
 
 
-def validate_edited_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
+def validate_edited_args(action: str, args: dict[str, Any], *,
+                         requested: dict[str, Any] | None = None) -> dict[str, Any]:
     """An approver's edit must still pass the tool's schema and must not be denied by the policy.
 
     The policy applies whether or not the action is a tool, so an action the policy does not name
-    cannot be edited (default deny): approve or reject it instead.
+    cannot be edited (default deny): approve or reject it instead. An edited MCP call stays bound to the
+    definition the `requested` call was screened on, whatever the edit says.
     """
     root = project_root()
     tool = find_tool(root, action)
@@ -161,8 +163,8 @@ def validate_edited_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     if tool is not None:
         try:
             clean = validate_args(tool, args)
-            if mcp.DEFINITION_KEY in args:
-                clean[mcp.DEFINITION_KEY] = args[mcp.DEFINITION_KEY]
+            if mcp.definition_of(tool) is not None and requested is not None and mcp.DEFINITION_KEY in requested:
+                clean[mcp.DEFINITION_KEY] = requested[mcp.DEFINITION_KEY]
         except ValueError as exc:
             raise PolicyViolation(f"edited arguments rejected: {exc}") from None
     verdict = project_policy(root).evaluate(action, clean, rate=None, now=time.time())
