@@ -44,9 +44,16 @@ tools:
     verdict: allow
     constraints:
       service: {enum: [web, db]}
+    when:
+      - if: service == "db"
+        verdict: deny
+        reason: the database is the DBA team's
   ops.restart:
     verdict: allow
   ops.login:
+    verdict: allow
+    rate_limit: {max: 1, per_seconds: 3600, key: user}
+  ops.crash:
     verdict: allow
   ops.show_env:
     verdict: allow
@@ -114,7 +121,7 @@ servers:
     env:
       OPS_SERVER_STATE: "{project / 'calls.json'}"
       OPS_SERVER_VARIANT: {variant}
-    tools: [status, restart, login, show_env]
+    tools: [status, restart, login, show_env, crash]
   opshttp:
     url: {url}
     token_env: AGENTOPS_MCP_OPSHTTP_TOKEN
@@ -154,11 +161,13 @@ def test_an_allowed_call_carries_its_idempotency_key_in_meta_and_a_denied_one_ne
     spoofed = {"service": "web", "_mcp_definition": "0" * 64}  # the model cannot choose the definition binding
     model = ScriptedChatModel(replies=[call("ops__status", spoofed, "c1"),
                                        call("ops__status", {"service": "payments"}, "c2"),
+                                       call("ops__status", {"service": "db"}, "c3"),
                                        AIMessage(content="web is healthy")])
     run_id = start(model, ["ops.status"])
     out = result_of(run_id)
     assert out["calls"][0][:2] == ["ops.status", "ok"] and "web: healthy" in out["calls"][0][2]
     assert out["calls"][1][1] == "refused" and "payments" in out["calls"][1][2]
+    assert out["calls"][2][1] == "refused" and "the database is the DBA team's" in out["calls"][2][2]
     [sent] = server_calls(mcp_project)
     assert sent["args"] == {"service": "web"}, "the definition binding is not sent to the server"
     tool_step = next(s for s in open_store().steps_for_run(run_id) if s.kind == "tool")
@@ -166,8 +175,9 @@ def test_an_allowed_call_carries_its_idempotency_key_in_meta_and_a_denied_one_ne
     assert sent["meta"]["agentops/run_id"] == run_id
     events = sorted(open_store().search_ledger(run_id=run_id, action="policy.verdict"), key=lambda e: e.seq)
     verdicts = [json.loads(e.payload) for e in events]
-    assert [v["status"] for v in verdicts] == ["allow", "refused"]
-    assert verdicts[1]["verdict"]["rule"] == "tools.ops.status.constraints.service"
+    assert [v["status"] for v in verdicts] == ["allow", "refused", "refused"]
+    assert [v["verdict"]["rule"] for v in verdicts[1:]] == ["tools.ops.status.constraints.service",
+                                                            "tools.ops.status.when[0]"]
     pin = open_store().mcp_pin("ops", "status")
     assert pin is not None and verdicts[0]["args"]["_mcp_definition"] == pin.digest != "0" * 64
 
@@ -184,7 +194,7 @@ def test_a_tool_the_agent_does_not_name_is_never_offered_and_a_call_to_it_is_not
 def test_a_whole_server_gives_exactly_its_allowlist(mcp_project: Path) -> None:
     model = ScriptedChatModel(replies=[AIMessage(content="fine")])
     result_of(start(model, ["ops"]))
-    assert model.bound_tools[0] == ["ops__status", "ops__restart", "ops__login", "ops__show_env"]
+    assert model.bound_tools[0] == ["ops__status", "ops__restart", "ops__login", "ops__show_env", "ops__crash"]
 
 
 def test_schema_invalid_arguments_are_refused_before_any_call(mcp_project: Path) -> None:
@@ -217,11 +227,13 @@ def test_a_destructive_tool_waits_for_a_person_and_runs_as_edited(mcp_project: P
 
 
 def test_a_secret_in_arguments_or_results_is_redacted_in_the_ledger(mcp_project: Path) -> None:
-    model = ScriptedChatModel(replies=[call("ops__login", {"user": "ada", "password": SECRET}),
+    model = ScriptedChatModel(replies=[call("ops__login", {"user": "ada", "password": SECRET}, "c1"),
+                                       call("ops__login", {"user": "ada", "password": SECRET}, "c2"),
                                        AIMessage(content="logged in")])
     run_id = start(model, ["ops.login"])
-    result_of(run_id)
-    assert server_calls(mcp_project)[0]["tool"] == "login"
+    out = result_of(run_id)
+    assert [c[1] for c in out["calls"]] == ["ok", "refused"] and "rate limit: 1 of 1" in out["calls"][1][2]
+    assert [c["tool"] for c in server_calls(mcp_project)] == ["login"]
     text = ledger_text(run_id)
     assert "tool.result" in text and SECRET not in text
 
@@ -304,7 +316,7 @@ def test_mcp_list_and_pin_from_the_cli(mcp_project: Path, http_server: tuple[str
     ops = next(s for s in listed if s["name"] == "ops")
     assert ops["transport"] == "stdio" and ops["agents"] == ["ops"]
     assert {t["name"]: t["pin"] for t in ops["tools"]} == {
-        "status": "pinned", "restart": "unpinned", "login": "unpinned", "show_env": "unpinned"}
+        "status": "pinned", "restart": "unpinned", "login": "unpinned", "show_env": "unpinned", "crash": "unpinned"}
     assert next(s for s in listed if s["name"] == "opshttp")["tools"][0]["pin"] == "unpinned"
 
     write_mcp_yaml(mcp_project, http_server[0], variant="changed")
@@ -394,3 +406,12 @@ def test_the_first_of_several_concurrent_pins_holds_and_an_admin_re_pin_replaces
     assert [json.loads(e.payload)["digest"] for e in events] == held[:1]
     store.replace_mcp_pin(values("e" * 64), [Event(actor="user:root", action="mcp.pinned", payload={})])
     assert [p.digest for p in store.mcp_pins()] == ["e" * 64]
+
+
+def test_a_server_that_dies_mid_call_is_a_tool_error_the_model_is_told_of(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__crash", {"service": "web"}), AIMessage(content="it crashed")])
+    out = result_of(start(model, ["ops.crash"]))
+    assert out["answer"] == "it crashed"
+    assert out["calls"][0][:2] == ["ops.crash", "error"] and "MCP server 'ops'" in out["calls"][0][2]
+    assert [c["tool"] for c in server_calls(mcp_project)] == ["crash"]
+    assert model.calls[1][-1].status == "error"

@@ -66,6 +66,13 @@ def show_env(names: list[str], ctx: Context) -> str:
 
 
 @server.tool()
+def crash(service: str, ctx: Context) -> str:
+    """Dies in the middle of the call, as a server that crashes would."""
+    _record("crash", {"service": service}, ctx)
+    os._exit(3)
+
+
+@server.tool()
 def wipe_all(ctx: Context) -> str:
     """A tool no agent names: it must never be offered to a model."""
     _record("wipe_all", {}, ctx)
