@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from agentops.agents.prompts import load_prompt
 from agentops.core.ledger import Event
 from agentops.engine.context import current_run, current_step
+from agentops.engine.mcp import mcp_tools
 from agentops.engine.project import project_root
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
@@ -116,11 +117,16 @@ class _Loop:
         self.prompt = load_prompt(self.root, agent.prompt)
         self.system_text = self.prompt.render(**prompt_values)
         available = {**load_tools(self.root), **{t.name: t for t in agent.extra_tools}}
-        missing = [t for t in agent.tools if t not in available]
+        from_mcp = mcp_tools(self.root, agent.tools)  # entry -> its MCP tools by `server.tool`; only those named
+        missing = [t for t in agent.tools if t not in available and t not in from_mcp]
         if missing:
             raise AgentOpsError(f"agent '{agent.name}' lists unknown tools: {', '.join(missing)} "
                                 f"(tools/ defines: {', '.join(sorted(available))})")
-        self.whitelist: dict[str, BaseTool] = {t: available[t] for t in agent.tools}
+        self.whitelist: dict[str, BaseTool] = {}
+        for t in agent.tools:
+            self.whitelist.update(from_mcp.get(t) or {t: available[t]})
+        self.model_names = {tool.name: name for name, tool in self.whitelist.items()}
+        """The name the model calls a tool by (`server__tool` for an MCP tool) -> its name here."""
         self.policy = governance.project_policy(self.root)
         if agent.model is not None and not isinstance(agent.model, str):
             self.model, self.model_label = agent.model, type(agent.model).__name__
@@ -324,7 +330,7 @@ class _Loop:
             model_name = out["model"]
             ai = messages_from_dict([out["message"]])[0]
             messages.append(ai)
-            calls = [(c["name"], c.get("args"), c.get("id") or f"call_{turn}_{i}")
+            calls = [(self.model_names.get(c["name"], c["name"]), c.get("args"), c.get("id") or f"call_{turn}_{i}")
                      for i, c in enumerate(getattr(ai, "tool_calls", []) or [])]
             if not calls:
                 text = _as_text(ai.content).strip()

@@ -18,6 +18,7 @@ from agentops.cli import api as cli_api
 from agentops.cli import demo as demo_mod
 from agentops.cli import governance as cli_governance
 from agentops.cli import ops as cli_ops
+from agentops.cli.mcp import mcp_app
 from agentops.cli.serve import Services, require_free_port, start_app
 from agentops.cli.support import (
     AsUser,
@@ -335,6 +336,7 @@ def _register_subcommands() -> None:
     cli_governance.register(app)
     cli_ops.register(app)
     cli_api.register(app)
+    app.add_typer(mcp_app, name="mcp")
 
 
 _register_subcommands()

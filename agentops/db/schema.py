@@ -372,6 +372,19 @@ class ChatMessage(SQLModel, table=True):
     ts: float
 
 
+class McpPin(SQLModel, table=True):
+    """The definition of an MCP server's tool as an admin (or its first allowed use) accepted it."""
+
+    __tablename__ = "mcp_pins"
+
+    server: str = Field(primary_key=True, max_length=200)
+    tool: str = Field(primary_key=True, max_length=200)
+    digest: str = Field(max_length=64)
+    definition: str = Field(sa_column=Column(Text, nullable=False))
+    pinned_by: str = Field(max_length=200)
+    pinned_at: float
+
+
 def _table(model: type[SQLModel]) -> Table:
     """The Core table mapped for `model` (SQLModel does not declare `__table__` to type checkers)."""
     table = class_mapper(model).local_table
@@ -401,3 +414,4 @@ DEPLOYMENTS = _table(Deployment)
 SCALES = _table(ScaleEvent)
 METRICS = _table(MetricSample)
 CHAT = _table(ChatMessage)
+MCP_PINS = _table(McpPin)

@@ -10,8 +10,9 @@ from agentops.db.alerts import AlertsSQL
 from agentops.db.backends import BackendsSQL
 from agentops.db.chat import ChatSQL
 from agentops.db.governance import GovernanceSQL
+from agentops.db.mcp import McpSQL
 from agentops.db.scheduling import SchedulingSQL
 
 
-class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, AlertsSQL):
+class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, AlertsSQL, McpSQL):
     """Database access for the whole of agentops."""

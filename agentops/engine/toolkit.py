@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from agentops.engine import mcp
 from agentops.engine.context import current_run, current_step
 from agentops.engine.project import import_project_file, project_import_lock
 from agentops.errors import ConfigError
@@ -125,8 +126,10 @@ BUILTIN_TOOL_ARGS: dict[str, type[BaseModel]] = {"start_flow": StartFlowArgs}
 """Tools agentops builds itself rather than finding them in tools/, by name."""
 
 
-def tool_argument_schemas(root: Path) -> dict[str, dict[str, Any]]:
-    """The JSON schema of the arguments of every tool an agent of this project can be given, by name."""
+def tool_argument_schemas(root: Path, *, mcp_servers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The JSON schema of the arguments of every tool an agent of this project can be given, by name: the local
+    ones, and the allowlisted tools of the MCP servers in `mcp_servers` (default: every declared one; each is
+    listed live)."""
     schemas = {name: model.model_json_schema() for name, model in BUILTIN_TOOL_ARGS.items()}
     for name, tool in load_tools(root).items():
         args = tool.args_schema
@@ -136,7 +139,24 @@ def tool_argument_schemas(root: Path) -> dict[str, dict[str, Any]]:
             schemas[name] = args
         else:
             schemas[name] = {"type": "object", "properties": dict(tool.args)}
-    return schemas
+    return schemas | mcp.tool_schemas(root, mcp_servers)
+
+
+def find_tool(root: Path, name: str) -> BaseTool | None:
+    """The tool an agent knows as `name`: one of tools/, or an allowlisted MCP server tool (listed live)."""
+    local = load_tools(root).get(name)
+    if local is not None or not mcp.is_mcp_entry(root, name) or "." not in name:
+        return local
+    return next(iter(mcp.mcp_tools(root, [name]).get(name, {}).values()), None)
+
+
+def pinned_digest(definition: mcp.ToolDefinition) -> str | None:
+    """The digest of the definition pinned for this MCP tool, read in the running flow's store (None outside one)."""
+    ctx = current_run.get()
+    if ctx is None:
+        return None
+    pin = ctx.store.mcp_pin(definition.server, definition.name)
+    return pin.digest if pin is not None else None
 
 
 def is_side_effect(tool: BaseTool) -> bool:

@@ -192,7 +192,7 @@ def decide(
         if appr.quorum > 1:
             raise ApprovalError(f"approval {approval_id} needs {appr.quorum} approvers; edits need a quorum of 1 "
                                 "(reject with a message instead)")
-        args = validate_edited_args(appr.action, edited_args)
+        args = validate_edited_args(appr.action, edited_args, requested=serialization.loads(appr.args))
     if kind in ("reject", "respond") and not message:
         raise ApprovalError(f"a {kind} needs a message (--reason / --message)")
 

@@ -17,13 +17,13 @@ import difflib
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agentops.core.expressions import (
     BOOLEAN,
@@ -36,6 +36,7 @@ from agentops.core.expressions import (
     type_of,
     types_from_json_schema,
 )
+from agentops.core.yaml_files import Lines, line_of, parse_yaml
 from agentops.engine.context import BudgetUsage
 from agentops.errors import ConfigError
 from agentops.governance.addresses import domain_pattern, recipient_problem
@@ -284,55 +285,12 @@ def _rate_key(key: str) -> str:
 # -- loading ---------------------------------------------------------------------------------------
 
 
-Lines = dict[tuple[Any, ...], int]
 ToolTypes = Mapping[str, Mapping[str, Type]]
 """The type of each argument of each tool, by tool name (see `project_tool_types`)."""
 
 
-def _key_lines(node: yaml.Node, label: str, path: tuple[Any, ...] = ()) -> Lines:
-    """Line number (1-based) of every mapping key and sequence item, by its path. A key given twice in one
-    mapping is an error (YAML would silently keep the last one)."""
-    lines: Lines = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            here = (*path, key_node.value)
-            if here in lines:
-                where = ".".join(str(p) for p in here)
-                raise ConfigError(f"{label}:{key_node.start_mark.line + 1}: {where}: given twice "
-                                  f"(first on line {lines[here]})")
-            lines[here] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, label, here))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*path, i)] = item.start_mark.line + 1
-            lines.update(_key_lines(item, label, (*path, i)))
-    return lines
-
-
-def _line(lines: Lines, loc: tuple[Any, ...]) -> int:
-    return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), 1)
-
-
 def _parse(text: str, label: str) -> tuple[PolicyFile, Lines]:
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{label}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{label}:1: a policy file must be a mapping with 'tools:'")
-    lines = _key_lines(node, label) if node is not None else {}
-    try:
-        return PolicyFile.model_validate(raw), lines
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("function-after",)))
-        where = ".".join(str(p) for p in loc)
-        got = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden", "value_error") else ""
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{label}:{_line(lines, loc)}: {where}: {msg}{got}") from None
+    return parse_yaml(text, label, PolicyFile, not_mapping="a policy file must be a mapping with 'tools:'")
 
 
 # -- checking against the tools --------------------------------------------------------------------
@@ -378,11 +336,48 @@ def _problem_with_tools(data: PolicyFile, tools: ToolTypes) -> tuple[tuple[Any, 
     return None
 
 
-def project_tool_types(root: Path) -> dict[str, dict[str, Type]]:
-    """The argument types of every tool an agent of this project can be given (tools/*.py, start_flow)."""
+def project_tool_types(root: Path) -> ToolTypes:
+    """The argument types of every tool an agent of this project can be given (tools/*.py, start_flow, and the
+    tools of the MCP servers in mcp.yaml). An MCP server is listed only when a policy names one of its tools, so a
+    server that is down fails only the policies that name it."""
     from agentops.engine.toolkit import tool_argument_schemas
 
-    return {name: types_from_json_schema(schema) for name, schema in tool_argument_schemas(root).items()}
+    local = {name: types_from_json_schema(schema) for name, schema in tool_argument_schemas(root, mcp_servers=[])
+             .items()}
+    return _WithMcpTools(root, local)
+
+
+class _WithMcpTools(Mapping[str, Mapping[str, Type]]):
+    """Local tool types, and an MCP server's tool types listed on the first look-up of a `server.` name."""
+
+    def __init__(self, root: Path, local: Mapping[str, Mapping[str, Type]]) -> None:
+        self.root, self.local = root, local
+        self.listed: dict[str, dict[str, Mapping[str, Type]]] = {}
+
+    def _of(self, name: str) -> dict[str, Mapping[str, Type]]:
+        from agentops.engine import mcp
+
+        server = mcp.split_name(name)[0]
+        if "." not in name or server not in mcp.mcp_servers(self.root):
+            return {}
+        if server not in self.listed:
+            schemas = mcp.tool_schemas(self.root, [server])
+            self.listed[server] = {q: types_from_json_schema(s) for q, s in schemas.items()}
+        return self.listed[server]
+
+    def __getitem__(self, name: str) -> Mapping[str, Type]:
+        return self.local[name] if name in self.local else self._of(name)[name]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.local or name in self._of(name))
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.local
+        for server in self.listed:
+            yield from self.listed[server]
+
+    def __len__(self) -> int:
+        return len(self.local) + sum(len(t) for t in self.listed.values())
 
 
 def _checked(text: str, label: str, tools: ToolTypes | Callable[[], ToolTypes]) -> PolicyFile:
@@ -391,7 +386,7 @@ def _checked(text: str, label: str, tools: ToolTypes | Callable[[], ToolTypes]) 
         found = _problem_with_tools(data, tools() if callable(tools) else tools)
         if found is not None:
             path, message = found
-            raise ConfigError(f"{label}:{_line(lines, path)}: {'.'.join(map(str, path))}: {message}")
+            raise ConfigError(f"{label}:{line_of(lines, path)}: {'.'.join(map(str, path))}: {message}")
     return data
 
 

@@ -7,15 +7,17 @@ the database so they hold across processes.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentops.db import Store
+from agentops.engine import mcp
 from agentops.engine.flows import describe_validation_error
 from agentops.engine.project import project_root
-from agentops.engine.toolkit import load_tools
+from agentops.engine.toolkit import find_tool
 from agentops.errors import PolicyViolation
+from agentops.governance.mcp_pins import pin_first_use, pin_problem
 from agentops.governance.policy import load_project_policy
 
 if TYPE_CHECKING:
@@ -68,12 +70,31 @@ def validate_args(tool: BaseTool, args: Any) -> dict[str, Any]:
     if not isinstance(args, dict):
         raise ValueError(f"arguments must be an object, got {type(args).__name__}")
     schema = tool.args_schema
+    if mcp.definition_of(tool) is not None:
+        return _validate_json_schema(schema, args)
     if isinstance(schema, type) and issubclass(schema, BaseModel):
         try:
             return schema.model_validate(args).model_dump(mode="json")
         except ValidationError as exc:
             raise ValueError(describe_validation_error(exc).replace("parameter", "argument")) from None
     return args
+
+
+def _validate_json_schema(schema: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """An MCP tool's arguments checked against its JSON Schema; the definition binding is set by `screen` alone."""
+    from jsonschema import validators
+    from jsonschema.exceptions import SchemaError
+
+    clean = {k: v for k, v in args.items() if k != mcp.DEFINITION_KEY}
+    try:
+        validator = validators.validator_for(schema)(schema)
+        error = next(iter(sorted(validator.iter_errors(clean), key=lambda e: list(e.path))), None)
+    except SchemaError as exc:
+        raise ValueError(f"the server's input schema is not valid: {exc.message}") from None
+    if error is not None:
+        where = ".".join(str(p) for p in error.path)
+        raise ValueError(f"{where + ': ' if where else ''}{error.message}")
+    return clean
 
 
 def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy: Policy, store: Store,
@@ -89,15 +110,31 @@ def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy:
         allowed = ", ".join(sorted(whitelist)) or "none"
         return Screening("refused", args if isinstance(args, dict) else {}, f"tool '{tool_name}' is not available "
                          f"to this agent (allowed: {allowed})", {"verdict": "deny", "rule": "whitelist"})
+    tool = whitelist[tool_name]
+    definition = mcp.definition_of(tool)
+    if definition is not None:
+        problem = pin_problem(store, definition)
+        if problem is not None:
+            return Screening("refused", args if isinstance(args, dict) else {}, problem,
+                             {"verdict": "deny", "rule": "mcp.pin", "mcp": _shown(definition)})
     try:
-        clean = validate_args(whitelist[tool_name], args)
+        clean = validate_args(tool, args)
     except ValueError as exc:
         return Screening("refused", args if isinstance(args, dict) else {}, f"invalid arguments for "
                          f"'{tool_name}': {exc}", {"verdict": "deny", "rule": "schema"})
+    if definition is not None:
+        clean[mcp.DEFINITION_KEY] = definition.digest
     verdict = policy.evaluate(tool_name, clean, rate=StoreRateCounter(store), use_id=use_id, fallback=fallback)
+    if definition is not None and verdict.verdict == "allow" and definition.hint("destructiveHint"):
+        verdict = replace(verdict, verdict="require_approval", rule="mcp.annotations.destructiveHint",
+                          reason=f"the server marks {tool_name} destructive; {verdict.reason}")
     record = {k: v for k, v in asdict(verdict).items()}
     enforced = verdict.enforced and not shadow
     record["enforced"] = enforced
+    if definition is not None:
+        record["mcp"] = _shown(definition)
+        if not enforced or verdict.verdict != "deny":
+            pin_first_use(store, definition)
     if not enforced or verdict.verdict == "allow":
         return Screening("allow", clean, verdict.reason, record, verdict.policy_hash)
     if verdict.verdict == "deny":
@@ -106,18 +143,28 @@ def screen(tool_name: str, args: Any, *, whitelist: dict[str, BaseTool], policy:
     return Screening("require_approval", clean, verdict.reason, record, verdict.policy_hash)
 
 
-def validate_edited_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
+def _shown(definition: mcp.ToolDefinition) -> dict[str, Any]:
+    """What approvers see of an MCP tool: the server's own words, marked as not verified."""
+    return {"server": definition.server, "tool": definition.name, "digest": definition.digest,
+            "description_untrusted": definition.description, "annotations": definition.annotations}
+
+
+def validate_edited_args(action: str, args: dict[str, Any], *,
+                         requested: dict[str, Any] | None = None) -> dict[str, Any]:
     """An approver's edit must still pass the tool's schema and must not be denied by the policy.
 
     The policy applies whether or not the action is a tool, so an action the policy does not name
-    cannot be edited (default deny): approve or reject it instead.
+    cannot be edited (default deny): approve or reject it instead. An edited MCP call stays bound to the
+    definition the `requested` call was screened on, whatever the edit says.
     """
     root = project_root()
-    tool = load_tools(root).get(action)
+    tool = find_tool(root, action)
     clean = args
     if tool is not None:
         try:
             clean = validate_args(tool, args)
+            if mcp.definition_of(tool) is not None and requested is not None and mcp.DEFINITION_KEY in requested:
+                clean[mcp.DEFINITION_KEY] = requested[mcp.DEFINITION_KEY]
         except ValueError as exc:
             raise PolicyViolation(f"edited arguments rejected: {exc}") from None
     verdict = project_policy(root).evaluate(action, clean, rate=None, now=time.time())

@@ -1,0 +1,48 @@
+"""CLI commands for the project's MCP servers (mcp.yaml): list them, re-pin a tool's definition."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from agentops.cli.support import AsUser, JsonOpt, console, emit_json
+from agentops.service import mcp as mcp_service
+
+mcp_app = typer.Typer(help="MCP servers declared in mcp.yaml, their tools and pins.", no_args_is_help=True)
+
+
+@mcp_app.command("list")
+def mcp_list(as_json: JsonOpt = False) -> None:
+    """Each server, its allowlisted tools with their pin state, and the agents recorded using them."""
+    servers = mcp_service.list_servers()
+    if as_json:
+        from dataclasses import asdict
+
+        emit_json([asdict(s) for s in servers])
+        return
+    if not servers:
+        console.print("no MCP servers (declare them in mcp.yaml)")
+        return
+    table = Table("server", "transport", "tool", "pin", "digest", "agents", box=None)
+    for s in servers:
+        agents = ", ".join(s.agents) or "-"
+        if s.error is not None:
+            table.add_row(s.name, s.transport, "-", "[red]unreachable[/red]", escape(s.error[:80]), agents)
+        for t in s.tools:
+            table.add_row(s.name, s.transport, t.name, t.pin, t.digest[:12], agents)
+    console.print(table)
+
+
+@mcp_app.command("pin")
+def mcp_pin(
+    server: str,
+    tool: Annotated[str | None, typer.Argument(help="Default: every allowlisted tool of the server")] = None,
+    user: AsUser = None,
+) -> None:
+    """Accept the server's current definition of a tool (an admin, recorded in the ledger)."""
+    for done in mcp_service.pin(server, tool, user=user):
+        was = f" (was {done.previous[:12]})" if done.previous and done.previous != done.digest else ""
+        console.print(f"pinned {done.server}.{done.tool} {done.digest[:12]}{was}")

@@ -1,0 +1,360 @@
+"""MCP servers a project declares in `mcp.yaml` (next to `policies/`), their tools' definitions, and calls to them.
+
+A server is a stdio command (its environment is exactly `env` plus the variables named in `env_from`, over the SDK's
+short list of safe defaults such as PATH and HOME; never the whole environment) or a Streamable HTTP URL (with a
+bearer token read from the setting named in `token_env`). `tools:` is the server's allowlist; an agent that names a
+server gets exactly those tools, and one that names `server.tool` gets that tool.
+
+Each tool becomes a LangChain tool (`McpTool`) whose name for the model is `server__tool` (model APIs refuse dots)
+and whose name for everything else (whitelist, policy, approvals, the ledger) is `server.tool`. Its arguments carry
+`DEFINITION_KEY`, the digest of the definition the call was screened (and approved) on; a call lists the server's
+tools again in the session it calls in and runs only when the live definition still has that digest and is the one
+pinned. Each call passes the step's idempotency key in the request's `_meta`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agentops.core import serialization
+from agentops.core.coroutines import run_coroutine
+from agentops.core.yaml_files import parse_yaml
+from agentops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from langchain_core.tools import BaseTool
+    from mcp import Client
+    from mcp_types import RequestParamsMeta
+
+MCP_FILE = "mcp.yaml"
+DEFINITION_KEY = "_mcp_definition"
+"""The argument that binds a call to the digest of the tool definition it was screened and approved on."""
+META_IDEMPOTENCY_KEY = "agentops/idempotency_key"
+META_RUN_ID = "agentops/run_id"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class McpServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    env_from: list[str] = Field(default_factory=list)
+    """Variables of agentops' own environment passed on by name (and only these)."""
+    cwd: str | None = None
+    url: str | None = None
+    token_env: str | None = None
+    """The setting (environment variable) holding the bearer token of an HTTP server."""
+    tools: list[str] | None = None
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("env_from")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"'{name}' is not an environment variable name")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of 'command' (a stdio server) or 'url' (a Streamable HTTP server)")
+        if self.url is not None and (self.args or self.env or self.env_from or self.cwd):
+            raise ValueError("args, env, env_from and cwd are for stdio servers ('command'), not 'url'")
+        if self.command is not None and self.token_env is not None:
+            raise ValueError("token_env is for HTTP servers ('url'), not 'command'")
+        return self
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.command is not None else "http"
+
+
+class McpFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+
+    @field_validator("servers")
+    @classmethod
+    def _server_names(cls, value: dict[str, McpServerConfig]) -> dict[str, McpServerConfig]:
+        for name in value:
+            if not _NAME.match(name) or "__" in name:
+                raise ValueError(f"server name '{name}' must be lowercase letters, digits, '-' or '_' "
+                                 "(no '__'), starting with a letter")
+        return value
+
+
+_configs: dict[Path, tuple[float, dict[str, McpServerConfig]]] = {}
+
+
+def mcp_servers(root: Path) -> dict[str, McpServerConfig]:
+    """The servers `<root>/mcp.yaml` declares (none without the file), reloaded when the file changes."""
+    path = root.resolve() / MCP_FILE
+    if not path.is_file():
+        return {}
+    stamp = path.stat().st_mtime
+    cached = _configs.get(path)
+    if cached is None or cached[0] != stamp:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{MCP_FILE}: cannot read it: {exc}") from None
+        data, _ = parse_yaml(text, MCP_FILE, McpFile, not_mapping="mcp.yaml must be a mapping with 'servers:'")
+        cached = (stamp, data.servers)
+        _configs[path] = cached
+    return cached[1]
+
+
+@dataclass(frozen=True)
+class ToolDefinition:
+    """What a server says one of its tools is: the part a pin covers."""
+
+    server: str
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.server}.{self.name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "input_schema": self.input_schema,
+                "annotations": self.annotations}
+
+    @property
+    def digest(self) -> str:
+        return serialization.digest(self.as_dict())
+
+    def hint(self, name: str) -> bool:
+        return self.annotations.get(name) is True
+
+
+def split_name(qualified: str) -> tuple[str, str]:
+    server, _, tool = qualified.partition(".")
+    return server, tool
+
+
+def _environment(config: McpServerConfig) -> dict[str, str]:
+    passed = {name: os.environ[name] for name in config.env_from if name in os.environ}
+    return {**passed, **config.env}
+
+
+@asynccontextmanager
+async def _connect(name: str, config: McpServerConfig) -> AsyncIterator[Client]:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+    if config.command is not None:
+        params = StdioServerParameters(command=config.command, args=config.args, env=_environment(config),
+                                       cwd=config.cwd)
+        async with Client(params, read_timeout_seconds=config.timeout_seconds) as client:
+            yield client
+        return
+    headers: dict[str, str] = {}
+    if config.token_env is not None:
+        token = os.environ.get(config.token_env)
+        if not token:
+            raise ConfigError(f"{MCP_FILE}: server '{name}': the setting {config.token_env} (its token) is not set")
+        headers["Authorization"] = f"Bearer {token}"
+    assert config.url is not None
+    async with create_mcp_http_client(headers=headers) as http:
+        transport = streamable_http_client(config.url, http_client=http)
+        async with Client(transport, read_timeout_seconds=config.timeout_seconds) as client:
+            yield client
+
+
+async def _definitions(name: str, client: Client) -> list[ToolDefinition]:
+    listed = await client.list_tools()
+    out = []
+    for tool in listed.tools:
+        annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) \
+            if tool.annotations is not None else {}
+        out.append(ToolDefinition(name, tool.name, tool.description or "", dict(tool.input_schema), annotations))
+    return out
+
+
+def list_definitions(root: Path, server: str) -> list[ToolDefinition]:
+    """Every tool the server offers now (a fresh session), allowlisted or not; ConfigError when it cannot answer."""
+    config = _server(root, server)
+
+    async def listing() -> list[ToolDefinition]:
+        async with _connect(server, config) as client:
+            return await _definitions(server, client)
+
+    try:
+        return run_coroutine(listing())
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{MCP_FILE}: server '{server}' did not list its tools: {_describe(exc)}") from None
+
+
+def _server(root: Path, server: str) -> McpServerConfig:
+    servers = mcp_servers(root)
+    if server not in servers:
+        raise ConfigError(f"no MCP server '{server}' in {MCP_FILE} (declared: {', '.join(sorted(servers)) or 'none'})")
+    return servers[server]
+
+
+def allowed_definitions(root: Path, server: str) -> dict[str, ToolDefinition]:
+    """The server's tools that its allowlist lets agents name (all of them without `tools:`), by tool name."""
+    config = _server(root, server)
+    offered = {d.name: d for d in list_definitions(root, server)}
+    if config.tools is None:
+        return offered
+    missing = [t for t in config.tools if t not in offered]
+    if missing:
+        raise ConfigError(f"{MCP_FILE}: server '{server}' allowlists tools it does not offer: {', '.join(missing)} "
+                          f"(it offers: {', '.join(sorted(offered)) or 'none'})")
+    return {t: offered[t] for t in config.tools}
+
+
+def is_mcp_entry(root: Path, entry: str) -> bool:
+    """Whether an agent's tool entry names an MCP server (`server`) or one of its tools (`server.tool`)."""
+    return split_name(entry)[0] in mcp_servers(root)
+
+
+def mcp_tools(root: Path, entries: list[str]) -> dict[str, dict[str, BaseTool]]:
+    """For each entry of an agent's tool list that names an MCP server or server tool, the tools it stands for,
+    by qualified name. A bare server name stands for its allowlist and needs one (`tools:` in mcp.yaml)."""
+    servers = mcp_servers(root)
+    wanted = [e for e in entries if split_name(e)[0] in servers]
+    listed: dict[str, dict[str, ToolDefinition]] = {}
+    out: dict[str, dict[str, BaseTool]] = {}
+    for entry in wanted:
+        server, tool = split_name(entry)
+        if server not in listed:
+            listed[server] = allowed_definitions(root, server)
+        allowed = listed[server]
+        if not tool:
+            if servers[server].tools is None:
+                raise ConfigError(f"an agent names the whole MCP server '{server}', which has no allowlist: give it "
+                                  f"'tools:' in {MCP_FILE}, or name its tools as '{server}.TOOL'")
+            out[entry] = {d.qualified: McpTool.of(root, d) for d in allowed.values()}
+        elif tool in allowed:
+            out[entry] = {entry: McpTool.of(root, allowed[tool])}
+        else:
+            raise ConfigError(f"MCP server '{server}' has no tool '{tool}' that agents may use "
+                              f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
+    return out
+
+
+def tool_schemas(root: Path, servers: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The input schema of every allowlisted tool of the servers (default: every declared one), by qualified name."""
+    chosen = list(mcp_servers(root)) if servers is None else servers
+    return {d.qualified: d.input_schema for server in chosen for d in allowed_definitions(root, server).values()}
+
+
+class McpCallRefused(Exception):
+    """The server's live definition is not the one the call was screened and approved on, or not the pinned one."""
+
+
+def call_tool(root: Path, qualified: str, args: dict[str, Any], *, screened_digest: str | None,
+              pinned_digest: str | None, meta: dict[str, Any]) -> tuple[str, Any]:
+    """Call the tool in a fresh session after listing its live definition in that session; (text, structured)."""
+    server, tool = split_name(qualified)
+    config = _server(root, server)
+
+    async def call() -> tuple[str, Any]:
+        async with _connect(server, config) as client:
+            live = {d.name: d for d in await _definitions(server, client)}.get(tool)
+            if live is None:
+                raise McpCallRefused(f"MCP server '{server}' no longer offers '{tool}'")
+            if live.digest != screened_digest:
+                raise McpCallRefused(f"the definition of {qualified} changed since the call was screened and "
+                                     f"approved (now {live.digest[:12]}, approved {(screened_digest or '-')[:12]}); "
+                                     "the call was not made")
+            if live.digest != pinned_digest:
+                raise McpCallRefused(f"the definition of {qualified} is not the pinned one; an admin must re-pin "
+                                     f"it (agentops mcp pin {server} {tool})")
+            result = await client.call_tool(tool, args, meta=cast("RequestParamsMeta", meta))
+        text = "".join(getattr(part, "text", "") for part in result.content)
+        if result.is_error:
+            raise RuntimeError(text or f"{qualified} returned an error")
+        return text, result.structured_content
+
+    try:
+        return run_coroutine(call())
+    except (McpCallRefused, ConfigError, RuntimeError):
+        raise
+    except Exception as exc:
+        raise RuntimeError(f"MCP server '{server}': {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    inner = getattr(exc, "exceptions", None)
+    if inner:  # an ExceptionGroup from the SDK's task groups: say what is inside
+        return _describe(inner[0])
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _make_tool_class() -> type:
+    from langchain_core.tools import BaseTool
+
+    class _McpTool(BaseTool):
+        """One MCP server tool as a LangChain tool; see the module docstring."""
+
+        definition: ToolDefinition
+        root: Path
+
+        def _run(self, **kwargs: Any) -> Any:
+            from agentops.engine.toolkit import check_fence, current_run_id, idempotency_key, pinned_digest
+
+            screened = kwargs.pop(DEFINITION_KEY, None)
+            meta = {META_IDEMPOTENCY_KEY: idempotency_key()}
+            run_id = current_run_id()
+            if run_id is not None:
+                meta[META_RUN_ID] = run_id
+            check_fence()
+            text, structured = call_tool(self.root, self.definition.qualified, kwargs, screened_digest=screened,
+                                         pinned_digest=pinned_digest(self.definition), meta=meta)
+            return text if text or structured is None else structured
+
+    return _McpTool
+
+
+_tool_class: type | None = None
+
+
+class McpTool:
+    """Builds the LangChain tool of one MCP definition (langchain loads on first use, not on import)."""
+
+    @staticmethod
+    def of(root: Path, definition: ToolDefinition) -> BaseTool:
+        global _tool_class
+        if _tool_class is None:
+            _tool_class = _make_tool_class()
+        tool: BaseTool = _tool_class(
+            name=f"{definition.server}__{definition.name}", description=definition.description or definition.name,
+            args_schema=definition.input_schema, definition=definition, root=root,
+            metadata={"side_effect": not definition.hint("readOnlyHint"), "mcp": definition.qualified})
+        return tool
+
+
+def definition_of(tool: Any) -> ToolDefinition | None:
+    """The MCP definition behind a LangChain tool, or None for a local tool."""
+    definition = getattr(tool, "definition", None)
+    return definition if isinstance(definition, ToolDefinition) else None

@@ -1,0 +1,66 @@
+"""Pinning MCP tool definitions: the first allowed use of a server tool records its definition and digest, a
+changed definition is refused until an admin re-pins it, and every pin and re-pin is in the ledger."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentops.core import serialization
+from agentops.core.ledger import Event
+from agentops.db import Store
+from agentops.engine import mcp
+from agentops.errors import ConfigError
+
+
+def _values(definition: mcp.ToolDefinition, actor: str) -> dict[str, object]:
+    return {"server": definition.server, "tool": definition.name, "digest": definition.digest,
+            "definition": serialization.dumps(definition.as_dict()), "pinned_by": actor, "pinned_at": time.time()}
+
+
+def pin_problem(store: Store, definition: mcp.ToolDefinition) -> str | None:
+    """Why a call to this definition is refused (pinned, and the server now offers another), or None."""
+    pin = store.mcp_pin(definition.server, definition.name)
+    if pin is None or pin.digest == definition.digest:
+        return None
+    return (f"the MCP server '{definition.server}' changed the definition of '{definition.name}' since it was "
+            f"pinned (pinned {pin.digest[:12]}, offered {definition.digest[:12]}); an admin must review it and "
+            f"re-pin it (agentops mcp pin {definition.server} {definition.name})")
+
+
+def pin_first_use(store: Store, definition: mcp.ToolDefinition) -> None:
+    """Pin the definition unless one is pinned already (then the caller has checked `pin_problem`)."""
+    if store.mcp_pin(definition.server, definition.name) is not None:
+        return
+    event = Event(actor="system:mcp", action="mcp.pinned", payload={
+        "server": definition.server, "tool": definition.name, "digest": definition.digest,
+        "definition": definition.as_dict(), "first_use": True})
+    store.add_mcp_pin(_values(definition, "system:mcp"), [event])
+
+
+@dataclass(frozen=True)
+class Repinned:
+    server: str
+    tool: str
+    digest: str
+    previous: str | None
+
+
+def repin(store: Store, root: Path, server: str, tool: str | None, actor: str) -> list[Repinned]:
+    """Pin the server's live definition of `tool` (or of each allowlisted tool), each with an `mcp.pinned` event."""
+    allowed = mcp.allowed_definitions(root, server)
+    if tool is not None and tool not in allowed:
+        raise ConfigError(f"MCP server '{server}' has no tool '{tool}' that agents may use "
+                          f"(allowed: {', '.join(sorted(allowed)) or 'none'})")
+    chosen = [allowed[tool]] if tool is not None else list(allowed.values())
+    done = []
+    for definition in chosen:
+        held = store.mcp_pin(server, definition.name)
+        previous = held.digest if held is not None else None
+        event = Event(actor=actor, action="mcp.pinned", payload={
+            "server": server, "tool": definition.name, "digest": definition.digest, "previous": previous,
+            "definition": definition.as_dict(), "first_use": False})
+        store.replace_mcp_pin(_values(definition, actor), [event])
+        done.append(Repinned(server, definition.name, definition.digest, previous))
+    return done
