@@ -115,7 +115,7 @@ def wait_for_gate(step: PausingStep) -> str:
 
 
 @flow
-def gated(label: str) -> str:
+def steps_gated(label: str) -> str:
     value = pausing_step("wait:gate", wait_for_gate, kind="wait", inputs={"label": label})
     return after_gate(value)
 
@@ -130,7 +130,7 @@ def test_a_pausing_step_waits_pauses_again_completes_once_and_then_replays(store
     gate["open"] = False
     bodies.clear()
     after_calls.clear()
-    run_id = create_run(gated, {"label": "g"}, store=store)
+    run_id = create_run(steps_gated, {"label": "g"}, store=store)
     Worker(store, poll_seconds=0.01).run(burst=True)
     run = store.get_run(run_id)
     [step] = store.steps_for_run(run_id)
