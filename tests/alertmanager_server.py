@@ -6,12 +6,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.pg_server import _free_port
+from tests.server_process import stop_process, wait_until_ready
 
 
 class AlertmanagerServer:
@@ -45,25 +45,12 @@ class AlertmanagerServer:
             [self.binary, f"--config.file={self.dir / 'alertmanager.yml'}", f"--storage.path={self.dir / 'data'}",
              f"--web.listen-address={self.address}", "--cluster.listen-address="],
             stdout=subprocess.DEVNULL, stderr=open(self.dir / "alertmanager.log", "wb"))  # noqa: SIM115
-        deadline = time.time() + 30
-        while True:
-            try:
-                if httpx.get(f"http://{self.address}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or self.process.poll() is not None:
-                log = (self.dir / "alertmanager.log").read_text()[-2000:]
-                raise RuntimeError(f"alertmanager did not start on {self.address}:\n{log}")
-            time.sleep(0.1)
+        ready = f"http://{self.address}/-/ready"
+        wait_until_ready(self.process, lambda: httpx.get(ready, timeout=2).status_code == 200,
+                         f"alertmanager on {self.address}", self.dir / "alertmanager.log",
+                         not_yet=(httpx.HTTPError,))
 
     def close(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(20)
-            self.process = None
+        stop_process(self.process)
+        self.process = None
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.pg_server import _free_port
+from tests.server_process import stop_process, wait_until_ready
 
 
 class PrometheusServer:
@@ -41,17 +42,9 @@ class PrometheusServer:
             [self.binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
              f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
             stdout=subprocess.DEVNULL, stderr=open(self.dir / "prometheus.log", "wb"))  # noqa: SIM115
-        deadline = time.time() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline or self.process.poll() is not None:
-                log = (self.dir / "prometheus.log").read_text()[-2000:]
-                raise RuntimeError(f"prometheus did not start on port {self.port}:\n{log}")
-            time.sleep(0.1)
+        wait_until_ready(self.process, lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200,
+                         f"prometheus on port {self.port}", self.dir / "prometheus.log",
+                         not_yet=(httpx.HTTPError,))
 
     def wait_for(self, query: str, timeout: float = 30) -> None:
         """Until `query` has a value (a rate() needs two scrapes in its window)."""
@@ -64,14 +57,8 @@ class PrometheusServer:
         raise RuntimeError(f"prometheus had no value for {query} within {timeout}s")
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(20)
-            self.process = None
+        stop_process(self.process)
+        self.process = None
 
     def close(self) -> None:
         self.stop()

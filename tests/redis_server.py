@@ -9,10 +9,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.pg_server import _free_port
+from tests.server_process import stop_process, wait_until_ready
 
 
 class RedisServer:
@@ -36,16 +36,8 @@ class RedisServer:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.dir), "--protected-mode", "yes", "--daemonize", "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 20
-        while True:
-            try:
-                if self.command("PING") == "+PONG":
-                    return
-            except OSError:
-                pass
-            if time.time() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
+        wait_until_ready(self.process, lambda: self.command("PING") == "+PONG", f"redis-server on port {self.port}",
+                         timeout=20, interval=0.05)
 
     def command(self, *args: str) -> str:
         """One command in Redis's wire protocol; its first reply line (enough for PING, LLEN, DBSIZE)."""
@@ -55,14 +47,8 @@ class RedisServer:
             return conn.recv(65536).decode().split("\r\n", 1)[0]
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(20)
-            self.process = None
+        stop_process(self.process)
+        self.process = None
 
     def restart(self) -> None:
         """Stop and start again on the same port: with persistence off, every queued message is gone."""
