@@ -67,28 +67,18 @@ class PrometheusMetrics:
         result = self._get("/api/v1/query", {"query": query}, metric, deployment)
         if result["resultType"] == "scalar":
             return _number(result["result"][1], metric, deployment, query)
-        series = result["result"]
-        if not series:
-            raise MetricsUnavailable(f"Prometheus has no value for {metric} of deployment '{deployment}' "
-                                     f"(query: {query}); its exporters may not be scraped")
-        if len(series) > 1:
-            raise MetricsUnavailable(f"the query for {metric} of deployment '{deployment}' returned "
-                                     f"{len(series)} series, not one (query: {query}); aggregate it with sum()")
-        return _number(series[0]["value"][1], metric, deployment, query)
+        only = _one_series(result["result"], query, f"no value for {metric} of deployment '{deployment}'",
+                           metric, deployment, hint="; its exporters may not be scraped")
+        return _number(only["value"][1], metric, deployment, query)
 
     def history(self, metric: str, deployment: str, start: float, end: float, step: float) -> list[float]:
         """The metric's values from start to end, one per step (seconds); an empty range raises."""
         query = self.query_for(metric, deployment)
         result = self._get("/api/v1/query_range", {"query": query, "start": start, "end": end, "step": step},
                            metric, deployment)
-        series = result["result"]
-        if not series:
-            raise MetricsUnavailable(f"Prometheus has no history of {metric} for deployment '{deployment}' "
-                                     f"(query: {query})")
-        if len(series) > 1:
-            raise MetricsUnavailable(f"the query for {metric} of deployment '{deployment}' returned "
-                                     f"{len(series)} series, not one (query: {query}); aggregate it with sum()")
-        values = [float(v) for _ts, v in series[0]["values"]]
+        only = _one_series(result["result"], query, f"no history of {metric} for deployment '{deployment}'",
+                           metric, deployment)
+        values = [float(v) for _ts, v in only["values"]]
         return [v for v in values if math.isfinite(v)]
 
     def _get(self, path: str, params: dict[str, Any], metric: str, deployment: str) -> dict[str, Any]:
@@ -129,3 +119,14 @@ def configured() -> PrometheusMetrics | None:
     return PrometheusMetrics(url=s.prometheus_url, namespace=s.kubernetes_namespace,
                              queries={**DEFAULT_QUERIES, **s.prometheus_queries},
                              timeout=s.prometheus_timeout_seconds, window=s.prometheus_rate_window)
+
+
+def _one_series(series: list[dict[str, Any]], query: str, missing: str, metric: str, deployment: str,
+                hint: str = "") -> dict[str, Any]:
+    """The query's one series; MetricsUnavailable when it has none (`missing` says what) or several."""
+    if not series:
+        raise MetricsUnavailable(f"Prometheus has {missing} (query: {query}){hint}")
+    if len(series) > 1:
+        raise MetricsUnavailable(f"the query for {metric} of deployment '{deployment}' returned "
+                                 f"{len(series)} series, not one (query: {query}); aggregate it with sum()")
+    return series[0]
