@@ -19,8 +19,11 @@ PORT ?= 8501
 demo: $(STAMP)
 	$(VENV)/bin/agentops demo --port $(PORT)
 
+# Most of the suite waits on servers and subprocesses, so four workers on two cores halve its time; a test file
+# stays on one worker, so its module-scoped servers start once.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check agentops tools flows app tests bench scripts

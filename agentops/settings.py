@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     """The wait before a step's second delivery attempt; it doubles for each attempt after that."""
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long the SMTP client waits for the server's connection and each reply."""
+    http_allowed_hosts: str | None = None
+    """Comma-separated host[:port] entries http_request may reach, replacing the policy's `url.hosts` list.
+    Unset: the policy's list."""
     ticket_api_url: str | None = None
     """Base URL of a REST ticket API; unset: the embedded ticket table."""
     ticket_api_token: SecretStr | None = None

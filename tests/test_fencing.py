@@ -205,6 +205,7 @@ def test_a_stale_write_waits_for_a_concurrent_claim_and_is_then_refused(store, t
                 deadline = time.time() + 30
                 while not probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
                                                 "'Lock' AND datname = current_database()")).scalar():
+                    probe.rollback()  # pg_stat_activity is a snapshot per transaction: a new one sees the wait
                     assert writer.is_alive(), f"the stale write did not wait for the claim: {outcome}"
                     assert time.time() < deadline
                     time.sleep(0.02)

@@ -158,6 +158,7 @@ def test_kubernetes_scale_subresource_gets_one_patch(tools, monkeypatch: pytest.
 def test_http_tool_refuses_hosts_outside_the_allowlist(tools, monkeypatch: pytest.MonkeyPatch) -> None:
     with TicketAPI() as local:
         monkeypatch.setenv("AGENTOPS_HTTP_ALLOWED_HOSTS", f"127.0.0.1:{local.port}")
+        reset_settings()
         ok = tools["http_request"].invoke({"url": f"{local.url}/tickets", "method": "GET"})
         assert ok["status_code"] == 401
     with pytest.raises(PermissionError, match=r"host 'example\.org' is not in the allowlist"):

@@ -6,7 +6,6 @@ here, at most MAX_REDIRECTS, and every hop is screened against the allowlist aga
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import httpx
@@ -15,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from agentops.engine.toolkit import check_fence, idempotency_key
 from agentops.governance.urls import Target, redirect_target, screen_url
+from agentops.settings import get_settings
 
 MAX_BODY = 20_000
 MAX_REDIRECTS = 5
@@ -31,9 +31,9 @@ def allowed_hosts() -> list[str]:
     from agentops.engine.project import project_root
     from agentops.governance.screening import project_policy
 
-    env = os.environ.get("AGENTOPS_HTTP_ALLOWED_HOSTS")
-    if env:
-        return [h.strip() for h in env.split(",") if h.strip()]
+    configured = get_settings().http_allowed_hosts
+    if configured:
+        return [h.strip() for h in configured.split(",") if h.strip()]
     rule = project_policy(project_root()).rules.get("http_request")
     constraint = rule.constraints.get("url") if rule else None
     return list(constraint.hosts or []) if constraint else []
