@@ -1,6 +1,7 @@
-"""The agentops review and approval app. `agentops ui` (or `agentops serve`) starts it.
+"""The agentops review and approval app. `agentops ui` (or `agentops serve`) starts it through app/server.py.
 
-Pages live in app/app_pages/ and hold UI only; they call agentops.service.
+Pages live in app/app_pages/ and hold UI only; they call agentops.service. Each page has a URL that opens it
+after the login (/approvals?request=ID, /runs?run=ID, /chat?conversation=ID).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ bootstrap()
 user = current_user()
 
 if user is None:
-    st.navigation([st.Page(login_page, title="Log in", url_path="login")], position="hidden").run()
+    login_page()
 else:
     sidebar_account(user)
     pages = {
