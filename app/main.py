@@ -17,10 +17,16 @@ if user is None:
     login_page()
 else:
     sidebar_account(user)
+    inbox = st.Page("app_pages/approvals.py", title="Approvals", icon=":material/approval:", url_path="approvals")
+
+    def home() -> None:
+        """/ opens the inbox at its own URL, so /approvals (and a link to one request) is a page, not a miss."""
+        st.switch_page(inbox, query_params=st.query_params.to_dict())
+
     pages = {
         "Review": [
-            st.Page("app_pages/approvals.py", title="Approvals", icon=":material/approval:", url_path="approvals",
-                    default=True),
+            st.Page(home, title="Home", url_path="home", default=True, visibility="hidden"),
+            inbox,
             st.Page("app_pages/runs.py", title="Runs", icon=":material/list_alt:", url_path="runs"),
             st.Page("app_pages/chat.py", title="Chat", icon=":material/chat:", url_path="chat"),
             st.Page("app_pages/audit.py", title="Audit", icon=":material/verified_user:", url_path="audit"),

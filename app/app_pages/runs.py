@@ -70,6 +70,9 @@ def run_detail(run_id: str, user: SessionUser) -> None:
                f"created {when(run.created_at)}")
     if run.state_message:
         st.info(run.state_message)
+    for waiting in service.pending_approvals_for(run.id):
+        st.markdown(f"[Open the approval it waits for: `{waiting.action}` · {waiting.id[:12]}]"
+                    f"(/approvals?request={waiting.id})")
     if user.can_operate:
         run_actions(run.id, run.state, user)
     left, right = st.columns(2)

@@ -34,6 +34,11 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
                     st.markdown(f"**{line['role']}**: {line['text']}")
         if a.run_id:
             st.caption(f"run `{a.run_id}` · step {a.step_no} · requested {when(a.created_at)}")
+        if a.status != "pending":
+            by = f" by {a.decided_by}" if a.decided_by else ""
+            st.info(f"This request is {a.status}{by} ({when(a.decided_at)}); there is nothing left to decide.",
+                    icon=":material/task_alt:")
+            return
         if not user.can_decide:
             st.caption(f"Your role ({user.role}) can see this request but not decide it.")
             return

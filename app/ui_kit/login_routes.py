@@ -117,7 +117,7 @@ def _oidc_claims(request: Request) -> dict[str, Any] | None:
 
         raw = _get_cookie_value_from_request(request, USER_COOKIE_NAME)
         claims = json.loads(raw) if raw else None
-    except Exception:  # noqa: BLE001 - a cookie that does not decode is no identity
+    except Exception:  # a cookie that does not decode (or a Streamlit that moved it) is no identity
         return None
     return claims if isinstance(claims, dict) and claims.get("is_logged_in") else None
 
