@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     def _session_ttl(cls, value: object) -> object:
         return parse_duration(value)
 
+    @field_validator("session_secret")
+    @classmethod
+    def _session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters (e.g. openssl rand -hex 32)")
+        return value
+
     @field_validator("app_url")
     @classmethod
     def _app_url(cls, value: str) -> str:

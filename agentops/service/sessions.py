@@ -44,10 +44,7 @@ def _secret() -> bytes:
     processes starting together agree on one)."""
     settings = get_settings()
     if settings.session_secret is not None:
-        value = settings.session_secret.get_secret_value()
-        if len(value) < 16:
-            raise ConfigError("setting AGENTOPS_SESSION_SECRET=<hidden>: use at least 16 characters")
-        return value.encode()
+        return settings.session_secret.get_secret_value().encode()
     path: Path = settings.state_dir / SECRET_FILE
     try:
         return _read_secret(path)
