@@ -112,7 +112,7 @@ def _oidc_claims(request: Request) -> dict[str, Any] | None:
     if not service.get_settings().oidc_enabled:
         return None
     try:
-        from streamlit.web.server.server_util import USER_COOKIE_NAME
+        from streamlit.web.server.starlette.starlette_server_config import USER_COOKIE_NAME
         from streamlit.web.server.starlette.starlette_auth_routes import _get_cookie_value_from_request
 
         raw = _get_cookie_value_from_request(request, USER_COOKIE_NAME)
