@@ -112,8 +112,8 @@ def _oidc_claims(request: Request) -> dict[str, Any] | None:
     if not service.get_settings().oidc_enabled:
         return None
     try:
-        from streamlit.web.server.starlette.starlette_server_config import USER_COOKIE_NAME
         from streamlit.web.server.starlette.starlette_auth_routes import _get_cookie_value_from_request
+        from streamlit.web.server.starlette.starlette_server_config import USER_COOKIE_NAME
 
         raw = _get_cookie_value_from_request(request, USER_COOKIE_NAME)
         claims = json.loads(raw) if raw else None
