@@ -192,3 +192,27 @@ def test_conversations_are_listed_per_user_and_only_their_author_writes_in_them(
         with pytest.raises(AgentOpsError, match="not a conversation id"):
             service.chat_history(bad)
     assert [m.content for m in service.chat_history("c1")] == ["first of otto", "the answer"]
+
+
+def test_the_sessions_table_migrates_down_and_up_as_the_schema_declares_it(ada: object, db_url: str) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from agentops.db import Store, close_stores, schema
+    from agentops.db.migrate import HEAD_REVISION, alembic_config
+
+    assert service.sessions.log_in("ada", PASSWORD) is not None
+    close_stores()
+    store = Store(db_url)
+    config = alembic_config(store)
+    for target in ("0009_mcp_pins", HEAD_REVISION):
+        with store.write() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if target != HEAD_REVISION else command.upgrade)(config, target)
+        inspector = sa.inspect(store.engine)
+        assert ("web_sessions" in inspector.get_table_names()) == (target == HEAD_REVISION)
+    migrated = {c["name"]: c["nullable"] for c in sa.inspect(store.engine).get_columns("web_sessions")}
+    assert migrated == {c.name: c.nullable for c in schema.WEB_SESSIONS.columns}
+    store.engine.dispose()
+    close_stores()
+    assert open_store().sessions_of("ada") == []
