@@ -6,6 +6,7 @@ service layer, which checks the role again, so a forged click from a viewer is r
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -96,7 +97,10 @@ def login_page() -> None:
     elif status in ("tampered", "malformed", "unknown", "disabled"):
         st.warning("This session is not valid; log in again.", icon=":material/lock:")
     target = f"/session/login?next={quote(requested_path(), safe='')}"
-    st.link_button("Log in", target, type="primary", key="login-link")
+    # A same-tab link (st.link_button opens a new tab): the login page sets the cookie and comes back here.
+    with st.container(key="login-link"):
+        st.markdown(f'<a href="{html.escape(target)}" target="_self" style="font-size:1.1rem">Log in again →</a>',
+                    unsafe_allow_html=True)
 
 
 def logout(user: SessionUser) -> None:

@@ -97,9 +97,14 @@ def test_logout_ends_the_session_server_side_and_the_replayed_cookie_is_refused(
     assert page_status(served.url, old) == 200, "the cookie replayed while the session lives is let in"
     page.locator(".st-key-logout button").click()
     expect(page.get_by_text("You are logged out.")).to_be_visible()
+    expect(page.locator(".st-key-login-link")).to_be_visible()
+    expect(page.get_by_role("link", name="Runs")).to_have_count(0)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
     page.screenshot(path=str(shots / "logged-out.png"), full_page=True)
     assert page_status(served.url, old) == 303
-    page.reload()
+    page.locator(".st-key-login-link a").click()
+    expect_login_form(page)
+    page.goto(f"{served.url}/runs")
     expect_login_form(page)
     [logout] = service.audit_search(actor="user:ada", action="user.logout")
     assert json.loads(logout.payload)["via"] == "local"
