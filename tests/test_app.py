@@ -109,6 +109,16 @@ def test_an_approver_approves_and_the_run_scales_the_cluster(incident: PendingIn
     assert f"approve-inbox-{incident.approval_id}" not in keys(at.run())
 
 
+def test_a_click_in_a_tab_whose_session_was_logged_out_elsewhere_decides_nothing(incident: PendingIncident) -> None:
+    at = logged_in("ada")
+    approve = at.button(key=f"approve-inbox-{incident.approval_id}")
+    assert service.sessions.log_out(BROWSER.cookies[service.sessions.SESSION_COOKIE])
+    approve.click().run()
+    assert service.get_approval(incident.approval_id).status == "pending"
+    assert "logout" not in keys(at) and "You are logged out." in [i.value for i in at.info]
+    assert service.audit_search(action="approval.decided") == []
+
+
 def test_a_viewer_sees_requests_but_no_decision_buttons_and_a_forged_decision_fails(
         incident: PendingIncident) -> None:
     at = logged_in("vera")

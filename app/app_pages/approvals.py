@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from ui_kit.approval_card import approval_card, approval_group
 from ui_kit.render import when
-from ui_kit.session import current_user
+from ui_kit.session import current_user, still_logged_in
 
 from agentops import service
 from agentops.errors import AgentOpsError
@@ -37,6 +37,8 @@ if requested:
 
 @st.fragment(run_every=3)
 def pending_requests() -> None:
+    if not still_logged_in(user):
+        return
     pending = service.list_approvals("pending")
     st.markdown(f"**{len(pending)} waiting**" if pending else "Nothing is waiting for a decision.")
     for group in views.pending_groups(pending):

@@ -77,6 +77,17 @@ def current_user() -> SessionUser | None:
     return SessionUser(account.name, account.role, account.via)
 
 
+def still_logged_in(user: SessionUser) -> bool:
+    """Check the session again before acting: a fragment (the inbox's refresh, a click on a card inside it)
+    reruns without the main script, so a session logged out or expired meanwhile is caught here. When it has
+    ended the whole page reruns, which shows the login prompt; False means do nothing."""
+    current = current_user()
+    if current is not None and current.name == user.name and current.role == user.role:
+        return True
+    st.rerun(scope="app")
+    return False
+
+
 def requested_path() -> str:
     """This page's path and query, for the login to come back to."""
     url = st.context.url or ""

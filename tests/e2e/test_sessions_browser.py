@@ -121,6 +121,18 @@ def test_logout_ends_the_session_server_side_and_the_replayed_cookie_is_refused(
     assert page_status(served.url, fresh.cookie) == 303
 
 
+def test_an_open_inbox_logged_out_from_another_browser_falls_back_to_the_login(served: Served, page: Page) -> None:
+    approval_id = served.incident.approval_id
+    log_in(page, f"{served.url}/approvals", "ada")
+    expect(page.locator(f".st-key-approve-inbox-{approval_id}")).to_be_visible()
+    stolen = session_cookie(page.context)
+    assert httpx.post(f"{served.url}/session/logout", cookies={COOKIE: stolen}, timeout=30).status_code == 303
+    # The inbox refreshes itself every 3 s; its next refresh finds the session ended and draws the login prompt.
+    expect(page.locator(".st-key-login-link")).to_be_visible(timeout=30_000)
+    expect(page.locator(f".st-key-approve-inbox-{approval_id}")).to_have_count(0)
+    assert service.get_approval(approval_id).status == "pending"
+
+
 def test_an_expired_session_is_refused_and_recorded(served: Served, page: Page,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTOPS_SESSION_TTL", "1s")
