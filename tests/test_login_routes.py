@@ -113,3 +113,16 @@ def test_hostile_forms_are_refused_in_one_line(client: TestClient) -> None:
     markup = client.get("/session/login", params={"next": '/x"><script>alert(1)</script>'})
     assert "<script>alert(1)</script>" not in markup.text
     assert service.audit_search(action="session.started") == []
+
+
+def test_the_cookie_is_secure_when_the_app_is_served_over_https(sqlite_project: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.settings import reset_settings
+
+    monkeypatch.setenv("AGENTOPS_APP_URL", "https://agentops.example.com")
+    reset_settings()
+    service.add_user("ada", "approver", PASSWORD)
+    app = Starlette(routes=routes())
+    with TestClient(app, base_url="http://127.0.0.1:8501", follow_redirects=False) as behind_a_proxy:
+        done = log_in(behind_a_proxy)
+    assert done.status_code == 303 and "secure" in done.headers["set-cookie"].lower()

@@ -100,7 +100,7 @@ def _same_origin(request: Request) -> bool:
 def _set(response: Response, request: Request, issued: Any) -> None:
     max_age = max(1, int(issued.expires_at - time.time()))
     response.set_cookie(COOKIE, issued.cookie, max_age=max_age, path="/", httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https")
+                        secure=request.url.scheme == "https" or service.get_settings().app_url.startswith("https:"))
 
 
 def _clear(response: Response) -> None:
