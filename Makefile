@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/engine.py
 	$(VENV)/bin/python bench/scheduler.py
 	$(VENV)/bin/python bench/app_runs_page.py
+	$(VENV)/bin/python bench/sessions.py
 	$(VENV)/bin/python bench/data_query.py
 	$(VENV)/bin/python bench/agent_loop.py
 	$(VENV)/bin/python bench/approvals.py

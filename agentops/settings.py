@@ -23,6 +23,19 @@ def find_project_root(start: Path | None = None) -> Path:
 
 
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> object:
+    """Seconds from "90", "90s", "30m", "12h" or "2d"; anything else is left for pydantic to refuse."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text and text[-1] in DURATION_UNITS:
+            try:
+                return float(text[:-1]) * DURATION_UNITS[text[-1]]
+            except ValueError:
+                raise ValueError("a duration is a number of seconds or one with s, m, h or d, e.g. 12h") from None
+    return value
 
 
 class Settings(BaseSettings):
@@ -128,6 +141,39 @@ class Settings(BaseSettings):
     """Signs the login cookie; a random one is made per start when unset."""
     oidc_default_role: str = "viewer"
     """Role of an OIDC user who has no local account row yet (their row is created on first login)."""
+
+    session_ttl: float = Field(default=12 * 3600.0, gt=0)
+    """How long an app login lasts (seconds, or 30m, 12h, 2d); the session then has to log in again."""
+    session_secret: SecretStr | None = None
+    """Signs the app's session cookie. Default: a random key kept in <project>/.agentops/session-secret (0600)."""
+    app_url: str = "http://127.0.0.1:8501"
+    """Where people open the app: the base of the links to approvals and runs (notifications use them)."""
+
+    @field_validator("session_ttl", mode="before")
+    @classmethod
+    def _session_ttl(cls, value: object) -> object:
+        return parse_duration(value)
+
+    @field_validator("session_secret")
+    @classmethod
+    def _session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("use at least 16 characters (e.g. openssl rand -hex 32)")
+        return value
+
+    @field_validator("app_url")
+    @classmethod
+    def _app_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - a port that is not a number raises here
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("the app's URL is http(s)://host[:port][/path], e.g. https://agentops.example.com")
+        return value.rstrip("/")
 
     @field_validator("project_dir")
     @classmethod

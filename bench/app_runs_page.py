@@ -46,6 +46,23 @@ def fill(count: int) -> str:
     return rows[-1]["id"]
 
 
+def log_in_bench_user() -> None:
+    """The page checks a session cookie on every run: open one for an admin and hand it to the page as a browser's
+    websocket handshake would (AppTest has no browser)."""
+    from types import SimpleNamespace
+
+    import streamlit.runtime.context
+
+    from agentops import service
+
+    service.add_user("bench", "admin", "bench-password")
+    issued = service.sessions.log_in("bench", "bench-password")
+    assert issued is not None
+    connection = SimpleNamespace(cookies={service.sessions.SESSION_COOKIE: issued.cookie}, headers=(),
+                                 remote_ip="127.0.0.1")
+    streamlit.runtime.context._get_client_context = lambda: connection  # type: ignore[assignment]
+
+
 def render(page_setup, repeats: int = 7) -> float:  # type: ignore[no-untyped-def]
     import streamlit as st
     from streamlit.testing.v1 import AppTest
@@ -54,9 +71,6 @@ def render(page_setup, repeats: int = 7) -> float:  # type: ignore[no-untyped-de
     for _ in range(repeats):
         st.cache_data.clear()
         at = AppTest.from_file(str(ROOT / "app" / "app_pages" / "runs.py"), default_timeout=60)
-        from ui_kit.session import SESSION_KEY, SessionUser
-
-        at.session_state[SESSION_KEY] = SessionUser("bench", "admin", "local")
         page_setup(at)
         t0 = time.perf_counter()
         at.run()
@@ -91,6 +105,7 @@ def main() -> None:
         os.environ.update(AGENTOPS_DATABASE_URL=f"sqlite:///{db}", AGENTOPS_PROJECT_DIR=str(ROOT))
         t0 = time.perf_counter()
         last_run = fill(count)
+        log_in_bench_user()
         print(f"{count:,} runs inserted in {time.perf_counter() - t0:.1f} s\n")
 
         def deep_page(at) -> None:  # type: ignore[no-untyped-def]

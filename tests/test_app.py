@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import streamlit.runtime.context
 from streamlit.testing.v1 import AppTest
 
 from agentops import service
@@ -29,13 +32,48 @@ def incident(app_project: Path) -> PendingIncident:
     return pending_incident()
 
 
-def logged_in(name: str) -> AppTest:
+@dataclass
+class FakeBrowserConnection:
+    """What a browser's websocket handshake hands the app: its cookies (AppTest has no browser to send them)."""
+
+    cookies: dict[str, str] = field(default_factory=dict)
+    headers: tuple[tuple[str, str], ...] = ()
+    remote_ip: str | None = "127.0.0.1"
+
+
+BROWSER = FakeBrowserConnection()
+
+
+def _connection() -> FakeBrowserConnection:
+    return BROWSER
+
+
+streamlit.runtime.context._get_client_context = _connection  # type: ignore[assignment]
+
+
+@pytest.fixture(autouse=True)
+def _no_cookies_left_over() -> Iterator[None]:
+    BROWSER.cookies.clear()
+    yield
+    BROWSER.cookies.clear()
+
+
+def with_cookie(value: str | None) -> AppTest:
+    BROWSER.cookies.clear()
+    if value is not None:
+        BROWSER.cookies[service.sessions.SESSION_COOKIE] = value
     at = AppTest.from_file(MAIN, default_timeout=30)
     at.run()
-    at.text_input(key="login-user").input(name)
-    at.text_input(key="login-password").input(USERS[name][1])
-    at.button(key="login-submit").click().run()
     assert not at.exception, at.exception
+    return at
+
+
+def logged_in(name: str) -> AppTest:
+    """The app as the browser sees it after the login route set the session cookie."""
+    issued = service.sessions.log_in(name, USERS[name][1])
+    assert issued is not None
+    at = with_cookie(issued.cookie)
+    assert "logout" in keys(at), "logged in"
     return at
 
 
@@ -43,19 +81,19 @@ def keys(at: AppTest) -> set[str]:
     return {b.key for b in at.button if b.key}
 
 
-def test_wrong_password_is_refused_and_both_attempts_reach_the_ledger(app_project: Path) -> None:
-    at = AppTest.from_file(MAIN, default_timeout=30)
-    at.run()
-    at.text_input(key="login-user").input("ada")
-    at.text_input(key="login-password").input("not-her-password")
-    at.button(key="login-submit").click().run()
-    assert [e.value for e in at.error] == ["Wrong user or password."]
-    assert "logout" not in keys(at)
-    at.text_input(key="login-password").input("ada-approves")
-    at.button(key="login-submit").click().run()
+def test_no_expired_or_logged_out_session_opens_a_page_and_the_role_is_read_afresh(app_project: Path) -> None:
+    at = with_cookie(None)
+    assert "logout" not in keys(at) and any('href="/session/login?next=' in m.value for m in at.markdown)
+    issued = service.sessions.log_in("ada", USERS["ada"][1])
+    assert issued is not None
+    at = with_cookie(issued.cookie)
     assert [t.value for t in at.title] == ["Approvals"] and "logout" in keys(at)
-    actions = [(e.action, json.loads(e.payload)["via"]) for e in service.audit_search(actor="user:ada")]
-    assert actions[:2] == [("user.login", "local"), ("user.login_failed", "local")]
+    at.button(key="logout").click().run()
+    assert "logout" not in keys(at) and "You are logged out." in [i.value for i in at.info]
+    assert service.sessions.check_session(issued.cookie).status == "ended"
+    assert "logout" not in keys(with_cookie(issued.cookie)), "the same cookie, sent again, is refused"
+    actions = [e.action for e in service.audit_search(actor="user:ada")]
+    assert {"user.login", "session.started", "user.logout"} <= set(actions)
 
 
 def test_an_approver_approves_and_the_run_scales_the_cluster(incident: PendingIncident) -> None:
@@ -69,6 +107,16 @@ def test_an_approver_approves_and_the_run_scales_the_cluster(incident: PendingIn
     assert service.get_run(incident.run_id).state == "COMPLETED"
     assert {d.name: d.replicas for d in open_store().deployments()}["web-app"] == 12
     assert f"approve-inbox-{incident.approval_id}" not in keys(at.run())
+
+
+def test_a_click_in_a_tab_whose_session_was_logged_out_elsewhere_decides_nothing(incident: PendingIncident) -> None:
+    at = logged_in("ada")
+    approve = at.button(key=f"approve-inbox-{incident.approval_id}")
+    assert service.sessions.log_out(BROWSER.cookies[service.sessions.SESSION_COOKIE])
+    approve.click().run()
+    assert service.get_approval(incident.approval_id).status == "pending"
+    assert "logout" not in keys(at) and "You are logged out." in [i.value for i in at.info]
+    assert service.audit_search(action="approval.decided") == []
 
 
 def test_a_viewer_sees_requests_but_no_decision_buttons_and_a_forged_decision_fails(
@@ -167,20 +215,16 @@ def test_backends_page_shows_the_simulated_cluster(app_project: Path) -> None:
     assert "web-app" in list(cluster["deployment"]) and tickets.empty and scale_events.empty
 
 
-def test_oidc_identity_maps_to_an_account_and_is_recorded(app_project: Path, monkeypatch) -> None:
-    monkeypatch.setenv("AGENTOPS_OIDC_SERVER_METADATA_URL", "http://127.0.0.1:9/.well-known/openid-configuration")
-    monkeypatch.setenv("AGENTOPS_OIDC_CLIENT_ID", "agentops")
-    from agentops.settings import reset_settings
-
-    reset_settings()
-    at = AppTest.from_file(MAIN, default_timeout=30)
-    at.user = {"is_logged_in": True, "email": "sso.person@example.com", "name": "SSO Person"}
-    at.run()
-    assert not at.exception, at.exception
+def test_an_oidc_identity_gets_a_session_of_its_account_and_is_recorded(app_project: Path) -> None:
+    issued = service.sessions.log_in_oidc({"is_logged_in": True, "email": "sso.person@example.com",
+                                           "name": "SSO Person"})
+    at = with_cookie(issued.cookie)
     assert [t.value for t in at.title] == ["Approvals"]
     assert open_store().get_user("sso.person@example.com").role == "viewer"
     logins = service.audit_search(actor="user:sso.person@example.com", action="user.login")
     assert json.loads(logins[0].payload)["via"] == "oidc"
+    [started] = service.audit_search(actor="user:sso.person@example.com", action="session.started")
+    assert json.loads(started.payload)["via"] == "oidc"
 
 
 def test_an_approver_who_started_the_run_from_the_chat_page_cannot_approve_it_in_the_inbox(

@@ -58,7 +58,7 @@ def start_app(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     """The Streamlit app as a child process (stopped by its PID)."""
     env = os.environ.copy()
     env.setdefault("AGENTOPS_PROJECT_DIR", str(root))
-    command = [sys.executable, "-m", "streamlit", "run", str(root / "app" / "main.py"), "--server.address", host,
+    command = [sys.executable, "-m", "streamlit", "run", str(root / "app" / "server.py"), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
     secrets_file = write_auth_secrets(root, host, port)

@@ -210,6 +210,21 @@ class ApiToken(SQLModel, table=True):
     revoked_at: float | None = None
 
 
+class WebSession(SQLModel, table=True):
+    """A login to the app: only the SHA-256 of the random session id is kept, so the table cannot log anyone in."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    user_name: str = Field(max_length=200)
+    via: str = Field(max_length=16)
+    created_at: float
+    expires_at: float
+    ended_at: float | None = None
+    end_reason: str | None = Field(default=None, max_length=16)
+    """logout or expired."""
+
+
 class AlertGroup(SQLModel, table=True):
     """An Alertmanager alert group and the run its firing started: a repeat does not start another while it runs."""
 
@@ -404,6 +419,7 @@ APPROVALS = _table(Approval)
 VOTES = _table(ApprovalVote)
 USERS = _table(User)
 TOKENS = _table(ApiToken)
+WEB_SESSIONS = _table(WebSession)
 ALERT_GROUPS = _table(AlertGroup)
 SCHEDULES = _table(Schedule)
 LEASES = _table(Lease)

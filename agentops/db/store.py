@@ -12,7 +12,8 @@ from agentops.db.chat import ChatSQL
 from agentops.db.governance import GovernanceSQL
 from agentops.db.mcp import McpSQL
 from agentops.db.scheduling import SchedulingSQL
+from agentops.db.sessions import SessionsSQL
 
 
-class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, AlertsSQL, McpSQL):
+class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, AlertsSQL, McpSQL, SessionsSQL):
     """Database access for the whole of agentops."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from agentops.core.times import format_time, iso_time
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
-from agentops.service import alerts, chat, schedules, tokens, views
+from agentops.service import alerts, chat, links, schedules, sessions, tokens, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
 from agentops.service.approvals import decide, get_approval, list_approvals
 from agentops.service.audit import (
@@ -25,8 +25,10 @@ from agentops.service.runs import (
     RunDetail,
     actor_of,
     cancel,
+    chat_conversations,
     chat_history,
     chat_send,
+    conversation_owner,
     count_runs,
     execute_here,
     find_flow,
@@ -70,8 +72,10 @@ __all__ = [
     "authenticate",
     "cancel",
     "chat",
+    "chat_conversations",
     "chat_history",
     "chat_send",
+    "conversation_owner",
     "count_runs",
     "decide",
     "execute_here",
@@ -84,6 +88,7 @@ __all__ = [
     "init_project",
     "iso_time",
     "ledger_record",
+    "links",
     "list_approvals",
     "list_datasets",
     "list_flows",
@@ -110,6 +115,7 @@ __all__ = [
     "run_outcome",
     "run_steps",
     "schedules",
+    "sessions",
     "start_run",
     "tokens",
     "views",

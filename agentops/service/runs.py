@@ -26,7 +26,7 @@ from agentops.engine.runner import (
     requeue_run,
     resume_run,
 )
-from agentops.errors import AgentOpsError, NotFoundError
+from agentops.errors import AgentOpsError, NotFoundError, PermissionDenied
 from agentops.governance.approvals import cancel_pending
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.chat import DISPATCHER_FLOW, send
@@ -179,11 +179,38 @@ def chat_send(message: str, *, user: str | None, conversation_id: str | None = N
     st = open_store()
     if user:
         require_user(st, user, CAN_OPERATE, "chatting")
-    return send(message, user=acting_user(user), conversation_id=conversation_id)
+    author = acting_user(user)
+    if conversation_id is not None:
+        _check_conversation_id(conversation_id)
+        exists, owner = st.conversation_owner(conversation_id)
+        if exists and owner != author:
+            raise PermissionDenied(f"conversation {conversation_id} is {owner or 'nobody'}'s: you can read it, "
+                                   "not write in it (start a new one)")
+    return send(message, user=author, conversation_id=conversation_id)
+
+
+def _check_conversation_id(conversation_id: str) -> None:
+    if not (0 < len(conversation_id) <= 32 and conversation_id.isalnum() and conversation_id.isascii()):
+        raise AgentOpsError(f"'{conversation_id[:40]}' is not a conversation id (up to 32 letters and digits)")
 
 
 def chat_history(conversation_id: str) -> list[Any]:
+    _check_conversation_id(conversation_id)
     return open_store().chat_messages(conversation_id)
+
+
+def chat_conversations(*, owner: str | None = None, limit: int = 100) -> list[Any]:
+    """Conversations, the latest first, each with who began it; everyone who can log in may read them all."""
+    return open_store().conversations(owner=owner, limit=limit)
+
+
+def conversation_owner(conversation_id: str) -> str | None:
+    """Who began a conversation; NotFound for one that does not exist."""
+    _check_conversation_id(conversation_id)
+    exists, owner = open_store().conversation_owner(conversation_id)
+    if not exists:
+        raise NotFoundError(f"no conversation {conversation_id}")
+    return owner
 
 
 def pending_approvals_for(run_id: str) -> list[Approval]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import streamlit as st
-from ui_kit.approval_card import approval_group
+from ui_kit.approval_card import approval_card, approval_group
 from ui_kit.render import when
-from ui_kit.session import current_user
+from ui_kit.session import current_user, still_logged_in
 
 from agentops import service
+from agentops.errors import AgentOpsError
 from agentops.service import views
 
 user = current_user()
@@ -17,9 +18,27 @@ flash = st.session_state.pop("approvals_flash", None)
 if flash:
     st.success(flash, icon=":material/check_circle:")
 
+requested = st.query_params.get("request")
+if requested:
+    # A link (a notification's, say) opens the request's card; deciding is still a click on the card.
+    with st.container(key="linked-request"):
+        try:
+            linked = service.get_approval(requested)
+        except AgentOpsError as exc:
+            st.error(str(exc))
+        else:
+            st.subheader("The request you followed")
+            approval_card(views.approval_view(linked), user, scope="link")
+        if st.button("Show the whole inbox", key="linked-close"):
+            del st.query_params["request"]
+            st.rerun()
+    st.divider()
+
 
 @st.fragment(run_every=3)
 def pending_requests() -> None:
+    if not still_logged_in(user):
+        return
     pending = service.list_approvals("pending")
     st.markdown(f"**{len(pending)} waiting**" if pending else "Nothing is waiting for a decision.")
     for group in views.pending_groups(pending):

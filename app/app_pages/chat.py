@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 from ui_kit.approval_card import approval_card
-from ui_kit.render import state_label
+from ui_kit.render import md_text, state_label, when
 from ui_kit.session import SessionUser, current_user
 
 from agentops import service
@@ -49,16 +49,54 @@ def show_pending(run_id: str, user: SessionUser) -> None:
         approval_card(views.approval_view(approval), user, scope="chat")
 
 
-conversation = st.session_state.setdefault("chat_conversation", None)
-for message in service.chat_history(conversation) if conversation else []:
-    with st.chat_message("user" if message.role == "user" else "assistant"):
-        st.markdown(message.content)
-        if message.run_id:
-            st.caption(f"run `{message.run_id}`")
-            show_pending(message.run_id, user)
+def conversation_list(user: SessionUser, current: str | None) -> None:
+    """The stored conversations, the latest first; one click (or the URL, after a reload) reopens one."""
+    with st.sidebar:
+        st.markdown("**Conversations**")
+        if user.can_operate and st.button("New conversation", key="chat-new", icon=":material/add:"):
+            st.query_params.pop("conversation", None)
+            st.rerun()
+        whose = st.radio("Show", ["mine", "everyone's"], index=0 if user.can_operate else 1, horizontal=True,
+                         key="chat-whose", label_visibility="collapsed")
+        listed = service.chat_conversations(owner=user.name if whose == "mine" else None, limit=50)
+        if not listed:
+            st.caption("No conversations yet.")
+        for c in listed:
+            title = c.first_message if len(c.first_message) <= 48 else c.first_message[:47] + "…"
+            owner = "" if c.owner == user.name else f" · {c.owner or 'nobody'}"
+            label = f"{md_text(title)}{md_text(owner)} · {when(c.last_at)}"
+            if st.button(label, key=f"conversation-{c.conversation_id}", width="stretch",
+                         type="primary" if c.conversation_id == current else "secondary"):
+                st.query_params["conversation"] = c.conversation_id
+                st.rerun()
+
+
+conversation = st.query_params.get("conversation") or None
+owner = user.name
+if conversation:
+    try:
+        owner = service.conversation_owner(conversation) or ""
+    except AgentOpsError as exc:
+        st.error(str(exc))
+        conversation = None
+        owner = user.name
+conversation_list(user, conversation)
+
+with st.container(key="chat-history"):
+    for message in service.chat_history(conversation) if conversation else []:
+        with st.chat_message("user" if message.role == "user" else "assistant"):
+            if message.role == "user" and message.user and message.user != user.name:
+                st.caption(message.user)
+            st.markdown(message.content)
+            if message.run_id:
+                st.caption(f"run `{message.run_id}`")
+                show_pending(message.run_id, user)
 
 if not user.can_operate:
     st.info(f"Your role ({user.role}) can read conversations but not start automations.")
+elif owner != user.name:
+    st.info(f"This is {owner or 'nobody'}'s conversation: you can read it, not write in it. "
+            "Start a new one to ask for something.")
 elif prompt := st.chat_input("Describe what needs doing", key="chat-input"):
     with st.chat_message("user"):
         st.markdown(prompt)
@@ -68,7 +106,7 @@ elif prompt := st.chat_input("Describe what needs doing", key="chat-input"):
         except AgentOpsError as exc:
             st.error(str(exc))
             st.stop()
-        st.session_state["chat_conversation"] = reply.conversation_id
+        st.query_params["conversation"] = reply.conversation_id
         st.markdown(reply.answer)
         if reply.waiting:
             show_pending(reply.dispatch_run_id, user)

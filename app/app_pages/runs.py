@@ -8,7 +8,7 @@ import time
 import altair as alt
 import streamlit as st
 from ui_kit.render import pretty, state_label, when
-from ui_kit.session import SessionUser, current_user, database_key
+from ui_kit.session import SessionUser, current_user, database_key, still_logged_in
 
 from agentops import service
 from agentops.core.states import STOPPED_SHORT, State, is_terminal
@@ -70,6 +70,9 @@ def run_detail(run_id: str, user: SessionUser) -> None:
                f"created {when(run.created_at)}")
     if run.state_message:
         st.info(run.state_message)
+    for waiting in service.pending_approvals_for(run.id):
+        st.markdown(f"[Open the approval it waits for: `{waiting.action}` · {waiting.id[:12]}]"
+                    f"(/approvals?request={waiting.id})")
     if user.can_operate:
         run_actions(run.id, run.state, user)
     left, right = st.columns(2)
@@ -113,6 +116,8 @@ def run_detail(run_id: str, user: SessionUser) -> None:
 @st.fragment(run_every=2)
 def live_state(run_id: str) -> None:
     """The run's state, refreshed while the page is open."""
+    if not still_logged_in(user):
+        return
     run = service.get_run(run_id)
     with st.container(key="run-state"):
         st.subheader(f"{run.flow_name} · {state_label(run.state)}")

@@ -11,7 +11,7 @@ from agentops.errors import AgentOpsError
 from agentops.service import views
 from ui_kit.effect_view import show_effect
 from ui_kit.render import args_diff, countdown, pretty, when
-from ui_kit.session import SessionUser
+from ui_kit.session import SessionUser, still_logged_in
 
 
 def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "inbox") -> None:
@@ -34,6 +34,11 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
                     st.markdown(f"**{line['role']}**: {line['text']}")
         if a.run_id:
             st.caption(f"run `{a.run_id}` · step {a.step_no} · requested {when(a.created_at)}")
+        if a.status != "pending":
+            by = f" by {a.decided_by}" if a.decided_by else ""
+            st.info(f"This request is {a.status}{by} ({when(a.decided_at)}); there is nothing left to decide.",
+                    icon=":material/task_alt:")
+            return
         if not user.can_decide:
             st.caption(f"Your role ({user.role}) can see this request but not decide it.")
             return
@@ -63,6 +68,8 @@ def approval_group(group: list[views.ApprovalView], user: SessionUser) -> None:
 
 def _decide_all(group: list[views.ApprovalView], kind: str, user: SessionUser) -> None:
     """One decision per request, each bound to its own digest and recorded on its own."""
+    if not still_logged_in(user):
+        return
     done, failed = 0, []
     for view in group:
         a = view.approval
@@ -112,6 +119,8 @@ def _parse_args(text: str) -> dict | None:
 
 def _decide(approval_id: str, kind: str, user: SessionUser, **details: object) -> None:
     """The decider is the logged-in user, never a form field; the service checks the role again."""
+    if not still_logged_in(user):
+        return
     try:
         result = service.decide(approval_id, kind, user=user.name, **details)  # type: ignore[arg-type]
     except AgentOpsError as exc:

@@ -1,19 +1,21 @@
-"""Who is using the app: local accounts (hashed passwords) or OIDC through st.login.
+"""Who is using the app: the session cookie set by the login beside the app (ui_kit/login_routes.py).
 
-The acting user is kept in session state only after a successful login; every page passes that name to
-the service layer, which checks the role again, so a forged click from a viewer is refused there too.
+Every run of every page checks the cookie against the session store; every page passes the user's name to the
+service layer, which checks the role again, so a forged click from a viewer is refused there too.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import streamlit as st
 
 from agentops import service
 from agentops.errors import AgentOpsError
 
-SESSION_KEY = "agentops_user"
+STATUS_KEY = "agentops_session_status"
 
 
 @dataclass(frozen=True)
@@ -54,49 +56,71 @@ def _load(root: str, database_url: str) -> str:
     return root
 
 
+def session_cookie() -> str | None:
+    """The session cookie the browser sent when this page connected (HttpOnly: the page's JavaScript never
+    sees it, but the websocket's handshake carries it)."""
+    return st.context.cookies.get(service.sessions.SESSION_COOKIE)
+
+
 def current_user() -> SessionUser | None:
-    user = st.session_state.get(SESSION_KEY)
-    if isinstance(user, SessionUser):
-        return user
-    if service.get_settings().oidc_enabled and st.user.get("is_logged_in"):
-        try:
-            account = service.oidc_login(dict(st.user.to_dict()))
-        except AgentOpsError as exc:
-            st.error(str(exc))
-            return None
-        user = SessionUser(account.name, account.role, "oidc")
-        st.session_state[SESSION_KEY] = user
-        return user
-    return None
+    """The logged-in user, checked against the session store on every run of every page: a session logged out
+    elsewhere, expired, or of a disabled account is no user, whatever this tab remembers."""
+    try:
+        checked = service.sessions.check_session(session_cookie())
+    except AgentOpsError as exc:
+        st.error(str(exc))
+        return None
+    st.session_state[STATUS_KEY] = checked.status
+    account = checked.account
+    if account is None:
+        return None
+    return SessionUser(account.name, account.role, account.via)
+
+
+def still_logged_in(user: SessionUser) -> bool:
+    """Check the session again before acting: a fragment (the inbox's refresh, a click on a card inside it)
+    reruns without the main script, so a session logged out or expired meanwhile is caught here. When it has
+    ended the whole page reruns, which shows the login prompt; False means do nothing."""
+    current = current_user()
+    if current is not None and current.name == user.name and current.role == user.role:
+        return True
+    st.rerun(scope="app")
+    return False
+
+
+def requested_path() -> str:
+    """This page's path and query, for the login to come back to."""
+    url = st.context.url or ""
+    path = "/" + url.split("://", 1)[-1].partition("/")[2] if "://" in url else "/"
+    query = "&".join(f"{quote(k)}={quote(v)}" for k, v in st.query_params.items())
+    return path + (f"?{query}" if query else "")
 
 
 def login_page() -> None:
+    """Shown when this tab has no live session (it was logged out or expired while open): the login is a page of
+    its own, beside the app, which sets the cookie and comes back here."""
     st.title("agentops")
-    st.caption("Review what agents did; approve what they want to do.")
-    if service.get_settings().oidc_enabled:
-        st.button("Log in with single sign-on", key="login-sso", on_click=st.login, type="primary")
-        st.divider()
-    with st.form("login-form", border=True):
-        name = st.text_input("User", key="login-user")
-        password = st.text_input("Password", type="password", key="login-password")
-        submitted = st.form_submit_button("Log in", key="login-submit")
-    if submitted:
-        account = service.authenticate(name.strip(), password)
-        if account is None:
-            st.error("Wrong user or password.", icon=":material/lock:")
-            return
-        st.session_state[SESSION_KEY] = SessionUser(account.name, account.role, "local")
-        st.rerun()
+    status = st.session_state.get(STATUS_KEY)
+    if status == "ended":
+        st.info("You are logged out.", icon=":material/logout:")
+    elif status == "expired":
+        st.warning("Your session expired; log in again.", icon=":material/schedule:")
+    elif status in ("tampered", "malformed", "unknown", "disabled"):
+        st.warning("This session is not valid; log in again.", icon=":material/lock:")
+    target = f"/session/login?next={quote(requested_path(), safe='')}"
+    # A same-tab link (st.link_button opens a new tab): the login page sets the cookie and comes back here.
+    with st.container(key="login-link"):
+        st.markdown(f'<a href="{html.escape(target)}" target="_self" style="font-size:1.1rem">Log in again →</a>',
+                    unsafe_allow_html=True)
 
 
-def logout() -> None:
-    user = st.session_state.pop(SESSION_KEY, None)
-    if isinstance(user, SessionUser) and user.via == "oidc":
+def logout(user: SessionUser) -> None:
+    service.sessions.log_out(session_cookie())
+    if user.via == "oidc":
         st.logout()
-    st.rerun()
 
 
 def sidebar_account(user: SessionUser) -> None:
     with st.sidebar:
         st.markdown(f"**{user.name}** · {user.role}")
-        st.button("Log out", key="logout", on_click=logout)
+        st.button("Log out", key="logout", on_click=logout, args=(user,))

@@ -15,10 +15,11 @@ pytestmark = pytest.mark.e2e
 
 
 def log_in(page: Page, url: str, name: str) -> None:
+    """Open `url` (any page of the app): with no session the browser lands on the login form, then back there."""
     page.goto(url)
-    page.locator(".st-key-login-user input").fill(name)
-    page.locator(".st-key-login-password input").fill(USERS[name][1])
-    page.locator(".st-key-login-submit button").click()
+    page.locator("#login-user").fill(name)
+    page.locator("#login-password").fill(USERS[name][1])
+    page.locator("#login-submit").click()
     expect(page.locator(".st-key-logout")).to_be_visible()
 
 

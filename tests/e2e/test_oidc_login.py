@@ -49,8 +49,8 @@ def served_with_oidc(ops_project: Path, provider: str, monkeypatch: pytest.Monke
 
 
 def test_single_sign_on_logs_in_with_the_accounts_role_and_is_audited(served_with_oidc: Served, page: Page) -> None:
-    page.goto(served_with_oidc.url)
-    page.locator(".st-key-login-sso button").click()
+    page.goto(f"{served_with_oidc.url}/runs")
+    page.locator("#login-sso").click()
     page.locator("input[name=sub]").fill("sso-ada")
     page.get_by_role("button", name="Authorize").click()
     expect(page.locator(".st-key-logout")).to_be_visible()
@@ -59,6 +59,18 @@ def test_single_sign_on_logs_in_with_the_accounts_role_and_is_audited(served_wit
     expect(page.locator(f".st-key-approve-inbox-{approval_id}")).to_be_visible()
     logins = service.audit_search(actor="user:ada.sso@example.com", action="user.login")
     assert [json.loads(e.payload)["via"] for e in logins] == ["oidc"]
+    # The provider's sign-in ends in the same session as a password's: an HttpOnly cookie that a reload keeps.
+    [started] = service.audit_search(actor="user:ada.sso@example.com", action="session.started")
+    assert json.loads(started.payload)["via"] == "oidc"
+    assert next(c for c in page.context.cookies() if c["name"] == "agentops_session")["httpOnly"]
+    page.reload()
+    expect(page.get_by_text("ada.sso@example.com · approver")).to_be_visible()
+    page.locator(".st-key-logout button").click()
+    page.get_by_role("button", name="End session").click()  # the provider's own logout (its end_session_endpoint)
+    expect(page.locator("#login-form")).to_be_visible()
+    page.goto(f"{served_with_oidc.url}/approvals")
+    expect(page.locator("#login-form")).to_be_visible()  # Streamlit's identity cookie went with the session
+    assert len(service.audit_search(actor="user:ada.sso@example.com", action="user.logout")) == 1
     secrets_file = service.project_path(".agentops", "streamlit", "secrets.toml")
     assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
     assert "oidc-client-secret-value" not in json.dumps([e.payload for e in service.audit_search(limit=1000)])
