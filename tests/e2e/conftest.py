@@ -44,6 +44,9 @@ def browser():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def page(browser, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)  # expect() has its own 5 s default; the suite runs four workers on two cores
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     tab.set_default_timeout(20_000)
