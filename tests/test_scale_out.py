@@ -347,3 +347,25 @@ def test_a_delivery_waits_for_a_row_lock_held_elsewhere_and_then_runs(cluster: C
     cluster.wait_completed(run_id)
     cluster.check_once("l")
     assert cluster.dropped(run_id) == [], "the delivery was not skipped or dropped"
+
+
+def test_a_run_longer_than_the_visibility_timeout_is_delivered_again_and_the_copy_dropped(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.settings import reset_settings
+
+    timeout = 2 * STALE_AFTER
+    monkeypatch.setenv("AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS", str(timeout))
+    reset_settings()
+    cluster.start_worker(concurrency=2)  # a free process for the redelivered message
+    run_id = cluster.queue("scaled", "v", hold=True)
+    cluster.wait(lambda: "hold v" in cluster.lines(), "the run reached its held step")
+    cluster.wait(lambda: bool(cluster.dropped(run_id)), "Redis delivered the unacknowledged message again",
+                 timeout=60)
+    assert cluster.state(run_id) == "RUNNING", "the first delivery still runs it"
+    cluster.release("v")
+    cluster.wait_completed(run_id)
+    cluster.check_once("v")
+    assert cluster.lines().count("hold v") == 1, "the redelivery ran no step"
+    assert set(cluster.dropped(run_id)) == {"running elsewhere with a fresh heartbeat"}
+    claims = [e for e in cluster.store.search_ledger(run_id=run_id, action="run.state") if '"RUNNING"' in e.payload]
+    assert len(claims) == 1, "claimed once"

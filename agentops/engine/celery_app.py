@@ -43,8 +43,18 @@ _apps_lock = threading.Lock()
 
 
 def visibility_timeout(settings: Settings) -> float:
-    """An hour, or twenty stale intervals if that is longer."""
+    """AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS, or an hour, or twenty stale intervals if that is longer."""
+    if settings.broker_visibility_timeout_seconds is not None:
+        return settings.broker_visibility_timeout_seconds
     return max(MIN_VISIBILITY_TIMEOUT, 20 * settings.stale_after_seconds)
+
+
+def transport_options(settings: Settings) -> dict[str, float]:
+    """Redis' visibility timeout, and its sweep for overdue messages run often enough to honour it (kombu's
+    default sweeps every 100 s, which only an hour's timeout can ignore)."""
+    timeout = visibility_timeout(settings)
+    return {"visibility_timeout": timeout, "unacked_restore_interval": max(1.0, min(10.0, timeout / 10)),
+            "unacked_restore_throttle": 1 if timeout < MIN_VISIBILITY_TIMEOUT else 10}
 
 
 def celery_app() -> Celery:
@@ -66,7 +76,7 @@ def _make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        broker_transport_options={"visibility_timeout": visibility_timeout(settings)},
+        broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
         # A send runs right after its commit, in the committing thread: a broker that is down costs it about a
