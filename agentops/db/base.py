@@ -199,10 +199,11 @@ class StoreBase:
 
     @contextmanager
     def _read_sql(self) -> Iterator[SqlText]:
-        """Reads for SQL text: a pooled sqlite3 connection in autocommit (each read is one statement, so it sees
-        one snapshot), or a SQLAlchemy read transaction."""
+        """Reads for SQL text, one statement each (so each sees one snapshot): a pooled sqlite3 connection or a
+        pooled PostgreSQL one, both in autocommit."""
         if not self.is_sqlite:
-            with self.read() as conn:
+            # One statement is its own snapshot: in autocommit it costs no BEGIN and no ROLLBACK round trip.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 yield SqlText(conn)
             return
         with self._lock:

@@ -115,14 +115,16 @@ def create_run(
     return values["id"]
 
 
-def execute_run(run_id: str, *, worker_id: str, epoch: int, store: Store | None = None) -> RunOutcome:
+def execute_run(run_id: str, *, worker_id: str, epoch: int, store: Store | None = None,
+                claimed: RunRecord | None = None) -> RunOutcome:
     """Run (or replay) a run this worker has claimed under `epoch`, to completion, failure or a pause.
 
-    If another execution takes the run over meanwhile, this one stops at its next write (LeaseLost), writes
-    nothing more, and the outcome is the run's state as the new owner has it.
+    `claimed` is the run as the claim returned it (saves reading it again). If another execution takes the run
+    over meanwhile, this one stops at its next write (LeaseLost), writes nothing more, and the outcome is the
+    run's state as the new owner has it.
     """
     store = store or open_store()
-    run = store.get_run(run_id)
+    run = claimed if claimed is not None and claimed.id == run_id and claimed.epoch == epoch else store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"no run with id '{run_id}'")
     recorded = {s.step_no: s for s in store.steps_for_run(run_id)}

@@ -104,7 +104,7 @@ class Worker:
         return self.store.claim_run(self.id, self._claim_events)
 
     def _execute(self, run: RunRecord) -> RunOutcome:
-        outcome = execute_run(run.id, worker_id=self.id, epoch=run.epoch, store=self.store)
+        outcome = execute_run(run.id, worker_id=self.id, epoch=run.epoch, store=self.store, claimed=run)
         self.executed += 1
         if self.on_outcome is not None:
             self.on_outcome(outcome)
