@@ -137,22 +137,29 @@ class RunsSQL(LedgerSQL):
 
         `events_for(run)` builds the claim's audit events from the run as it was. Returns the run as claimed.
         """
+        claimed = self.claim_runs(worker_id, events_for, limit=1)
+        return claimed[0] if claimed else None
+
+    def claim_runs(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]], *,
+                   limit: int) -> list[RunRecord]:
+        """Take up to `limit` of the oldest queued (or crashed) runs in one transaction, oldest first, skipping rows
+        another worker is claiming; each under its next epoch, with its claim's events."""
         now = time.time()
         pick = (f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
-                f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT 1")
+                f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT :limit")
+        params = {**_CLAIMABLE_PARAMS, "now": now, "limit": max(1, limit)}
         with self._write_sql() as tx:
-            if self.is_sqlite:
-                found = tx.first(pick, {**_CLAIMABLE_PARAMS, "now": now})
-                return None if found is None else self._take(tx, RunRecord(**found), worker_id, now, events_for)
-            # PostgreSQL: pick and take in one statement; RETURNING gives the row as it was before the claim.
-            found = tx.first(f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "
-                             f"UPDATE flow_runs AS f SET {self._claim_set('f')} FROM picked WHERE f.id = picked.id "
-                             f"RETURNING picked.*", {**_CLAIMABLE_PARAMS, "now": now, "worker_id": worker_id})
-            if found is None:
-                return None
-            run = RunRecord(**found)
-            self._chain(tx, events_for(run))
-            return self._claimed(run, worker_id, now)
+            if self.is_sqlite:  # the write lock is held: nobody else is claiming
+                return [self._take(tx, RunRecord(**found), worker_id, now, events_for)
+                        for found in tx.rows(pick, params)]
+            # PostgreSQL: pick and take in one statement; RETURNING gives the rows as they were before the claim.
+            found = tx.rows(f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "
+                            f"UPDATE flow_runs AS f SET {self._claim_set('f')} FROM picked WHERE f.id = picked.id "
+                            f"RETURNING picked.*", {**params, "worker_id": worker_id})
+            runs = sorted((RunRecord(**row) for row in found), key=lambda r: (r.created_at, r.id))
+            if runs:
+                self._chain(tx, [event for run in runs for event in events_for(run)])
+            return [self._claimed(run, worker_id, now) for run in runs]
 
     def claim_run_by_id(self, run_id: str, worker_id: str, states: Iterable[str],
                         events_for: Callable[[RunRecord], Sequence[Event]], *,
