@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentops.errors import ConfigError
@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     --celery`. Needs PostgreSQL (workers on other hosts share its state). Unset: polling workers only."""
     broker_queue: str = Field(default="agentops", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     """The broker queue runs are sent to (`agentops worker --celery -Q` consumes it by default)."""
+    broker_visibility_timeout_seconds: float | None = Field(default=None, gt=0)
+    """Redis: seconds an unacknowledged message waits before Redis delivers it again. Default: an hour, or 20
+    stale intervals if longer. It must be at least twice the stale interval: a run that outlasts it is
+    delivered again, and that delivery is dropped while the run's heartbeat is fresh."""
     task_workers: int = Field(default=256, gt=0)
     """Threads in the pool behind task.submit() and task.map()."""
     shadow_policy: bool = False
@@ -192,6 +196,14 @@ class Settings(BaseSettings):
             raise ValueError(f"a broker URL starts with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
         return value
 
+    @model_validator(mode="after")
+    def _visibility_above_staleness(self) -> Settings:
+        timeout = self.broker_visibility_timeout_seconds
+        if timeout is not None and timeout < 2 * self.stale_after_seconds:
+            raise ValueError(f"AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS={timeout:g} is below twice "
+                             f"AGENTOPS_STALE_AFTER_SECONDS={self.stale_after_seconds:g}")
+        return self
+
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_server_metadata_url and self.oidc_client_id)
@@ -232,6 +244,8 @@ def describe_setting_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     name = "AGENTOPS_" + "_".join(str(part) for part in err["loc"]).upper()
     message = err["msg"].removeprefix("Value error, ")
+    if not err["loc"]:  # a check across settings names them itself
+        return f"settings: {message}"
     secret = any(marker in name for marker in ("SECRET", "TOKEN", "PASSWORD", "KEY")) or name.endswith("_URL")
     shown = "<hidden>" if secret else repr(err.get("input"))
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

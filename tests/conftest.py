@@ -26,9 +26,10 @@ for _name in list(os.environ):
 def _reset_process_state() -> None:
     from agentops.core.redaction import reset_redactor
     from agentops.db import close_stores
-    from agentops.engine import project
+    from agentops.engine import project, tracing
     from agentops.settings import reset_settings
 
+    tracing.shutdown()
     close_stores()
     reset_settings()
     reset_redactor()

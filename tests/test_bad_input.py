@@ -73,6 +73,7 @@ def database_of(project: Path) -> Path:
     ({"AGENTOPS_BROKER_URL": "redis://127.0.0.1:6379/0"}, "AGENTOPS_BROKER_URL needs PostgreSQL"),
     ({"AGENTOPS_BROKER_URL": "http://127.0.0.1:6379/0"}, "a broker URL starts with one of redis://"),
     ({"AGENTOPS_BROKER_QUEUE": "two words"}, "AGENTOPS_BROKER_QUEUE='two words'"),
+    ({"AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "50"}, "=50 is below twice AGENTOPS_STALE_AFTER_SECONDS=30"),
 ])
 def test_a_bad_setting_is_one_line_and_no_run(cli_project: Path, env: dict[str, str], expected: str) -> None:
     assert agentops("run", "doubler").returncode == 0

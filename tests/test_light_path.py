@@ -16,7 +16,8 @@ from agentops.core.ledger import verify_rows
 from agentops.db.records import LogRecord, RunRecord, StepRecord
 from agentops.db.schema import FlowRun, LogLine, StepRun
 
-HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "streamlit", "pandasai", "langchain_core", "pandas", "celery", "kombu")
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "streamlit", "pandasai", "langchain_core", "pandas", "celery", "kombu",
+         "opentelemetry")
 
 REPORT_HEAVY = f"""
 import json, sys

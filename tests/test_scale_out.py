@@ -347,3 +347,45 @@ def test_a_delivery_waits_for_a_row_lock_held_elsewhere_and_then_runs(cluster: C
     cluster.wait_completed(run_id)
     cluster.check_once("l")
     assert cluster.dropped(run_id) == [], "the delivery was not skipped or dropped"
+
+
+def test_a_run_longer_than_the_visibility_timeout_is_delivered_again_and_the_copy_dropped(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.settings import reset_settings
+
+    timeout = 2 * STALE_AFTER
+    monkeypatch.setenv("AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS", str(timeout))
+    reset_settings()
+    cluster.start_worker(concurrency=2)  # a free process for the redelivered message
+    run_id = cluster.queue("scaled", "v", hold=True)
+    cluster.wait(lambda: "hold v" in cluster.lines(), "the run reached its held step")
+    cluster.wait(lambda: bool(cluster.dropped(run_id)), "Redis delivered the unacknowledged message again",
+                 timeout=60)
+    assert cluster.state(run_id) == "RUNNING", "the first delivery still runs it"
+    cluster.release("v")
+    cluster.wait_completed(run_id)
+    cluster.check_once("v")
+    assert cluster.lines().count("hold v") == 1, "the redelivery ran no step"
+    assert set(cluster.dropped(run_id)) == {"running elsewhere with a fresh heartbeat"}
+    claims = [e for e in cluster.store.search_ledger(run_id=run_id, action="run.state") if '"RUNNING"' in e.payload]
+    assert len(claims) == 1, "claimed once"
+
+
+def test_serve_with_a_broker_runs_the_sweeper_and_an_embedded_celery_worker(cluster: Cluster) -> None:
+    log = open(cluster.marks / "serve.log", "wb")  # noqa: SIM115 (the process owns it)
+    serve = subprocess.Popen([sys.executable, "-m", "agentops.cli", "serve", "--no-app", "--worker",
+                              "--worker-concurrency", "1"], cwd=cluster.root, env=os.environ.copy(), stdout=log,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    cluster.workers.append(serve)  # killed with its process group if the test fails
+    run_id = cluster.queue("scaled", "sv")
+    cluster.wait_completed(run_id)
+    cluster.check_once("sv")
+    [claim] = [serialization.loads(e.payload) for e in cluster.store.search_ledger(
+        run_id=run_id, action="run.state", ascending=True) if '"RUNNING"' in e.payload]
+    assert claim["delivery"], "a broker delivery claimed it: the embedded worker is a Celery worker"
+    output = (cluster.marks / "serve.log").read_text()
+    assert "a Celery worker (pid" in output
+    worker_pid = int(output.split("a Celery worker (pid ", 1)[1].split(")", 1)[0])
+    os.killpg(serve.pid, signal.SIGTERM)  # serve only: it stops its worker itself
+    assert serve.wait(60) == 0
+    assert not Path(f"/proc/{worker_pid}").exists() or "zombie" in Path(f"/proc/{worker_pid}/status").read_text()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentops.agents.prompts import load_prompt
 from agentops.core.ledger import Event
+from agentops.engine import tracing
 from agentops.engine.context import current_run, current_step
 from agentops.engine.mcp import mcp_tools
 from agentops.engine.project import project_root
@@ -172,15 +173,29 @@ class _Loop:
         ask = self.settings.model_on_error == "ask"
         failed = [0]
 
+        provider, _, requested = self.model_label.rpartition(":")
+
         def call(turn: int) -> dict[str, Any]:
             RunBudget.of(self.ctx).take_model_call(self.policy, self.agent.name)
-            try:
-                result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
-            except ModelReplyError as exc:
-                failed[0] += 1
-                if ask and failed[0] > retries:
-                    return {"unusable": str(exc), "model": self.model_label, "turn": turn, "attempts": failed[0]}
-                raise
+            with tracing.span(f"chat {requested}", {"gen_ai.operation.name": "chat", "gen_ai.request.model": requested,
+                                                    "gen_ai.provider.name": provider or None,
+                                                    "gen_ai.agent.name": self.agent.name,
+                                                    "agentops.model.turn": turn}) as span:
+                try:
+                    result = call_model(self.model, messages, list(self.whitelist.values()), bound=self.bound_model)
+                except ModelReplyError as exc:
+                    failed[0] += 1
+                    if ask and failed[0] > retries:
+                        span.set({"agentops.model.unusable": True})
+                        return {"unusable": str(exc), "model": self.model_label, "turn": turn,
+                                "attempts": failed[0]}
+                    raise
+                span.set({"gen_ai.response.model": result.model_name,
+                          "gen_ai.usage.input_tokens": result.usage.get("input_tokens"),
+                          "gen_ai.usage.output_tokens": result.usage.get("output_tokens"),
+                          "agentops.model.fallback": result.fallback,
+                          "gen_ai.response.finish_reasons": (result.message.response_metadata or {}).get(
+                              "finish_reason")})
             message = result.message
             return {"message": messages_to_dict([message])[0], "model": result.model_name,
                     "latency_ms": result.latency_ms, "usage": result.usage, "fallback": result.fallback,
@@ -283,7 +298,22 @@ class _Loop:
                      fallback: str | None = None) -> ToolOutcome:
         """Screen, approve if asked, run. `fallback` names the model that stood in for an unreachable one
         and proposed this call (the policy's `fallback:` rule applies to it)."""
+        with tracing.span(f"execute_tool {name}", {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                                                   "gen_ai.tool.call.id": call_id,
+                                                   "gen_ai.agent.name": self.agent.name}) as span:
+            outcome = self._governed_call(name, args, call_id, conversation, fallback, span)
+            span.set({"agentops.tool.status": outcome.status, "agentops.approval.id": outcome.approval_id,
+                      "agentops.approval.edited": outcome.edited})
+            return outcome
+
+    def _governed_call(self, name: str, args: Any, call_id: str, conversation: list[Any], fallback: str | None,
+                       span: tracing.Span) -> ToolOutcome:
         screening = self._screen(name, args, call_id, fallback)
+        verdict = screening["verdict"] or {}
+        span.set({"agentops.policy.status": screening["status"],
+                  "agentops.policy.verdict": verdict.get("verdict") if isinstance(verdict, dict) else str(verdict),
+                  "agentops.policy.rule": verdict.get("rule") if isinstance(verdict, dict) else None,
+                  "agentops.policy.hash": screening["policy_hash"]})
         status = screening["status"]
         clean = screening["args"]
         if status == "refused":
@@ -296,6 +326,8 @@ class _Loop:
                 expires_in=self.agent.approval_expires_in, verdict=screening["verdict"],
                 policy_hash=screening["policy_hash"], context={"messages": self._as_dicts(conversation)})
             approval_id = decision.approval_id
+            span.set({"agentops.approval.id": approval_id, "agentops.approval.decision": decision.kind,
+                      "agentops.approval.decided_by": ",".join(decision.decided_by) or None})
             if decision.kind == "reject":
                 return ToolOutcome(name, clean, "rejected", f"A reviewer rejected this call: {decision.message}",
                                    screening["verdict"], approval_id)

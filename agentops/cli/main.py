@@ -269,12 +269,25 @@ def serve(
     no_app: Annotated[bool, typer.Option("--no-app", help="Only the scheduler and a worker.")] = False,
     api_port: Annotated[int | None, typer.Option("--api-port", min=1, max=65535,
                                                  help="Also serve the HTTP API on this port.")] = None,
+    celery_worker: Annotated[bool, typer.Option("--worker", help="With AGENTOPS_BROKER_URL: also run a Celery "
+                                                "worker (a child process). Without a broker a polling worker "
+                                                "always runs.")] = False,
+    worker_concurrency: Annotated[int, typer.Option("--worker-concurrency", min=1,
+                                                    help="Processes of the --worker Celery worker.")] = 2,
 ) -> None:
-    """Run the scheduler, a worker and the app together until Ctrl-C."""
-    services = Services(host=host, port=port, with_app=not no_app, api_port=api_port, on_event=console.print)
+    """Run the scheduler, a worker and the app together until Ctrl-C (with a broker: the scheduler and its
+    sweeper, the app and the API; the worker with --worker)."""
+    services = Services(host=host, port=port, with_app=not no_app, api_port=api_port, on_event=console.print,
+                        celery_worker=celery_worker, worker_concurrency=worker_concurrency)
     services.start()
     api = f", API http://{host}:{api_port}" if api_port else ""
-    console.print(f"serving: app {services.url if not no_app else '(off)'}{api}, scheduler and worker running")
+    if not service.broker_dispatch():
+        workers = "scheduler and worker running"
+    elif services.worker_process is not None:
+        workers = f"scheduler, sweeper and a Celery worker (pid {services.worker_process.pid}) running"
+    else:
+        workers = "scheduler and sweeper running; runs go to the broker's Celery workers (none here: --worker)"
+    console.print(f"serving: app {services.url if not no_app else '(off)'}{api}, {workers}")
     services.wait()
 
 

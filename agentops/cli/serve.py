@@ -1,4 +1,8 @@
-"""`agentops serve`: the scheduler, a worker and the app in one process tree; `agentops demo` on top of it."""
+"""`agentops serve`: the scheduler, a worker and the app in one process tree; `agentops demo` on top of it.
+
+Without a broker the worker is a polling worker thread. With AGENTOPS_BROKER_URL the scheduler also sweeps, runs
+go to Celery workers, and `--worker` starts one as a child process (its own process group, stopped with serve).
+"""
 
 from __future__ import annotations
 
@@ -98,6 +102,10 @@ class Services:
     app_process: subprocess.Popen[bytes] | None = None
     api_server: ApiServer | None = None
     on_event: Callable[[str], None] = print
+    celery_worker: bool = False
+    """With a broker: run a Celery worker as a child process (without one, the polling worker always runs)."""
+    worker_concurrency: int = 2
+    worker_process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -110,15 +118,22 @@ class Services:
             require_free_port(self.host, self.api_port)
         root = load_project()
         store = open_store()
-        worker = service.new_worker(store=store,
-                                    on_outcome=lambda o: self.on_event(f"run {o.run_id} {o.state.value}"))
-        self.threads.append(threading.Thread(target=self._run_until_stopped, args=(worker,), daemon=True,
-                                             name="agentops-worker"))
+        brokered = service.broker_dispatch()
+        command = service.celery_worker_command(concurrency=self.worker_concurrency) if (
+            brokered and self.celery_worker) else None
+        if not brokered:  # with a broker, runs go to Celery workers: the embedded one, or others
+            worker = service.new_worker(store=store,
+                                        on_outcome=lambda o: self.on_event(f"run {o.run_id} {o.state.value}"))
+            self.threads.append(threading.Thread(target=self._run_until_stopped, args=(worker,), daemon=True,
+                                                 name="agentops-worker"))
         scheduler = service.new_scheduler(holder=f"serve:{socket.gethostname()}:{os.getpid()}")
         self.threads.append(threading.Thread(target=scheduler.run, args=(self.stop_event,), daemon=True,
                                              name="agentops-scheduler"))
         for thread in self.threads:
             thread.start()
+        if command is not None:
+            self.worker_process = subprocess.Popen(command, cwd=root, env={**os.environ,
+                                                   "AGENTOPS_PROJECT_DIR": str(root)}, start_new_session=True)
         if self.api_port is not None:
             from agentops.api.server import ApiServer
 
@@ -148,6 +163,9 @@ class Services:
                 if self.app_process is not None and self.app_process.poll() is not None:
                     self.on_event("the app process exited")
                     break
+                if self.worker_process is not None and self.worker_process.poll() is not None:
+                    self.on_event(f"the Celery worker exited with code {self.worker_process.returncode}")
+                    break
         except KeyboardInterrupt:
             pass
         self.stop()
@@ -162,6 +180,14 @@ class Services:
                 self.app_process.wait(10)
             except subprocess.TimeoutExpired:
                 self.app_process.kill()
+        if self.worker_process is not None and self.worker_process.poll() is None:
+            # Warm shutdown: the worker finishes or gives back what it holds (late acks) within the wait.
+            os.killpg(self.worker_process.pid, signal.SIGTERM)
+            try:
+                self.worker_process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker_process.pid, signal.SIGKILL)
+                self.worker_process.wait(10)
         for thread in self.threads:
             thread.join(10)
 

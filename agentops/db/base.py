@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentops.core.deferred import DeferredModule
 from agentops.core.ledger import Event
@@ -106,7 +107,7 @@ class StoreBase:
 
     def _create_engine(self, url: str) -> Engine:
         if not self.is_sqlite:
-            return sa.create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+            return _ping_when_idle(sa.create_engine(url, pool_size=20, max_overflow=40))
         engine = sa.create_engine(url, creator=lambda: connect_sqlite(self._sqlite_path), pool_size=8,
                                   max_overflow=64)
 
@@ -199,10 +200,11 @@ class StoreBase:
 
     @contextmanager
     def _read_sql(self) -> Iterator[SqlText]:
-        """Reads for SQL text: a pooled sqlite3 connection in autocommit (each read is one statement, so it sees
-        one snapshot), or a SQLAlchemy read transaction."""
+        """Reads for SQL text, one statement each (so each sees one snapshot): a pooled sqlite3 connection or a
+        pooled PostgreSQL one, both in autocommit."""
         if not self.is_sqlite:
-            with self.read() as conn:
+            # One statement is its own snapshot: in autocommit it costs no BEGIN and no ROLLBACK round trip.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 yield SqlText(conn)
             return
         with self._lock:
@@ -236,3 +238,26 @@ class StoreBase:
         except Exception:
             return None
         return found["version_num"] if found else None
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled PostgreSQL connection idle longer than this is pinged as it is checked out; one used more recently
+is not (a ping is a round trip on every transaction). A connection that broke anyway fails its statement as a
+disconnect, which SQLAlchemy invalidates with the rest of the pool."""
+
+
+def _ping_when_idle(engine: Engine) -> Engine:
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since > PING_AFTER_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi)
+            except Exception:
+                raise sa.exc.DisconnectionError("the pooled connection is gone") from None  # the pool takes another
+
+    return engine

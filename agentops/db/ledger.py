@@ -38,6 +38,18 @@ CHECKPOINT_COLUMNS = ("seq", "hash", "count", "ts", "key_fingerprint", "signatur
 _LEDGER_INSERT = insert_sql("ledger", LEDGER_COLUMNS.split(", "))
 _HEAD = "SELECT seq, hash FROM ledger_head WHERE id = 1"
 _MOVE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
+_COLUMNS = LEDGER_COLUMNS.split(", ")
+
+
+def _insert_and_move_head(rows: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: the events' rows inserted and the head moved to the last of them, as one statement."""
+    params: dict[str, Any] = {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
+    values = []
+    for i, row in enumerate(rows):
+        values.append("(" + ", ".join(f":{c}_{i}" for c in _COLUMNS) + ")")
+        params |= {f"{c}_{i}": row[c] for c in _COLUMNS}
+    return (f"WITH appended AS (INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES {', '.join(values)}) "
+            f"{_MOVE_HEAD}", params)
 
 
 class LedgerSnapshot:
@@ -78,8 +90,13 @@ class LedgerSQL(StoreBase):
             raise LedgerError("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can "
                               "be appended: run `agentops audit verify` to see what else was changed")
         rows = ledger.chain(head["hash"], events, head["seq"] + 1)
-        tx.execute_many(_LEDGER_INSERT, rows)
-        tx.execute(_MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+        if self.is_sqlite:
+            tx.execute_many(_LEDGER_INSERT, rows)
+            tx.execute(_MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+            return
+        # One round trip: every row and the head's move in one statement.
+        sql, params = _insert_and_move_head(rows)
+        tx.execute(sql, params)
 
     @staticmethod
     def _bind_runs(events: Sequence[Event], rows: Sequence[dict[str, Any]]) -> Sequence[Event]:

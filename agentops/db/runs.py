@@ -137,13 +137,29 @@ class RunsSQL(LedgerSQL):
 
         `events_for(run)` builds the claim's audit events from the run as it was. Returns the run as claimed.
         """
+        claimed = self.claim_runs(worker_id, events_for, limit=1)
+        return claimed[0] if claimed else None
+
+    def claim_runs(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]], *,
+                   limit: int) -> list[RunRecord]:
+        """Take up to `limit` of the oldest queued (or crashed) runs in one transaction, oldest first, skipping rows
+        another worker is claiming; each under its next epoch, with its claim's events."""
         now = time.time()
-        lock = "" if self.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        pick = (f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
+                f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT :limit")
+        params = {**_CLAIMABLE_PARAMS, "now": now, "limit": max(1, limit)}
         with self._write_sql() as tx:
-            found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
-                             f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT 1{lock}",
-                             {**_CLAIMABLE_PARAMS, "now": now})
-            return None if found is None else self._take(tx, RunRecord(**found), worker_id, now, events_for)
+            if self.is_sqlite:  # the write lock is held: nobody else is claiming
+                return [self._take(tx, RunRecord(**found), worker_id, now, events_for)
+                        for found in tx.rows(pick, params)]
+            # PostgreSQL: pick and take in one statement; RETURNING gives the rows as they were before the claim.
+            found = tx.rows(f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "
+                            f"UPDATE flow_runs AS f SET {self._claim_set('f')} FROM picked WHERE f.id = picked.id "
+                            f"RETURNING picked.*", {**params, "worker_id": worker_id})
+            runs = sorted((RunRecord(**row) for row in found), key=lambda r: (r.created_at, r.id))
+            if runs:
+                self._chain(tx, [event for run in runs for event in events_for(run)])
+            return [self._claimed(run, worker_id, now) for run in runs]
 
     def claim_run_by_id(self, run_id: str, worker_id: str, states: Iterable[str],
                         events_for: Callable[[RunRecord], Sequence[Event]], *,
@@ -182,11 +198,19 @@ class RunsSQL(LedgerSQL):
     def _take(self, tx: SqlText, run: RunRecord, worker_id: str, now: float,
               events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord:
         """The claim itself, on a row the caller has locked: RUNNING here under the next epoch."""
-        tx.execute(f"UPDATE flow_runs SET state = 'RUNNING', epoch = epoch + 1, worker_id = :worker_id, "
-                   f"heartbeat_at = {self.now_sql}, updated_at = :now, started_at = COALESCE(started_at, :now), "
-                   f"ended_at = NULL, error = NULL WHERE id = :id",
+        tx.execute(f"UPDATE flow_runs SET {self._claim_set()} WHERE id = :id",
                    {"worker_id": worker_id, "now": now, "id": run.id})
         self._chain(tx, events_for(run))
+        return self._claimed(run, worker_id, now)
+
+    def _claim_set(self, alias: str | None = None) -> str:
+        """What a claim sets: RUNNING for `:worker_id` under the next epoch, heartbeat by the database's clock."""
+        own = f"{alias}." if alias else ""
+        return (f"state = 'RUNNING', epoch = {own}epoch + 1, worker_id = :worker_id, heartbeat_at = {self.now_sql}, "
+                f"updated_at = :now, started_at = COALESCE({own}started_at, :now), ended_at = NULL, error = NULL")
+
+    @staticmethod
+    def _claimed(run: RunRecord, worker_id: str, now: float) -> RunRecord:
         return replace(run, state=State.RUNNING.value, worker_id=worker_id, epoch=run.epoch + 1,
                        started_at=run.started_at or now, ended_at=None, error=None)
 

@@ -27,7 +27,7 @@ from celery import Celery, Task, signals
 
 from agentops.db import open_store
 from agentops.db.open import forget_stores_after_fork
-from agentops.engine import heartbeat, steps
+from agentops.engine import heartbeat, steps, tracing
 from agentops.engine.delivery import deliver
 from agentops.engine.project import load_project
 from agentops.errors import ConfigError, RunBusy
@@ -43,8 +43,18 @@ _apps_lock = threading.Lock()
 
 
 def visibility_timeout(settings: Settings) -> float:
-    """An hour, or twenty stale intervals if that is longer."""
+    """AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS, or an hour, or twenty stale intervals if that is longer."""
+    if settings.broker_visibility_timeout_seconds is not None:
+        return settings.broker_visibility_timeout_seconds
     return max(MIN_VISIBILITY_TIMEOUT, 20 * settings.stale_after_seconds)
+
+
+def transport_options(settings: Settings) -> dict[str, float]:
+    """Redis' visibility timeout, and its sweep for overdue messages run often enough to honour it (kombu's
+    default sweeps every 100 s, which only an hour's timeout can ignore)."""
+    timeout = visibility_timeout(settings)
+    return {"visibility_timeout": timeout, "unacked_restore_interval": max(1.0, min(10.0, timeout / 10)),
+            "unacked_restore_throttle": 1 if timeout < MIN_VISIBILITY_TIMEOUT else 10}
 
 
 def celery_app() -> Celery:
@@ -66,7 +76,7 @@ def _make_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        broker_transport_options={"visibility_timeout": visibility_timeout(settings)},
+        broker_transport_options=transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
         # A send runs right after its commit, in the committing thread: a broker that is down costs it about a
@@ -89,8 +99,10 @@ def _make_app(settings: Settings) -> Celery:
 
 
 def _execute_task(task: Task, run_id: object) -> str:
+    carried = (task.request.headers or {}).get("traceparent") or getattr(task.request, "traceparent", None)
     try:
-        done = deliver(run_id, delivery=task.request.id)
+        with tracing.continuing(carried):
+            done = deliver(run_id, delivery=task.request.id)
     except RunBusy as busy:  # the row stayed locked: give the message back for a later try, never skip it
         raise task.retry(countdown=1, max_retries=None, exc=busy) from None
     if done.dropped:
@@ -101,8 +113,10 @@ def _execute_task(task: Task, run_id: object) -> str:
 
 
 def send(run_id: str) -> None:
-    """Publish "execute run `run_id`" on the configured queue (Celery retries the publish a few times)."""
-    celery_app().send_task(TASK_NAME, args=[run_id], queue=get_settings().broker_queue, ignore_result=True)
+    """Publish "execute run `run_id`" on the configured queue (Celery retries the publish a few times), with the
+    W3C traceparent of the run's trace, which the executing worker continues."""
+    celery_app().send_task(TASK_NAME, args=[run_id], queue=get_settings().broker_queue, ignore_result=True,
+                           headers={"traceparent": tracing.traceparent(run_id)})
 
 
 @signals.worker_process_init.connect
@@ -111,8 +125,15 @@ def _after_fork(**_: Any) -> None:
     forget_stores_after_fork()
     steps.forget_task_pool_after_fork()
     heartbeat.forget_heartbeater_after_fork()
+    tracing.forget_after_fork()
     load_project()
     open_store()
+
+
+@signals.worker_process_shutdown.connect
+def _before_exit(**_: Any) -> None:
+    """A pool process exits without running atexit hooks: export its last spans first."""
+    tracing.flush()
 
 
 def worker_main(*, concurrency: int, queues: list[str]) -> None:

@@ -55,7 +55,8 @@ def deliver(run_id: object, *, store: Store | None = None, worker_id: str | None
     claimed = store.claim_run_by_id(run_id, worker_id, sorted(CLAIMABLE), events_for, lock_timeout=lock_timeout)
     if claimed is None:
         return _drop(store, run_id, worker_id, delivery)
-    return Delivered(run_id, outcome=execute_run(run_id, worker_id=worker_id, epoch=claimed.epoch, store=store))
+    return Delivered(run_id, outcome=execute_run(run_id, worker_id=worker_id, epoch=claimed.epoch, store=store,
+                                                 claimed=claimed))
 
 
 def _drop(store: Store, run_id: str, worker_id: str, delivery: str | None) -> Delivered:

@@ -16,7 +16,7 @@ from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor, redact, secret_parameter_values, secret_values
 from agentops.core.states import RESUMABLE, State, is_terminal
 from agentops.db import Store, open_store
-from agentops.engine import dispatch, secrets, transitions  # noqa: F401  (dispatch: for its on_open hook)
+from agentops.engine import dispatch, secrets, tracing, transitions  # noqa: F401  (dispatch: for its on_open hook)
 from agentops.engine.context import RunContext, current_run
 from agentops.engine.heartbeat import heartbeater
 from agentops.engine.logs import install_print_capture
@@ -115,23 +115,33 @@ def create_run(
     return values["id"]
 
 
-def execute_run(run_id: str, *, worker_id: str, epoch: int, store: Store | None = None) -> RunOutcome:
+def execute_run(run_id: str, *, worker_id: str, epoch: int, store: Store | None = None,
+                claimed: RunRecord | None = None) -> RunOutcome:
     """Run (or replay) a run this worker has claimed under `epoch`, to completion, failure or a pause.
 
-    If another execution takes the run over meanwhile, this one stops at its next write (LeaseLost), writes
-    nothing more, and the outcome is the run's state as the new owner has it.
+    `claimed` is the run as the claim returned it (saves reading it again). If another execution takes the run
+    over meanwhile, this one stops at its next write (LeaseLost), writes nothing more, and the outcome is the
+    run's state as the new owner has it.
     """
     store = store or open_store()
-    run = store.get_run(run_id)
+    run = claimed if claimed is not None and claimed.id == run_id and claimed.epoch == epoch else store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"no run with id '{run_id}'")
     recorded = {s.step_no: s for s in store.steps_for_run(run_id)}
     ctx = RunContext(run_id=run_id, flow_name=run.flow_name, store=store, recorded=recorded, worker_id=worker_id,
                      epoch=epoch)
+    with tracing.execution(run_id, run.flow_name, created_at=run.created_at, worker_id=worker_id,
+                           epoch=epoch) as span:
+        outcome = _validated_and_executed(ctx, run)
+        span.set({"agentops.run.state": outcome.state.value, "agentops.steps.recorded": len(recorded)})
+    return outcome
+
+
+def _validated_and_executed(ctx: RunContext, run: RunRecord) -> RunOutcome:
     try:
         flow = get_flow(run.flow_name)
-        stored = serialization.loads(run.parameters, f"run {run_id} parameters") or {}
-        params = flow.validate_parameters(secrets.resolve(flow, run_id, stored))
+        stored = serialization.loads(run.parameters, f"run {run.id} parameters") or {}
+        params = flow.validate_parameters(secrets.resolve(flow, run.id, stored))
     except Exception as exc:
         return _finish(ctx, State.FAILED, error=f"{type(exc).__name__}: {exc}")
     with secret_values(secret_parameter_values(params)):
@@ -180,6 +190,7 @@ def _finish(ctx: RunContext, state: State, *, result: Any = None, result_text: s
     event = transitions.run_state(ctx.run_id, state.value, ts=now, **({"error": error} if error else {}))
     if ctx.store.set_run_state(ctx.run_id, state.value, [event], expect=[State.RUNNING.value], fence=ctx.epoch,
                                fields=fields, logs=ctx.take_logs()):
+        tracing.run_ended(state.value, error)
         return RunOutcome(ctx.run_id, state, result=result, error=error)
     current = ctx.store.get_run(ctx.run_id)
     if current is None or current.epoch != ctx.epoch:

@@ -26,7 +26,7 @@ from agentops.core.coroutines import run_coroutine
 from agentops.core.deferred import DeferredModule
 from agentops.core.redaction import default_redactor, redact
 from agentops.core.states import State
-from agentops.engine import transitions
+from agentops.engine import tracing, transitions
 from agentops.engine.context import RunContext, StepInfo, current_step
 from agentops.engine.logs import install_print_capture
 from agentops.errors import FlowPaused, NonDeterministicFlowError, SerializationError, TaskTimeoutError
@@ -166,6 +166,9 @@ def _record(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, state: State
             ev.run_id, ev.step_no = ctx.run_id, prep.step_no
         events[-1:-1] = facts.events
     ctx.store.record_step(values, events, exists=prep.exists, epoch=ctx.epoch, logs=ctx.take_logs())
+    executing = current_step.get()
+    if executing is not None and executing.step_no == prep.step_no:  # inside the step's span
+        tracing.current().set({"agentops.step.state": state.value, "agentops.step.attempts": attempts})
     ctx.count_step(task.kind, new_step=not prep.exists, tokens=values.get("tokens") or 0,
                    cost=values.get("cost") or 0.0)
     prep.exists = True
@@ -262,7 +265,9 @@ def _executing(task: Task[Any, Any], step_no: int) -> Iterator[None]:
         install_print_capture()
     token = current_step.set(StepInfo(step_no, task.name, task.log_prints))
     try:
-        yield
+        with tracing.span(f"step {task.name}", {"agentops.step.no": step_no, "agentops.task.name": task.name,
+                                                "agentops.step.kind": task.kind}):
+            yield
     finally:
         current_step.reset(token)
 

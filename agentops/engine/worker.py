@@ -103,8 +103,12 @@ class Worker:
     def claim_one(self) -> RunRecord | None:
         return self.store.claim_run(self.id, self._claim_events)
 
+    def claim_batch(self, free: int) -> list[RunRecord]:
+        """Up to `free` runs in one claim transaction (one per free slot)."""
+        return self.store.claim_runs(self.id, self._claim_events, limit=free)
+
     def _execute(self, run: RunRecord) -> RunOutcome:
-        outcome = execute_run(run.id, worker_id=self.id, epoch=run.epoch, store=self.store)
+        outcome = execute_run(run.id, worker_id=self.id, epoch=run.epoch, store=self.store, claimed=run)
         self.executed += 1
         if self.on_outcome is not None:
             self.on_outcome(outcome)
@@ -138,10 +142,12 @@ class Worker:
                     self.housekeeping()
                 self._wake.clear()
                 self._running = {f for f in self._running if not f.done()}
-                if len(self._running) < self.concurrency:
-                    claimed = self.claim_one()
-                    if claimed is not None:
-                        self._submit(claimed)
+                free = self.concurrency - len(self._running)
+                if free > 0:
+                    claimed = self.claim_batch(free)
+                    for run in claimed:
+                        self._submit(run)
+                    if claimed:
                         continue
                 if burst and not self._running and not self.store.has_claimable(time.time()):
                     break

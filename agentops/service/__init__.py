@@ -20,7 +20,13 @@ from agentops.service.audit import (
 )
 from agentops.service.data import ask_data, list_datasets
 from agentops.service.documents import approval_document, run_detail_document, run_document
-from agentops.service.processes import new_scheduler, new_worker, run_celery_worker
+from agentops.service.processes import (
+    broker_dispatch,
+    celery_worker_command,
+    new_scheduler,
+    new_worker,
+    run_celery_worker,
+)
 from agentops.service.runs import (
     RunDetail,
     actor_of,
@@ -70,7 +76,9 @@ __all__ = [
     "audit_search",
     "audit_verify",
     "authenticate",
+    "broker_dispatch",
     "cancel",
+    "celery_worker_command",
     "chat",
     "chat_conversations",
     "chat_history",

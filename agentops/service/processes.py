@@ -38,6 +38,22 @@ def new_scheduler(**options: Any) -> Scheduler:
     return Scheduler(store, **options)
 
 
+def broker_dispatch() -> bool:
+    """Whether runs go to a broker (AGENTOPS_BROKER_URL) for Celery workers, rather than to polling workers."""
+    return dispatching()
+
+
+def celery_worker_command(*, concurrency: int) -> list[str]:
+    """The command line of a Celery worker process (`agentops serve --worker` starts one as its child)."""
+    if not dispatching():
+        raise ConfigError("a Celery worker needs AGENTOPS_BROKER_URL (redis://... or amqp://...)")
+    if concurrency < 1:
+        raise ConfigError("--worker-concurrency must be at least 1")
+    import sys
+
+    return [sys.executable, "-m", "agentops.cli", "worker", "--celery", "-c", str(concurrency)]
+
+
 def run_celery_worker(*, concurrency: int, queues: list[str] | None = None) -> None:
     """`agentops worker --celery`: a Celery worker on AGENTOPS_BROKER_URL, until it is stopped."""
     if not dispatching():
