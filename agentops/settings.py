@@ -71,6 +71,20 @@ class Settings(BaseSettings):
     """The wait before a step's second delivery attempt; it doubles for each attempt after that."""
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     """How long the SMTP client waits for the server's connection and each reply."""
+    slack_webhook_url: SecretStr | None = None
+    """A Slack-compatible incoming-webhook URL for approval notifications (a secret: never stored, logged or shown).
+    Its host must be in the policy's `notifications.webhook_hosts`, or every Slack notification is refused."""
+    app_url: str = "http://127.0.0.1:8501"
+    """The app's base URL, for links to a request in notifications (`{app_url}/approvals?request=ID`)."""
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long one notification's webhook call or SMTP reply may take."""
+    notify_lease_seconds: float = Field(default=120.0, gt=0)
+    """A notification whose delivery began this long ago (by the database's clock) and has no outcome is taken as
+    lost with its process and sent again, with the same id (at least once)."""
+    notify_retry_seconds: float = Field(default=5.0, ge=0)
+    """The wait after a notification's first failed attempt; it doubles for each attempt after that, up to 15 min."""
+    notify_attempts: int = Field(default=12, ge=1)
+    """Delivery attempts per notification before it is recorded as failed for good."""
     ticket_api_url: str | None = None
     """Base URL of a REST ticket API; unset: the embedded ticket table."""
     ticket_api_token: SecretStr | None = None
@@ -143,6 +157,13 @@ class Settings(BaseSettings):
             raise ValueError(f"a broker URL starts with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
         return value
 
+    @field_validator("app_url")
+    @classmethod
+    def _app_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+            raise ValueError("the app's URL starts with http:// or https:// and holds no whitespace")
+        return value.rstrip("/")
+
     @property
     def oidc_enabled(self) -> bool:
         return bool(self.oidc_server_metadata_url and self.oidc_client_id)
@@ -200,6 +221,6 @@ def environment_secrets() -> list[str]:
         names = set(get_settings().secret_settings)
     except ConfigError:  # the error being reported may be the settings themselves
         names = set()
-    markers = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+    markers = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "WEBHOOK")
     names |= {name for name in os.environ if any(m in name.upper() for m in markers)}
     return [os.environ[n] for n in names if len(os.environ.get(n, "")) >= 6]
