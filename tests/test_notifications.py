@@ -317,8 +317,20 @@ def test_a_webhook_host_not_on_the_allowlist_is_refused_recorded_and_never_calle
     refused = [e for e in events(store, run_id) if e[2] == "slack"]
     assert refused == [("notification.attempt", "requested", "slack", 1),
                        ("notification.refused", "requested", "slack", 1)]
-    assert deliver_due(store, now=store.clock() + 10 * HOUR) == [] or webhook.messages == [], "never retried"
+    assert slack_row.id not in deliver_due(store, now=store.clock() + 20 * 60), "refused is never retried"
     assert webhook.messages == []
+    shown = subprocess.run([sys.executable, "-m", "agentops.cli", "approvals", "notifications", appr.id[:8], "--json"],
+                           env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    listed = {(n["kind"], n["channel"]): n for n in json.loads(shown.stdout)}
+    assert listed["requested", "slack"]["status"] == "failed" and listed["requested", "slack"]["attempts"] == 1
+    assert "not in the policy's notifications.webhook_hosts" in listed["requested", "slack"]["last_error"]
+    assert listed["requested", "email"]["status"] == "delivered"
+    assert listed["reminder", "slack"]["status"] == "queued"
+    unknown = subprocess.run([sys.executable, "-m", "agentops.cli", "approvals", "notifications", "nosuchrequest"],
+                             env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [
+        "error: no approval with id 'nosuchrequest'"] and "Traceback" not in unknown.stderr + unknown.stdout
 
 
 def test_the_webhook_secret_is_in_no_table_no_event_and_no_output(

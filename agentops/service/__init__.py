@@ -20,6 +20,7 @@ from agentops.service.audit import (
 )
 from agentops.service.data import ask_data, list_datasets
 from agentops.service.documents import approval_document, run_detail_document, run_document
+from agentops.service.notifications import notification_document, notifications_of
 from agentops.service.processes import new_scheduler, new_worker, run_celery_worker
 from agentops.service.runs import (
     RunDetail,
@@ -91,6 +92,8 @@ __all__ = [
     "list_users",
     "new_scheduler",
     "new_worker",
+    "notification_document",
+    "notifications_of",
     "oidc_login",
     "open_database",
     "pending_approvals_for",

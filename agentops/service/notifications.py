@@ -246,8 +246,14 @@ def email_message(n: Notification, appr: Approval, addresses: list[str]) -> Emai
 
 
 def notifications_of(approval_id: str) -> list[Notification]:
-    """The notifications of one request, in the order they are due."""
-    return open_store().notifications_for(approval_id)
+    """The notifications of one request (its id or a unique prefix), in the order they are due."""
+    from agentops.service.approvals import get_approval
+
+    return open_store().notifications_for(get_approval(approval_id).id)
+
+
+def notification_document(n: Notification) -> dict[str, Any]:
+    return {**n.model_dump(), "recipients": serialization.loads(n.recipients, f"notification {n.id} recipients")}
 
 
 class Notifier:
