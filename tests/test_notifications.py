@@ -420,3 +420,63 @@ def test_a_resolved_alert_is_shown_on_the_request_its_run_still_waits_for(
     [event] = store.search_ledger(run_id=started.run_id, action="approval.alert_resolved")
     assert event.approval_id == appr.id and json.loads(event.payload)["labels"]["deployment"] == "web-app"
     assert store.get_approval(appr.id).status == "pending", "a resolution decides nothing"
+
+
+def test_someone_who_writes_the_database_cannot_redirect_or_forge_a_notification(
+        sqlite_project: Path, webhook: WebhookServer) -> None:
+    store = open_store()
+    setup_people(store, sqlite_project, webhook)
+    webhook.start()
+    run_id, appr = open_request(store)
+    forged_run, forged = open_request(store)
+    rows, forged_rows = by_kind(store, appr.id), by_kind(store, forged.id)
+    conn = sqlite3.connect((sqlite_project / ".." / "agentops.db").resolve())
+    with conn:
+        conn.execute("UPDATE notifications SET recipients = ? WHERE id = ?",
+                     ('["alice", "attacker@evil.test"]', rows["requested", "email"].id))
+        conn.execute("UPDATE approvals SET args = ? WHERE id = ?", ('{"name": "web-app", "replicas": 2}', forged.id))
+    conn.close()
+    deliver_due(store)
+    mail_row = store.notification(rows["requested", "email"].id)
+    assert (mail_row.status, mail_row.last_error) == ("failed", "recipient 'attacker@evil.test' is not named by the "
+                                                      "policy rule for scale_deployment (notify_to, escalate_to "
+                                                      "and their groups)")
+    assert not [m for m in store.outbox_list() if "attacker" in m.to]
+    assert ("notification.refused", "requested", "email", 1) in events(store, run_id)
+    for channel in ("slack", "email"):
+        row = store.notification(forged_rows["requested", channel].id)
+        assert row.status == "failed" and "no notification of it is sent" in (row.last_error or "")
+    assert webhook.ids() == [rows["requested", "slack"].id], "only the untouched request was announced"
+    assert [e[0] for e in events(store, forged_run)].count("notification.refused") == 2
+
+
+def test_deliverers_racing_send_each_notification_once(sqlite_project: Path, webhook: WebhookServer) -> None:
+    import threading
+
+    from agentops.db import Store
+
+    store = open_store()
+    setup_people(store, sqlite_project, webhook)
+    webhook.start()
+    requests = [open_request(store)[1] for _ in range(5)]
+    due = {n.id for a in requests for n in store.notifications_for(a.id) if n.kind == "requested"}
+    assert len(due) == 10
+    stores = [Store(store.url) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    delivered: list[str] = []
+
+    def deliverer(own: Store) -> None:
+        barrier.wait()
+        delivered.extend(deliver_due(own))
+
+    threads = [threading.Thread(target=deliverer, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(delivered) == sorted(due)
+    assert sorted(webhook.ids()) == sorted(n for n in due if store.notification(n).channel == "slack")
+    attempts = store.search_ledger(action="notification.attempt", limit=1000)
+    assert sorted(json.loads(e.payload)["notification_id"] for e in attempts) == sorted(due), "one attempt each"
+    for s in stores:
+        s.engine.dispose()

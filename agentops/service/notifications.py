@@ -31,7 +31,8 @@ from agentops.core.times import format_time
 from agentops.db import Store, open_store
 from agentops.db.notifications import DELIVERED, FAILED, RETRYING, SENDING
 from agentops.engine.project import project_root
-from agentops.governance.notifications import ESCALATION, REMINDER
+from agentops.governance import binding
+from agentops.governance.notifications import ESCALATION, REMINDER, members
 from agentops.governance.policy import Policy, is_address
 from agentops.governance.screening import project_policy
 from agentops.governance.users import CAN_DECIDE
@@ -134,7 +135,27 @@ def _escalated(store: Store, n: Notification, appr: Approval, recipients: list[s
         "cannot_decide": cannot, "waiting_since": appr.created_at})
 
 
+def _refusal(store: Store, n: Notification, appr: Approval, recipients: list[str], policy: Policy) -> str | None:
+    """Why this notification may not go out as stored (fail closed against someone who can write the database):
+    the request differs from the one the ledger recorded, or a recipient is not one the policy names for it."""
+    changed = binding.request_mismatch(store, appr) if appr.run_id else None
+    if changed is not None:
+        return changed.line(appr.id, "no notification of it is sent")
+    rule = policy.rules.get(appr.action)
+    named = members(policy, [*rule.notify_to, *rule.escalate_to]) if rule is not None else []
+    strangers = [m for m in recipients if m not in named]
+    if strangers:
+        return (f"recipient {strangers[0]!r} is not named by the policy rule for {appr.action} (notify_to, "
+                "escalate_to and their groups)")
+    if rule is None or n.channel not in rule.notify:
+        return f"the policy rule for {appr.action} no longer names the {n.channel} channel"
+    return None
+
+
 def _send(store: Store, n: Notification, appr: Approval, recipients: list[str], policy: Policy) -> Sent:
+    refused = _refusal(store, n, appr, recipients, policy)
+    if refused is not None:
+        return Sent(False, refused, refused=True)
     settings = get_settings()
     if n.channel == "slack":
         secret = settings.slack_webhook_url
