@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -53,7 +54,7 @@ class WebhookServer:
                     fake.other_paths.append(self.path)
                     self._reply(404, b"no_service")
                     return
-                fake.messages.append({"headers": dict(self.headers), "body": json.loads(raw)})
+                fake.messages.append({"headers": dict(self.headers), "body": json.loads(raw), "at": time.time()})
                 if fake.hold_next:
                     fake.hold_next = False
                     fake.holding.set()
