@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     http_allowed_hosts: str | None = None
     """Comma-separated host[:port] entries http_request may reach, replacing the policy's `url.hosts` list.
     Unset: the policy's list."""
+    slack_webhook_url: SecretStr | None = None
+    """A Slack-compatible incoming-webhook URL for approval notifications (a secret: never stored, logged or shown).
+    Its host must be in the policy's `notifications.webhook_hosts`, or every Slack notification is refused."""
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long one notification's webhook call or SMTP reply may take."""
+    notify_lease_seconds: float = Field(default=120.0, gt=0)
+    """A notification whose delivery began this long ago (by the database's clock) and has no outcome is taken as
+    lost with its process and sent again, with the same id (at least once)."""
+    notify_retry_seconds: float = Field(default=5.0, ge=0)
+    """The wait after a notification's first failed attempt; it doubles for each attempt after that, up to 15 min."""
+    notify_attempts: int = Field(default=12, ge=1)
+    """Delivery attempts per notification before it is recorded as failed for good."""
     ticket_api_url: str | None = None
     """Base URL of a REST ticket API; unset: the embedded ticket table."""
     ticket_api_token: SecretStr | None = None
@@ -263,6 +275,6 @@ def environment_secrets() -> list[str]:
         names = set(get_settings().secret_settings)
     except ConfigError:  # the error being reported may be the settings themselves
         names = set()
-    markers = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD")
+    markers = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "WEBHOOK")
     names |= {name for name in os.environ if any(m in name.upper() for m in markers)}
     return [os.environ[n] for n in names if len(os.environ.get(n, "")) >= 6]

@@ -111,3 +111,18 @@ def test_identical_requests_are_grouped_and_each_is_decided_on_its_own(cards_pro
     assert service.get_approval(other).status == "pending"
     decided = service.audit_search(action="approval.decided", limit=50)
     assert sorted(e.approval_id for e in decided) == sorted(ids), "one decision recorded per request"
+
+
+def test_a_card_shows_when_the_alert_behind_its_run_resolved(cards_project: Path) -> None:
+    from agentops.core.ledger import Event
+
+    approval_id = gated_request("create_ticket", {"title": "CPU", "description": "hot", "priority": "P1"})
+    assert "alert resolved at" not in page_text(logged_in("ada"))
+    appr = service.get_approval(approval_id)
+    open_store().append_events([Event("user:am", "approval.alert_resolved", run_id=appr.run_id,
+                                      step_no=appr.step_no, approval_id=appr.id, payload={"labels": {}})])
+    resolved_at = service.views.approval_view(appr).alert_resolved_at
+    shown = page_text(logged_in("ada"))
+    assert resolved_at is not None
+    assert "alert resolved at " in shown and "the request still waits for a decision" in shown
+    assert service.get_approval(approval_id).status == "pending"

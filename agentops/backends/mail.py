@@ -117,6 +117,11 @@ def deliver(smtp_url: str, row: dict[str, Any], message: EmailMessage,
                             f"the same Message-ID {row['message_id']}")
 
 
+def deliver_once(smtp_url: str, sender: str, recipients: list[str], data: bytes, timeout: float) -> Outcome:
+    """One SMTP attempt of a message that has no outbox row (an approval notification keeps its own): its outcome."""
+    return _attempt(smtp_url, sender, recipients, data, timeout)
+
+
 def _outcome_values(outcome: Outcome) -> dict[str, Any]:
     now = time.time()
     delivered = outcome.status == DELIVERED

@@ -48,6 +48,21 @@ def approvals_list(
     grid.print()
 
 
+@approvals_app.command("notifications")
+def approvals_notifications(approval_id: str, as_json: JsonOpt = False) -> None:
+    """The notifications telling approvers of one request: each one's kind, channel, when due, and delivery."""
+    items = service.notifications_of(approval_id)
+    if as_json:
+        emit_json([service.notification_document(n) for n in items])
+        return
+    grid = Listing("id", "kind", "channel", "to", "due", "status", "attempts", "last error")
+    for n in items:
+        to = ", ".join(serialization.loads(n.recipients, f"notification {n.id} recipients") or [])
+        grid.add_row(n.id, n.kind, n.channel, _clipped(to, 120), fmt_time(n.due_at), n.status, str(n.attempts),
+                     _clipped(n.last_error or "", 160))
+    grid.print()
+
+
 def _clipped(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
+from agentops.db.notifications import NotificationsSQL
 from agentops.db.runs import RunsSQL
 from agentops.db.sql import SqlText, as_row
 
@@ -55,19 +56,21 @@ class Ancestor(NamedTuple):
     state: str
 
 
-class GovernanceSQL(RunsSQL):
+class GovernanceSQL(RunsSQL, NotificationsSQL):
     def create_approval(self, values: dict[str, Any], events: Sequence[Event]) -> None:
         with self.write() as conn:
             conn.execute(sa.insert(schema.APPROVALS), values)
             self._append(conn, events)
 
     def open_approval(self, approval: dict[str, Any], step: dict[str, Any], *, epoch: int,
-                      events: Sequence[Event]) -> None:
-        """Store an approval request, its step (AWAITING_APPROVAL) and the run's pause, atomically, while the run
-        is at `epoch` (the requesting execution's lease); otherwise nothing is written and LeaseLost is raised."""
+                      events: Sequence[Event], notifications: Sequence[dict[str, Any]] = ()) -> None:
+        """Store an approval request, its step (AWAITING_APPROVAL), the run's pause and the notifications that tell
+        its approvers, atomically, while the run is at `epoch` (the requesting execution's lease); otherwise nothing
+        is written and LeaseLost is raised."""
         with self.write() as conn:
             self._pause_at_step(SqlText(conn), step, epoch=epoch, message=f"awaiting approval {approval['id']}")
             conn.execute(sa.insert(schema.APPROVALS), approval)
+            NotificationsSQL._add_notifications(conn, notifications)
             self._append(conn, self._bind_step(events, step, exists=False))
 
     def get_approval(self, approval_id: str) -> Approval | None:

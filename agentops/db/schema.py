@@ -173,6 +173,38 @@ class Approval(SQLModel, table=True):
     """The final decision as JSON: kind, args (edited or original), message."""
 
 
+class Notification(SQLModel, table=True):
+    """One message telling approvers of a request, written in the transaction that opens it (an outbox) and
+    delivered later by whoever runs the periodic work.
+
+    `kind`: `requested` (due at once), `reminder` (before expiry) or `escalation` (to the second group).
+    `status` (agentops.db.notifications): `queued`, `sending` (an attempt began; `lease_until` says when it counts
+    as lost with its process), `retrying` (an attempt failed; tried again at `next_at`), `delivered`, `failed`
+    (given up, `last_error` says why) or `skipped` (the request was decided or closed before it was due). `id` is
+    the message's idempotency id, the same on every attempt. No webhook URL is kept here: it is a secret.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_next", "status", "next_at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    approval_id: str = Field(max_length=32, index=True)
+    run_id: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=16)
+    channel: str = Field(max_length=16)
+    recipients: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    """JSON list: account names and email addresses, groups expanded."""
+    due_at: float
+    next_at: float
+    status: str = Field(default="queued", max_length=16)
+    attempts: int = 0
+    lease_until: float | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: float
+    updated_at: float
+    delivered_at: float | None = None
+
+
 class ApprovalVote(SQLModel, table=True):
     __tablename__ = "approval_votes"
     __table_args__ = (UniqueConstraint("approval_id", "user", name="uq_approval_votes_user"),)
@@ -417,6 +449,7 @@ LEDGER_HEAD = _table(LedgerHead)
 CHECKPOINTS = _table(LedgerCheckpoint)
 APPROVALS = _table(Approval)
 VOTES = _table(ApprovalVote)
+NOTIFICATIONS = _table(Notification)
 USERS = _table(User)
 TOKENS = _table(ApiToken)
 WEB_SESSIONS = _table(WebSession)

@@ -29,7 +29,7 @@ from agentops.errors import (
     FlowPaused,
     NotFoundError,
 )
-from agentops.governance import binding
+from agentops.governance import binding, notifications
 from agentops.governance.screening import validate_edited_args
 from agentops.governance.users import CAN_DECIDE, require_user
 
@@ -151,8 +151,15 @@ def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reaso
                                approval_id=approval_id),
         transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value, ts=now, approval_id=approval_id),
     ]
+    notices = _notifications(action, approval_id=approval_id, run_id=ctx.run_id, now=now,
+                             expires_at=approval["expires_at"])
+    if notices:
+        events.append(Event(actor=requester, action="approval.notifications_queued", run_id=ctx.run_id,
+                            step_no=step_no, approval_id=approval_id, policy_hash=policy_hash, ts=now,
+                            payload={"notifications": [{"id": n["id"], "kind": n["kind"], "channel": n["channel"],
+                                                        "due_at": n["due_at"]} for n in notices]}))
     row = step.row(State.AWAITING_APPROVAL, meta=serialization.dumps({"approval_id": approval_id}))
-    ctx.store.open_approval(approval, row, epoch=ctx.epoch, events=events)
+    ctx.store.open_approval(approval, row, epoch=ctx.epoch, events=events, notifications=notices)
     raise FlowPaused(f"awaiting approval {approval_id}")
 
 
@@ -279,6 +286,14 @@ def people_behind(appr: Approval, lineage: list[Ancestor]) -> set[str]:
                             "not exist (or the chain of parent runs is too long); who started the run cannot be "
                             "established, so it cannot be decided")
     return people | {a.created_by for a in lineage if a.created_by}
+
+
+def _notifications(action: str, **request: Any) -> list[dict[str, Any]]:
+    """The notifications the tool's policy rule owes this request (agentops.governance.notifications)."""
+    from agentops.engine.project import project_root
+    from agentops.governance.screening import project_policy
+
+    return notifications.planned(project_policy(project_root()), action, **request)
 
 
 def self_approval_allowed(action: str) -> bool:

@@ -39,10 +39,12 @@ from agentops.core.expressions import (
 from agentops.core.yaml_files import Lines, line_of, parse_yaml
 from agentops.engine.context import BudgetUsage
 from agentops.errors import ConfigError
-from agentops.governance.addresses import domain_pattern, recipient_problem
+from agentops.governance.addresses import AddressError, domain_pattern, parse_address, recipient_problem
 from agentops.governance.urls import parse_host_entry, url_problem
 
 VerdictKind = Literal["allow", "require_approval", "deny"]
+Channel = Literal["slack", "email"]
+"""Where approvers are told of a request: the Slack-compatible webhook (AGENTOPS_SLACK_WEBHOOK_URL), or email."""
 FallbackRule = Literal["policy", "require_approval", "deny"]
 """What becomes of a call proposed by the playbook model standing in for an unreachable one: the same verdict
 as any call (`policy`, the default), sent to a person when the policy would allow it, or denied."""
@@ -103,6 +105,25 @@ class RateLimit(BaseModel):
     key: str | list[str] | None = None
 
 
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(s|m|h|d)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value: object) -> float:
+    """`90s`, `15m`, `1.5h`, `2d` or a number of seconds, as seconds (more than zero)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a text like 15m, 90s, 1h, 2d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration (a number of seconds or a text like 15m, 90s, 1h, 2d)")
+    if not 0 < seconds < 366 * 86400:
+        raise ValueError(f"{value!r}: a duration is more than zero and less than a year")
+    return seconds
+
+
 class ToolRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -115,6 +136,20 @@ class ToolRule(BaseModel):
     """The person behind a run (its creator, or the requester) may decide its calls of this tool (recorded)."""
     fallback: FallbackRule | None = None
     """Overrides the top-level `fallback:` for this tool."""
+    notify: list[Channel] = Field(default_factory=list)
+    """Channels that tell approvers when a call of this tool starts waiting for approval."""
+    notify_to: list[str] = Field(default_factory=list)
+    """Who is told: groups of `notifications.groups`, account names, or email addresses."""
+    remind_before: float | None = None
+    """Seconds (or `15m`) before a request's expiry when the same people are reminded."""
+    escalate_after: float | None = None
+    """Seconds (or `30m`) after which a request nobody decided is sent to `escalate_to` as well."""
+    escalate_to: list[str] = Field(default_factory=list)
+
+    @field_validator("remind_before", "escalate_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float | None:
+        return None if value is None else duration_seconds(value)
 
 
 class Budgets(BaseModel):
@@ -126,6 +161,53 @@ class Budgets(BaseModel):
     max_cost_usd: float | None = None
 
 
+class Notifications(BaseModel):
+    """Who approval notifications go to, and where the Slack webhook may point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    """Named groups of members: account names (who can decide, if their role allows) and email addresses."""
+    webhook_hosts: list[str] = Field(default_factory=list)
+    """host or host:port entries the Slack webhook URL must name (agentops.governance.urls); empty refuses every
+    webhook."""
+
+    @field_validator("webhook_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return [str(parse_host_entry(h)) for h in value]
+
+    @field_validator("groups")
+    @classmethod
+    def _members(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for group, members in value.items():
+            if not members:
+                raise ValueError(f"group '{group}' has no members")
+            for member in members:
+                if (problem := member_problem(member)) is not None:
+                    raise ValueError(f"group '{group}': {problem}")
+        return value
+
+
+def member_problem(member: object) -> str | None:
+    """Why `member` cannot be told of a request: neither an account name nor one plain email address."""
+    if not isinstance(member, str):
+        return f"a member is a text, got {type(member).__name__}"
+    if "@" in member:
+        try:
+            parse_address(member)
+        except AddressError as exc:
+            return str(exc)
+        return None
+    if not member or not member.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        return f"'{member}' is not an account name (letters, digits, '-', '_', '.') or an email address"
+    return None
+
+
+def is_address(member: str) -> bool:
+    return "@" in member and member_problem(member) is None
+
+
 class PolicyFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -133,6 +215,7 @@ class PolicyFile(BaseModel):
     shadow: bool = False
     fallback: FallbackRule = "policy"
     budgets: Budgets = Field(default_factory=Budgets)
+    notifications: Notifications = Field(default_factory=Notifications)
     tools: dict[str, ToolRule] = Field(default_factory=dict)
 
 
@@ -380,8 +463,44 @@ class _WithMcpTools(Mapping[str, Mapping[str, Type]]):
         return len(self.local) + sum(len(t) for t in self.listed.values())
 
 
+def _notification_problem(data: PolicyFile) -> tuple[tuple[Any, ...], str] | None:
+    """The first notification setting of a tool that cannot work: an unknown member or group, email with no
+    address to send to, a reminder or escalation without a channel, an escalation without its other half."""
+    groups = data.notifications.groups
+
+    def expanded(names: list[str]) -> list[str]:
+        return [m for n in names for m in groups.get(n, [n])]
+
+    for tool, rule in data.tools.items():
+        where: tuple[Any, ...] = ("tools", tool)
+        if len(set(rule.notify)) != len(rule.notify):
+            return (*where, "notify"), "a channel is named twice"
+        for key in ("notify_to", "escalate_to"):
+            for i, name in enumerate(getattr(rule, key)):
+                if name not in groups and (problem := member_problem(name)) is not None:
+                    return (*where, key, i), f"{problem}, nor a group of notifications.groups " \
+                                             f"({', '.join(sorted(groups)) or 'none defined'})"
+        told = rule.notify_to or rule.escalate_to or rule.remind_before or rule.escalate_after
+        if told and not rule.notify:
+            return (*where, "notify"), "notify_to, remind_before and escalation need channels: notify: [slack, email]"
+        if bool(rule.escalate_after) != bool(rule.escalate_to):
+            return (*where, "escalate_after" if rule.escalate_to else "escalate_to"), \
+                "an escalation needs both escalate_after (when) and escalate_to (who)"
+        if "email" in rule.notify:
+            for key in ("notify_to", "escalate_to"):
+                names = getattr(rule, key)
+                if (names or key == "notify_to") and not any(is_address(m) for m in expanded(names)):
+                    return (*where, key), "the email channel needs at least one email address here " \
+                                          "(directly or in a group)"
+    return None
+
+
 def _checked(text: str, label: str, tools: ToolTypes | Callable[[], ToolTypes]) -> PolicyFile:
     data, lines = _parse(text, label)
+    problem = _notification_problem(data)
+    if problem is not None:
+        path, message = problem
+        raise ConfigError(f"{label}:{line_of(lines, path)}: {'.'.join(map(str, path))}: {message}")
     if data.tools:
         found = _problem_with_tools(data, tools() if callable(tools) else tools)
         if found is not None:
@@ -438,6 +557,13 @@ def load_project_policy(root: Path, *, tools: ToolTypes | None = None) -> Policy
             if name in merged.tools:
                 raise ConfigError(f"{label}: tool '{name}' is already defined by another policy file")
         merged.tools.update(part.tools)
+        for group, members in part.notifications.groups.items():
+            if merged.notifications.groups.get(group, members) != members:
+                raise ConfigError(f"{label}: notifications group '{group}' is already defined differently by "
+                                  "another policy file")
+            merged.notifications.groups[group] = members
+        merged.notifications.webhook_hosts += [h for h in part.notifications.webhook_hosts
+                                               if h not in merged.notifications.webhook_hosts]
         merged.shadow = merged.shadow or part.shadow
         merged.fallback = max(merged.fallback, part.fallback, key=_FALLBACK_ORDER.index)
         for field_name in Budgets.model_fields:

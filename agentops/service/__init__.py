@@ -20,6 +20,7 @@ from agentops.service.audit import (
 )
 from agentops.service.data import ask_data, list_datasets
 from agentops.service.documents import approval_document, run_detail_document, run_document
+from agentops.service.notifications import notification_document, notifications_of
 from agentops.service.processes import (
     broker_dispatch,
     celery_worker_command,
@@ -104,6 +105,8 @@ __all__ = [
     "list_users",
     "new_scheduler",
     "new_worker",
+    "notification_document",
+    "notifications_of",
     "oidc_login",
     "open_database",
     "pending_approvals_for",

@@ -127,7 +127,15 @@ def _resolved(key_hash: str, facts: dict[str, Any], user: str) -> AlertOutcome:
     if group is None:
         st.append_events([event])
         return AlertOutcome("unknown_group", None, "no run was started for this alert group")
-    st.set_alert_status(key_hash, "resolved", [event], now=time.time())
+    now = time.time()
+    waiting = st.list_approvals(status="pending", run_id=group.run_id) if group.run_id else []
+    notes = [Event(actor=actor_of(user), action="approval.alert_resolved", run_id=group.run_id,
+                   step_no=a.step_no, approval_id=a.id, ts=now,
+                   payload={"group_key": facts["group_key"], "labels": facts["labels"]}) for a in waiting]
+    st.set_alert_status(key_hash, "resolved", [event, *notes], now=now)
+    if waiting:
+        return AlertOutcome("resolved", group.run_id, f"the run still waits for approval {waiting[0].id}; the "
+                                                      "request shows the alert as resolved")
     return AlertOutcome("resolved", group.run_id)
 
 

@@ -14,14 +14,16 @@ from agentops.errors import ConfigError
 from agentops.governance.approvals import expire_due
 from agentops.scheduling.scheduler import Scheduler
 from agentops.service.audit import Checkpointer
+from agentops.service.notifications import Notifier
 from agentops.settings import get_settings
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 def _housekeeping() -> list[Any]:
-    """Closing approvals past their expiry and signing ledger checkpoints, which the engine knows nothing of."""
-    return [expire_due, Checkpointer()]
+    """Closing approvals past their expiry, telling approvers of requests (in a thread of its own) and signing ledger
+    checkpoints, which the engine knows nothing of."""
+    return [expire_due, Notifier(), Checkpointer()]
 
 
 def new_worker(**options: Any) -> Worker:

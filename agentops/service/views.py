@@ -29,6 +29,8 @@ class ApprovalView:
     decision: dict[str, Any] | None
     effect: Effect | None = None
     """What approving it would do now (agentops.service.effects); None shows the arguments as JSON."""
+    alert_resolved_at: float | None = None
+    """When Alertmanager said the alert behind the request's run resolved while the request was waiting."""
 
     @property
     def expires_in(self) -> float | None:
@@ -44,7 +46,16 @@ def approval_view(approval: Approval) -> ApprovalView:
     return ApprovalView(approval=approval, args=args,
                         rule=(verdict or {}).get("rule"), verdict_reason=(verdict or {}).get("reason"),
                         conversation=conversation_lines((context or {}).get("messages", [])),
-                        decision=decision, effect=effect_of(approval.action, args))
+                        decision=decision, effect=effect_of(approval.action, args),
+                        alert_resolved_at=alert_resolved_at(approval))
+
+
+def alert_resolved_at(approval: Approval) -> float | None:
+    """The last time the alert that started the request's run was resolved while the request waited (None: never)."""
+    if approval.run_id is None:
+        return None
+    rows = open_store().approval_events(approval.run_id, approval.id, "approval.alert_resolved")
+    return float(rows[-1][1]) if rows else None
 
 
 def pending_groups(approvals: list[Approval]) -> list[list[ApprovalView]]:

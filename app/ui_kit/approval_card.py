@@ -24,6 +24,9 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
         left.markdown(f"**Requested by** {a.requester}")
         middle.markdown(f"**Policy rule** `{view.rule or '-'}`")
         right.markdown(f"**{countdown(view.expires_in)}**")
+        if view.alert_resolved_at is not None:
+            st.info(f"alert resolved at {when(view.alert_resolved_at)}: the condition behind this request has "
+                    "cleared; the request still waits for a decision")
         if a.reason:
             st.markdown(f"**Reason:** {a.reason}")
         if view.verdict_reason:
