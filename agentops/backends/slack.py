@@ -21,7 +21,7 @@ SETTING = "AGENTOPS_SLACK_WEBHOOK_URL"
 
 
 @dataclass(frozen=True)
-class WebhookOutcome:
+class SendOutcome:
     delivered: bool
     detail: str
     """The receiver's reply (delivered) or the reason it was not; never the URL."""
@@ -33,17 +33,17 @@ class WebhookOutcome:
 
 
 def post(url: str | None, allowed_hosts: Iterable[str], payload: dict[str, Any], *, idempotency_id: str,
-         timeout: float) -> WebhookOutcome:
+         timeout: float) -> SendOutcome:
     """POST `payload` to the webhook once, if the allowlist names its host and port."""
     if not url:
-        return WebhookOutcome(False, f"{SETTING} is not set", refused=True)
+        return SendOutcome(False, f"{SETTING} is not set", refused=True)
     hosts = list(allowed_hosts)
     try:
         target = screen_url(url, hosts)
     except UrlError:
-        return WebhookOutcome(False, f"{SETTING} is not one plain http(s) URL", refused=True)
+        return SendOutcome(False, f"{SETTING} is not one plain http(s) URL", refused=True)
     except PermissionError:
-        return WebhookOutcome(False, f"{SETTING} names host '{_host(url)}', which is not in the policy's "
+        return SendOutcome(False, f"{SETTING} names host '{_host(url)}', which is not in the policy's "
                                      f"notifications.webhook_hosts ({', '.join(hosts) or 'empty'})", refused=True)
     headers = {"Idempotency-Key": idempotency_id, "X-Agentops-Notification": idempotency_id}
     sent = False
@@ -54,17 +54,17 @@ def post(url: str | None, allowed_hosts: Iterable[str], payload: dict[str, Any],
             response = client.send(request)
     except httpx.TimeoutException as exc:
         if sent and not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-            return WebhookOutcome(False, f"no reply within {timeout:g} s ({type(exc).__name__}): the message may have "
+            return SendOutcome(False, f"no reply within {timeout:g} s ({type(exc).__name__}): the message may have "
                                          "arrived", retryable=True, uncertain=True)
-        return WebhookOutcome(False, f"{type(exc).__name__}: the webhook's host did not answer", retryable=True)
+        return SendOutcome(False, f"{type(exc).__name__}: the webhook's host did not answer", retryable=True)
     except httpx.HTTPError as exc:
-        return WebhookOutcome(False, _scrub(f"{type(exc).__name__}: {exc}", url, target.path), retryable=True)
+        return SendOutcome(False, _scrub(f"{type(exc).__name__}: {exc}", url, target.path), retryable=True)
     reply = _scrub(f"{response.status_code} {response.text[:200]}".strip(), url, target.path)
     if 200 <= response.status_code < 300:
-        return WebhookOutcome(True, reply)
+        return SendOutcome(True, reply)
     if 300 <= response.status_code < 400:
-        return WebhookOutcome(False, f"{response.status_code}: the webhook redirected, and redirects are not followed")
-    return WebhookOutcome(False, reply, retryable=response.status_code == 429 or response.status_code >= 500)
+        return SendOutcome(False, f"{response.status_code}: the webhook redirected, and redirects are not followed")
+    return SendOutcome(False, reply, retryable=response.status_code == 429 or response.status_code >= 500)
 
 
 def _host(url: str) -> str:

@@ -19,11 +19,11 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from agentops.backends import mail, slack
+from agentops.backends.slack import SendOutcome
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.core.redaction import default_redactor
@@ -48,15 +48,6 @@ ACTOR = "system:notify"
 MAX_BACKOFF = 900.0
 TEXT_LIMIT = 2900
 """Slack refuses a section text over 3000 characters."""
-
-
-@dataclass(frozen=True)
-class Sent:
-    delivered: bool
-    detail: str
-    retryable: bool = False
-    refused: bool = False
-    uncertain: bool = False
 
 
 def deliver_due(store: Store, now: float | None = None, limit: int = 100) -> list[str]:
@@ -94,7 +85,7 @@ def _deliver(store: Store, n: Notification, now: float, policy: Policy) -> bool:
     try:
         sent = _send(store, n, appr, recipients, policy)
     except Exception as exc:  # a message that cannot be built or sent: recorded, tried again
-        sent = Sent(False, default_redactor().text(f"{type(exc).__name__}: {exc}")[:500], retryable=True)
+        sent = SendOutcome(False, default_redactor().text(f"{type(exc).__name__}: {exc}")[:500], retryable=True)
     finished = now + (time.monotonic() - started)
     values: dict[str, Any] = {"updated_at": finished, "lease_until": None}
     if sent.delivered:
@@ -152,26 +143,26 @@ def _refusal(store: Store, n: Notification, appr: Approval, recipients: list[str
     return None
 
 
-def _send(store: Store, n: Notification, appr: Approval, recipients: list[str], policy: Policy) -> Sent:
+def _send(store: Store, n: Notification, appr: Approval, recipients: list[str], policy: Policy) -> SendOutcome:
     refused = _refusal(store, n, appr, recipients, policy)
     if refused is not None:
-        return Sent(False, refused, refused=True)
+        return SendOutcome(False, refused, refused=True)
     settings = get_settings()
     if n.channel == "slack":
         secret = settings.slack_webhook_url
         outcome = slack.post(secret.get_secret_value() if secret else None, policy.data.notifications.webhook_hosts,
                              slack_message(n, appr, recipients), idempotency_id=n.id,
                              timeout=settings.notify_timeout_seconds)
-        return Sent(outcome.delivered, outcome.detail, outcome.retryable, outcome.refused, outcome.uncertain)
+        return outcome
     if n.channel == "email":
         return _send_email(store, n, appr, recipients)
-    return Sent(False, f"unknown channel '{n.channel}'", refused=True)
+    return SendOutcome(False, f"unknown channel '{n.channel}'", refused=True)
 
 
-def _send_email(store: Store, n: Notification, appr: Approval, recipients: list[str]) -> Sent:
+def _send_email(store: Store, n: Notification, appr: Approval, recipients: list[str]) -> SendOutcome:
     addresses = [m for m in recipients if is_address(m)]
     if not addresses:
-        return Sent(False, f"no email address among {recipients}", refused=True)
+        return SendOutcome(False, f"no email address among {recipients}", refused=True)
     message = email_message(n, appr, addresses)
     settings = get_settings()
     key = f"notification:{n.id}"
@@ -182,10 +173,11 @@ def _send_email(store: Store, n: Notification, appr: Approval, recipients: list[
                           "run_id": n.run_id, "created_at": now, "message_id": message["Message-ID"],
                           "status": DELIVERED, "attempts": 1, "retryable": False, "server_reply": "embedded outbox",
                           "failure": None, "updated_at": now, "delivered_at": now})
-        return Sent(True, "embedded outbox")
+        return SendOutcome(True, "embedded outbox")
     data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
     outcome = mail.deliver_once(settings.smtp_url, mail.SENDER, addresses, data, settings.notify_timeout_seconds)
-    return Sent(outcome.status == DELIVERED, outcome.detail, outcome.retryable, uncertain=outcome.status == "uncertain")
+    return SendOutcome(outcome.status == DELIVERED, outcome.detail, outcome.retryable,
+                       uncertain=outcome.status == "uncertain")
 
 
 # -- the messages --------------------------------------------------------------------------------------------------
