@@ -10,6 +10,12 @@ and whose name for everything else (whitelist, policy, approvals, the ledger) is
 `DEFINITION_KEY`, the digest of the definition the call was screened (and approved) on; a call lists the server's
 tools again in the session it calls in and runs only when the live definition still has that digest and is the one
 pinned. Each call passes the step's idempotency key in the request's `_meta`.
+
+A server that needs input during a call (elicitation) answers, on the 2026-07-28 protocol, with an
+`InputRequiredResult`: its requests and an opaque `request_state` it sealed. `call_tool` raises `McpInputRequired`
+with both, so that the caller can record them, ask a person without holding a process, and call again with the
+answers (`resume`); the server continues from its state. A server that instead asks in the middle of a live call
+(the 2025 era's `elicitation/create`) cannot wait for a person: the request is cancelled and the call is an error.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -162,15 +169,24 @@ def _environment(config: McpServerConfig) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def _connect(name: str, config: McpServerConfig) -> AsyncIterator[Client]:
+async def _connect(name: str, config: McpServerConfig, asked: list[str] | None = None) -> AsyncIterator[Client]:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
     from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
+    async def mid_call_elicitation(_context: Any, params: Any) -> Any:
+        """A 2025-era request for input inside a live call: nobody can answer it while the call waits."""
+        from mcp_types import ElicitResult
+
+        if asked is not None:
+            asked.append(str(getattr(params, "message", "")))
+        return ElicitResult(action="cancel")
+
     if config.command is not None:
         params = StdioServerParameters(command=config.command, args=config.args, env=_environment(config),
                                        cwd=config.cwd)
-        async with Client(params, read_timeout_seconds=config.timeout_seconds) as client:
+        async with Client(params, read_timeout_seconds=config.timeout_seconds,
+                          elicitation_callback=mid_call_elicitation) as client:
             yield client
         return
     headers: dict[str, str] = {}
@@ -182,7 +198,8 @@ async def _connect(name: str, config: McpServerConfig) -> AsyncIterator[Client]:
     assert config.url is not None
     async with create_mcp_http_client(headers=headers) as http:
         transport = streamable_http_client(config.url, http_client=http)
-        async with Client(transport, read_timeout_seconds=config.timeout_seconds) as client:
+        async with Client(transport, read_timeout_seconds=config.timeout_seconds,
+                          elicitation_callback=mid_call_elicitation) as client:
             yield client
 
 
@@ -272,14 +289,55 @@ class McpCallRefused(Exception):
     """The server's live definition is not the one the call was screened and approved on, or not the pinned one."""
 
 
+class McpInputRequired(Exception):
+    """The server needs answers before it completes the call: `requests` (key -> {message, requested_schema}) and
+    the opaque `request_state` to send back with them."""
+
+    def __init__(self, qualified: str, requests: dict[str, dict[str, Any]], request_state: str | None) -> None:
+        asked = "; ".join(r["message"] for r in requests.values())
+        super().__init__(f"{qualified} asks for input: {asked}")
+        self.requests = requests
+        self.request_state = request_state
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The answers to a server's requests for input, sent with the call made again."""
+
+    input_responses: dict[str, dict[str, Any]]
+    """key -> {"action": "accept", "content": {...}} | {"action": "decline"} | {"action": "cancel"}"""
+    request_state: str | None
+
+
+resuming: ContextVar[Resume | None] = ContextVar("agentops_mcp_resuming", default=None)
+"""Set around a tool's invocation when the call answers a server's earlier requests for input."""
+
+
+def _input_requests(qualified: str, result: Any) -> dict[str, dict[str, Any]]:
+    """The form elicitations of an InputRequiredResult; any other request is one agentops does not answer."""
+    out = {}
+    for key, request in (result.input_requests or {}).items():
+        params = getattr(request, "params", None)
+        if getattr(request, "method", None) != "elicitation/create" or getattr(params, "mode", "form") != "form":
+            raise RuntimeError(f"{qualified} asks for '{getattr(request, 'method', '?')}' "
+                               f"({getattr(params, 'mode', '')}), which agentops does not answer; the call was not "
+                               "completed")
+        out[str(key)] = {"message": params.message, "requested_schema": dict(params.requested_schema)}
+    return out
+
+
 def call_tool(root: Path, qualified: str, args: dict[str, Any], *, screened_digest: str | None,
-              pinned_digest: str | None, meta: dict[str, Any]) -> tuple[str, Any]:
-    """Call the tool in a fresh session after listing its live definition in that session; (text, structured)."""
+              pinned_digest: str | None, meta: dict[str, Any], resume: Resume | None = None) -> tuple[str, Any]:
+    """Call the tool in a fresh session after listing its live definition in that session; (text, structured).
+    McpInputRequired when the server asks for input first."""
     server, tool = split_name(qualified)
     config = _server(root, server)
+    asked: list[str] = []
 
     async def call() -> tuple[str, Any]:
-        async with _connect(server, config) as client:
+        from mcp_types import ElicitResult, InputRequiredResult
+
+        async with _connect(server, config, asked) as client:
             live = {d.name: d for d in await _definitions(server, client)}.get(tool)
             if live is None:
                 raise McpCallRefused(f"MCP server '{server}' no longer offers '{tool}'")
@@ -290,18 +348,34 @@ def call_tool(root: Path, qualified: str, args: dict[str, Any], *, screened_dige
             if live.digest != pinned_digest:
                 raise McpCallRefused(f"the definition of {qualified} is not the pinned one; an admin must re-pin "
                                      f"it (agentops mcp pin {server} {tool})")
-            result = await client.call_tool(tool, args, meta=cast("RequestParamsMeta", meta))
-        text = "".join(getattr(part, "text", "") for part in result.content)
-        if result.is_error:
+            responses = None if resume is None else {
+                k: ElicitResult.model_validate(v) for k, v in resume.input_responses.items()}
+            result = await client.session.call_tool(
+                tool, args, meta=cast("RequestParamsMeta", meta), allow_input_required=True,
+                input_responses=cast("Any", responses), request_state=resume.request_state if resume else None)
+        if isinstance(result, InputRequiredResult):
+            raise McpInputRequired(qualified, _input_requests(qualified, result), result.request_state)
+        text = "".join(getattr(part, "text", "") for part in getattr(result, "content", []))
+        if asked:
+            raise RuntimeError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked)) + f" (it said: {text})")
+        if getattr(result, "is_error", False):
             raise RuntimeError(text or f"{qualified} returned an error")
-        return text, result.structured_content
+        return text, getattr(result, "structured_content", None)
 
     try:
         return run_coroutine(call())
-    except (McpCallRefused, ConfigError, RuntimeError):
+    except (McpCallRefused, McpInputRequired, ConfigError, RuntimeError):
         raise
     except Exception as exc:
-        raise RuntimeError(f"MCP server '{server}': {_describe(exc)}") from None
+        said = _describe(exc)
+        if asked or "elicitation" in said:
+            raise RuntimeError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked) or said)) from None
+        raise RuntimeError(f"MCP server '{server}': {said}") from None
+
+
+_MID_CALL = ("{qualified} asked for input in the middle of the call ({asked}); a live call cannot wait for a person, "
+             "so the request was cancelled and the call did not complete. The server would have to ask with an "
+             "InputRequiredResult (MCP 2026-07-28) for agentops to put the question in the approvals inbox")
 
 
 def _describe(exc: BaseException) -> str:
@@ -330,7 +404,8 @@ def _make_tool_class() -> type:
                 meta[META_RUN_ID] = run_id
             check_fence()
             text, structured = call_tool(self.root, self.definition.qualified, kwargs, screened_digest=screened,
-                                         pinned_digest=pinned_digest(self.definition), meta=meta)
+                                         pinned_digest=pinned_digest(self.definition), meta=meta,
+                                         resume=resuming.get())
             return text if text or structured is None else structured
 
     return _McpTool
