@@ -173,7 +173,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60) -> Any:
 
 def served_events(tool: str) -> list[dict[str, Any]]:
     return [json.loads(e.payload) | {"actor": e.actor, "run_id": e.run_id}
-            for e in open_store().search_ledger(action="mcp.serve_call", limit=1000)
+            for e in sorted(open_store().search_ledger(action="mcp.serve_call", limit=1000), key=lambda e: e.seq)
             if json.loads(e.payload)["tool"] == tool]
 
 
@@ -303,7 +303,7 @@ def test_elicitation_is_a_respond_approval_answered_after_the_worker_was_killed(
     asked = json.loads(appr.args)
     assert asked["message"] == "Which change ticket covers deploying api?"
     assert asked["requested_schema"]["required"] == ["ticket", "window_minutes"]
-    assert asked["call"] == {"service": "api"}
+    assert asked["call"]["service"] == "api" and len(asked["call"]["_mcp_definition"]) == 64  # bound to the tool
     assert runs.get_run(run_id).state == State.AWAITING_APPROVAL
     assert [c["tool"] for c in ask_calls(root)] == ["deploy.asked"]  # asked, nothing deployed
 

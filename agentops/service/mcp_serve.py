@@ -61,7 +61,7 @@ class ToolRefused(AgentOpsError):
 
 def served_tools() -> list[ServedTool]:
     """Each project flow as a tool (its docstring, its parameter schema), then the read tools."""
-    tools = [ServedTool(f.name, f.description or f"Start the flow {f.name}.", f.parameter_schema, True)
+    tools = [ServedTool(f.name, f.description or f"Start the flow {f.name}.", f.parameter_schema(), True)
              for f in list_flows()]
     flows = {t.name for t in tools}
     tools += [ServedTool(name, text, schema, False) for name, (text, schema) in READ_TOOLS.items()
