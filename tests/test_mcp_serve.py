@@ -146,9 +146,9 @@ async def http_client(url: str, secret: str) -> AsyncIterator[Any]:
     from mcp import Client
     from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
-    async with create_mcp_http_client(headers={"Authorization": f"Bearer {secret}"}) as http:
-        async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=60) as client:
-            yield client
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {secret}"}) as http, \
+            Client(streamable_http_client(url, http_client=http), read_timeout_seconds=60) as client:
+        yield client
 
 
 def answer_of(result: Any) -> dict[str, Any]:

@@ -48,7 +48,6 @@ ApiUser = Annotated[str, Depends(api_user)]
 
 def create_app() -> FastAPI:
     from agentops.api import alerts, routes
-
     from agentops.api.mcp_server import McpHttpApp
 
     mcp_http = McpHttpApp()

@@ -186,7 +186,7 @@ async def _connect(name: str, config: McpServerConfig, asked: list[str] | None =
         params = StdioServerParameters(command=config.command, args=config.args, env=_environment(config),
                                        cwd=config.cwd)
         async with Client(params, read_timeout_seconds=config.timeout_seconds,
-                          elicitation_callback=mid_call_elicitation) as client:
+                          elicitation_callback=cast("Any", mid_call_elicitation)) as client:
             yield client
         return
     headers: dict[str, str] = {}
@@ -199,7 +199,7 @@ async def _connect(name: str, config: McpServerConfig, asked: list[str] | None =
     async with create_mcp_http_client(headers=headers) as http:
         transport = streamable_http_client(config.url, http_client=http)
         async with Client(transport, read_timeout_seconds=config.timeout_seconds,
-                          elicitation_callback=mid_call_elicitation) as client:
+                          elicitation_callback=cast("Any", mid_call_elicitation)) as client:
             yield client
 
 
@@ -317,7 +317,7 @@ def _input_requests(qualified: str, result: Any) -> dict[str, dict[str, Any]]:
     """The form elicitations of an InputRequiredResult; any other request is one agentops does not answer."""
     out = {}
     for key, request in (result.input_requests or {}).items():
-        params = getattr(request, "params", None)
+        params: Any = getattr(request, "params", None)
         if getattr(request, "method", None) != "elicitation/create" or getattr(params, "mode", "form") != "form":
             raise RuntimeError(f"{qualified} asks for '{getattr(request, 'method', '?')}' "
                                f"({getattr(params, 'mode', '')}), which agentops does not answer; the call was not "

@@ -217,7 +217,8 @@ def decide(
             "message": default_redactor().text(message) if message else message, "ts": now}
     payload = {"decision": kind, "args_digest": digest, "message": message,
                "edited_args": args if kind == "edit" else None,
-               "response": args if appr.kind == "respond" and kind == "respond" else None, "votes": len(set(approvers)), "quorum": appr.quorum,
+               "response": args if appr.kind == "respond" and kind == "respond" else None,
+               "votes": len(set(approvers)), "quorum": appr.quorum,
                "self_approved": approver.name in makers}
     if final:
         payload |= {"decided_digest": serialization.digest(args), "decided_by": decided_by,
