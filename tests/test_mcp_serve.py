@@ -351,3 +351,20 @@ def test_service_call_refuses_without_a_project_flow_or_with_non_object_argument
     with pytest.raises(mcp_serve.ToolRefused, match="JSON object"):
         mcp_serve.call("mcps_hello", ["x"], user="otto", transport="stdio")  # type: ignore[arg-type]
     assert runs.list_runs(limit=5) == []
+
+
+def test_a_question_left_to_expire_ends_the_call_unanswered(served: dict[str, Any]) -> None:
+    worker = served["worker"]
+    worker.stop()
+    served["env"]["AGENTOPS_MCP_ELICITATION_EXPIRES_SECONDS"] = "1"
+    worker.start()
+    run_id = runs.start_run("mcps_deploy", {"service": "cache"}, user="otto")
+    appr = wait_for(lambda: next(iter(runs.pending_approvals_for(run_id)), None))
+    assert appr.kind == "respond" and appr.expires_at is not None and appr.expires_at - appr.created_at == 1
+    wait_for(lambda: runs.get_run(run_id).state == State.COMPLETED)
+    result = json.loads(runs.get_run(run_id).result or "null")
+    assert result["status"] == "expired" and "expired unanswered" in result["content"]
+    assert approvals_service.get_approval(appr.id).status == "expired"
+    assert [c["tool"] for c in ask_calls(served["root"])] == ["deploy.asked"]  # never called again
+    with pytest.raises(Exception, match="no effect and was not recorded"):
+        approvals_service.decide(appr.id, "respond", user="ada", response={"ticket": "x", "window_minutes": 1})
