@@ -96,6 +96,7 @@ servers:
     env:
       ASK_SERVER_KEY: "{STATE_KEY}"
       ASK_SERVER_STATE: "{sqlite_project / 'ask_calls.json'}"
+      ASK_SERVER_STARTS: "{sqlite_project / 'ask_starts.txt'}"
 """)
     monkeypatch.setenv("AGENTOPS_MCP_WAIT_SECONDS", "20")
     monkeypatch.setenv("AGENTOPS_APP_URL", "https://agentops.example.com")
@@ -368,3 +369,36 @@ def test_a_question_left_to_expire_ends_the_call_unanswered(served: dict[str, An
     assert [c["tool"] for c in ask_calls(served["root"])] == ["deploy.asked"]  # never called again
     with pytest.raises(Exception, match="no effect and was not recorded"):
         approvals_service.decide(appr.id, "respond", user="ada", response={"ticket": "x", "window_minutes": 1})
+
+
+def test_kept_sessions_start_the_server_once_per_process_and_again_after_it_died(
+        served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.engine.mcp_sessions import pool
+    from agentops.settings import reset_settings
+
+    served["worker"].stop()  # this test's runs execute here, in the process that keeps the sessions
+    monkeypatch.setenv("AGENTOPS_MCP_KEEP_SESSIONS", "1")
+    reset_settings()
+    starts = served["root"] / "ask_starts.txt"
+
+    def pids() -> list[int]:
+        return [int(x) for x in starts.read_text().split()] if starts.exists() else []
+
+    try:
+        first = runs.start_run("mcps_deploy", {"service": "api"}, user="otto", queue=False)
+        runs.execute_here(first)
+        appr = runs.pending_approvals_for(first)[0]
+        approvals_service.decide(appr.id, "respond", user="ada", response={"ticket": "CHG-1", "window_minutes": 5})
+        runs.resume(first, user="otto")
+        assert json.loads(runs.get_run(first).result or "null")["content"] == \
+            "deployed api under CHG-1 within 5 minutes"
+        assert len(pids()) == 1  # the agent's listing, the policy's, the call and the call again: one server
+
+        os.kill(pids()[0], signal.SIGKILL)
+        second = runs.start_run("mcps_legacy", {}, user="otto", queue=False)
+        runs.execute_here(second)
+        said = json.loads(runs.get_run(second).result or "null")
+        assert said["status"] == "error" and "asked for input in the middle of the call" in said["content"]
+        assert len(pids()) == 2  # the dead server's session was closed and another started
+    finally:
+        pool().close()

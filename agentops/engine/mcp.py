@@ -26,17 +26,18 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentops.core import serialization
 from agentops.core.coroutines import run_coroutine
 from agentops.core.yaml_files import parse_yaml
+from agentops.engine.mcp_sessions import NotSent
 from agentops.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from langchain_core.tools import BaseTool
     from mcp import Client
@@ -204,7 +205,7 @@ async def _connect(name: str, config: McpServerConfig, asked: list[str] | None =
 
 
 async def _definitions(name: str, client: Client) -> list[ToolDefinition]:
-    listed = await client.list_tools()
+    listed = await client.list_tools(cache_mode="bypass")  # the definition check always asks the server
     out = []
     for tool in listed.tools:
         annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) \
@@ -213,16 +214,49 @@ async def _definitions(name: str, client: Client) -> list[ToolDefinition]:
     return out
 
 
-def list_definitions(root: Path, server: str) -> list[ToolDefinition]:
-    """Every tool the server offers now (a fresh session), allowlisted or not; ConfigError when it cannot answer."""
-    config = _server(root, server)
+T = TypeVar("T")
 
-    async def listing() -> list[ToolDefinition]:
-        async with _connect(server, config) as client:
-            return await _definitions(server, client)
+
+def _in_session(server: str, config: McpServerConfig, work: Callable[[Client, list[str]], Awaitable[T]]) -> T:
+    """`work(client, asked)` in a fresh session, or in the process's kept one (AGENTOPS_MCP_KEEP_SESSIONS); `asked`
+    collects the server's mid-call requests for input."""
+    from agentops.settings import get_settings
+
+    if get_settings().mcp_keep_sessions:
+        from agentops.engine.mcp_sessions import pool
+
+        key = f"{server}:{serialization.digest(config.model_dump(mode='json'))}"
+        return pool().use(key, lambda asked: _connect(server, config, asked), work,
+                          (McpCallRefused, McpInputRequired, McpToolError, ConfigError))
+
+    async def fresh() -> T:
+        asked: list[str] = []
+        async with _connect(server, config, asked) as client:
+            return await work(client, asked)
 
     try:
-        return run_coroutine(listing())
+        return run_coroutine(fresh())
+    except NotSent as failed:
+        raise failed.error from None
+
+
+async def _listed(server: str, client: Client) -> list[ToolDefinition]:
+    """The server's definitions, as the first thing a session's work does: a failure here sent nothing."""
+    try:
+        return await _definitions(server, client)
+    except Exception as exc:
+        raise NotSent(exc) from None
+
+
+def list_definitions(root: Path, server: str) -> list[ToolDefinition]:
+    """Every tool the server offers now, allowlisted or not; ConfigError when it cannot answer."""
+    config = _server(root, server)
+
+    async def listing(client: Client, _asked: list[str]) -> list[ToolDefinition]:
+        return await _listed(server, client)
+
+    try:
+        return _in_session(server, config, listing)
     except ConfigError:
         raise
     except Exception as exc:
@@ -289,6 +323,10 @@ class McpCallRefused(Exception):
     """The server's live definition is not the one the call was screened and approved on, or not the pinned one."""
 
 
+class McpToolError(RuntimeError):
+    """The server answered the call with an error, or asked for input in a way nobody can answer."""
+
+
 class McpInputRequired(Exception):
     """The server needs answers before it completes the call: `requests` (key -> {message, requested_schema}) and
     the opaque `request_state` to send back with them."""
@@ -319,7 +357,7 @@ def _input_requests(qualified: str, result: Any) -> dict[str, dict[str, Any]]:
     for key, request in (result.input_requests or {}).items():
         params: Any = getattr(request, "params", None)
         if getattr(request, "method", None) != "elicitation/create" or getattr(params, "mode", "form") != "form":
-            raise RuntimeError(f"{qualified} asks for '{getattr(request, 'method', '?')}' "
+            raise McpToolError(f"{qualified} asks for '{getattr(request, 'method', '?')}' "
                                f"({getattr(params, 'mode', '')}), which agentops does not answer; the call was not "
                                "completed")
         out[str(key)] = {"message": params.message, "requested_schema": dict(params.requested_schema)}
@@ -328,46 +366,47 @@ def _input_requests(qualified: str, result: Any) -> dict[str, dict[str, Any]]:
 
 def call_tool(root: Path, qualified: str, args: dict[str, Any], *, screened_digest: str | None,
               pinned_digest: str | None, meta: dict[str, Any], resume: Resume | None = None) -> tuple[str, Any]:
-    """Call the tool in a fresh session after listing its live definition in that session; (text, structured).
+    """Call the tool after listing its live definition in the same session; (text, structured).
     McpInputRequired when the server asks for input first."""
     server, tool = split_name(qualified)
     config = _server(root, server)
-    asked: list[str] = []
+    seen: list[list[str]] = []
 
-    async def call() -> tuple[str, Any]:
+    async def call(client: Client, asked: list[str]) -> tuple[str, Any]:
         from mcp_types import ElicitResult, InputRequiredResult
 
-        async with _connect(server, config, asked) as client:
-            live = {d.name: d for d in await _definitions(server, client)}.get(tool)
-            if live is None:
-                raise McpCallRefused(f"MCP server '{server}' no longer offers '{tool}'")
-            if live.digest != screened_digest:
-                raise McpCallRefused(f"the definition of {qualified} changed since the call was screened and "
-                                     f"approved (now {live.digest[:12]}, approved {(screened_digest or '-')[:12]}); "
-                                     "the call was not made")
-            if live.digest != pinned_digest:
-                raise McpCallRefused(f"the definition of {qualified} is not the pinned one; an admin must re-pin "
-                                     f"it (agentops mcp pin {server} {tool})")
-            responses = None if resume is None else {
-                k: ElicitResult.model_validate(v) for k, v in resume.input_responses.items()}
-            result = await client.session.call_tool(
-                tool, args, meta=cast("RequestParamsMeta", meta), allow_input_required=True,
-                input_responses=cast("Any", responses), request_state=resume.request_state if resume else None)
+        seen.append(asked)
+        live = {d.name: d for d in await _listed(server, client)}.get(tool)
+        if live is None:
+            raise McpCallRefused(f"MCP server '{server}' no longer offers '{tool}'")
+        if live.digest != screened_digest:
+            raise McpCallRefused(f"the definition of {qualified} changed since the call was screened and "
+                                 f"approved (now {live.digest[:12]}, approved {(screened_digest or '-')[:12]}); "
+                                 "the call was not made")
+        if live.digest != pinned_digest:
+            raise McpCallRefused(f"the definition of {qualified} is not the pinned one; an admin must re-pin "
+                                 f"it (agentops mcp pin {server} {tool})")
+        responses = None if resume is None else {
+            k: ElicitResult.model_validate(v) for k, v in resume.input_responses.items()}
+        result = await client.session.call_tool(
+            tool, args, meta=cast("RequestParamsMeta", meta), allow_input_required=True,
+            input_responses=cast("Any", responses), request_state=resume.request_state if resume else None)
         if isinstance(result, InputRequiredResult):
             raise McpInputRequired(qualified, _input_requests(qualified, result), result.request_state)
         text = "".join(getattr(part, "text", "") for part in getattr(result, "content", []))
         if asked:
-            raise RuntimeError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked)) + f" (it said: {text})")
+            raise McpToolError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked)) + f" (it said: {text})")
         if getattr(result, "is_error", False):
-            raise RuntimeError(text or f"{qualified} returned an error")
+            raise McpToolError(text or f"{qualified} returned an error")
         return text, getattr(result, "structured_content", None)
 
     try:
-        return run_coroutine(call())
+        return _in_session(server, config, call)
     except (McpCallRefused, McpInputRequired, ConfigError, RuntimeError):
         raise
     except Exception as exc:
         said = _describe(exc)
+        asked = seen[0] if seen else []
         if asked or "elicitation" in said:
             raise RuntimeError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked) or said)) from None
         raise RuntimeError(f"MCP server '{server}': {said}") from None

@@ -4,7 +4,8 @@ Usage: ask_server.py stdio. `deploy` asks the way the 2026-07-28 protocol lets a
 with an InputRequiredResult (the question and a request_state sealed with ASK_SERVER_KEY, a key every process of
 the server shares, so the call can be made again with the answer after agentops restarted), and completes when
 the call comes back with the answer. `legacy_ask` asks in the middle of the live call instead (`ctx.elicit`),
-which nobody can answer later. ASK_SERVER_STATE (when set) names a file holding the JSON list of calls received.
+which nobody can answer later. ASK_SERVER_STATE (when set) names a file holding the JSON list of calls received,
+ASK_SERVER_STARTS one that gets the pid of every process started.
 """
 
 from __future__ import annotations
@@ -61,4 +62,7 @@ async def legacy_ask(service: str, ctx: Context) -> str:
 
 if __name__ == "__main__":
     assert sys.argv[1] == "stdio"
+    if os.environ.get("ASK_SERVER_STARTS"):  # one line per process started, with its pid
+        with open(os.environ["ASK_SERVER_STARTS"], "a") as starts:
+            starts.write(f"{os.getpid()}\n")
     server.run("stdio")
