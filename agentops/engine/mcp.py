@@ -231,8 +231,15 @@ def _in_session(server: str, config: McpServerConfig, work: Callable[[Client, li
 
     async def fresh() -> T:
         asked: list[str] = []
+        failed: Exception | None = None
         async with _connect(server, config, asked) as client:
-            return await work(client, asked)
+            try:
+                result = await work(client, asked)
+            except Exception as exc:  # raised once the session is closed, not wrapped in the SDK's task group
+                failed = exc
+        if failed is not None:
+            raise failed
+        return result
 
     try:
         return run_coroutine(fresh())
