@@ -11,9 +11,11 @@ The server is the tests' `ops` server (tests/mcp_servers/ops_server.py) over std
   step with its idempotency key, and the call itself, which opens its own session (spawning the server), lists
   the tools to check the live definition against the screened and pinned digest, then calls.
 
-The added cost is governed minus direct-per-call, since both start the server per call. agentops keeps no
-session across calls (the definition check and the call share a fresh one), so there is no governed row with a
-kept session. Medians (p50) and p90 per call; the machine is shared and noisy.
+* governed, kept session (AGENTOPS_MCP_KEEP_SESSIONS=1): the same path, the process keeping one session per
+  server (the definition listing and the call still share it).
+
+The added cost is governed minus direct in the same mode (a session per call, or a kept one). Medians (p50) and
+p90 per call; the machine is shared and noisy.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def direct(calls: int) -> tuple[list[float], list[float]]:
     return per_call, kept
 
 
-def governed(calls: int) -> list[float]:
+def governed(calls: int, *, keep: bool, name: str) -> list[float]:
     tmp = Path(tempfile.mkdtemp(prefix="agentops-bench-mcp-"))
     for folder in ("flows", "prompts", "policies"):
         (tmp / folder).mkdir()
@@ -75,11 +77,15 @@ def governed(calls: int) -> list[float]:
                                   f'    args: ["{SERVER}", "stdio"]\n    tools: [status]\n')
     os.environ["AGENTOPS_PROJECT_DIR"] = str(tmp)
     os.environ["AGENTOPS_DATABASE_URL"] = f"sqlite:///{tmp / 'agentops.db'}"
+    os.environ["AGENTOPS_MCP_KEEP_SESSIONS"] = "1" if keep else "0"
 
     from agentops import flow
     from agentops.agents import Agent
+    from agentops.settings import reset_settings
 
-    @flow(name="bench_mcp_governed")
+    reset_settings()
+
+    @flow(name=name)
     def bench_mcp_governed(n: int) -> list[float]:
         agent = Agent(name="bench", prompt="incident", tools=["ops.status"])
         agent.use("ops.status", service="web")  # the agent's first use lists the server and pins the tool
@@ -100,17 +106,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
     per_call, kept = direct(args.calls)
-    gov = governed(args.calls)
+    gov = governed(args.calls, keep=False, name="bench_mcp_governed")
+    gov_kept = governed(args.calls, keep=True, name="bench_mcp_governed_kept")
+    from agentops.engine.mcp_sessions import pool
+
+    pool().close()
     d50, d90 = stats(per_call)
     k50, k90 = stats(kept)
     g50, g90 = stats(gov)
+    gk50, gk90 = stats(gov_kept)
     print(f"MCP call to a local stdio server, {args.calls} calls each (ms per call)\n")
     print(f"| {'path':<40} | {'p50':>8} | {'p90':>8} |")
     print(f"|{'-' * 42}|{'-' * 10}|{'-' * 10}|")
     for name, p50, p90 in [("direct SDK, session per call", d50, d90), ("direct SDK, one kept session", k50, k90),
-                           ("governed (Agent.use), session per call", g50, g90)]:
+                           ("governed (Agent.use), session per call", g50, g90),
+                           ("governed (Agent.use), kept session", gk50, gk90)]:
         print(f"| {name:<40} | {p50 * 1000:8.1f} | {p90 * 1000:8.1f} |")
-    print(f"\nadded by governance (p50, governed - direct per call): {(g50 - d50) * 1000:.1f} ms")
+    print(f"\nadded by governance (p50): {(g50 - d50) * 1000:.1f} ms with a session per call, "
+          f"{(gk50 - k50) * 1000:.1f} ms with a kept session")
 
 
 if __name__ == "__main__":
