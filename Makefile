@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/approvals.py
 	$(VENV)/bin/python bench/ledger.py
 	$(VENV)/bin/python bench/scale_out.py
+	$(VENV)/bin/python bench/mcp_calls.py
 
 clean:
 	rm -rf $(VENV) .agentops

@@ -127,6 +127,16 @@ class Settings(BaseSettings):
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long one Prometheus query may take before the tool reports Prometheus as unavailable."""
 
+    mcp_wait_seconds: float = Field(default=2.0, ge=0, le=300)
+    """How long a flow started over MCP (`agentops mcp serve`) is waited for before its tool answers: a run that
+    finishes or pauses for an approval within it is answered with its result or its approval's link."""
+    mcp_keep_sessions: bool = False
+    """Keep one session per MCP server configuration in each process (a worker starts a stdio server once, not per
+    call). The definition check still shares the session with each call. A session that fails is closed and the
+    next call opens another; a server that keeps state between calls of one session will see that state."""
+    mcp_elicitation_expires_seconds: float = Field(default=24 * 3600, gt=0)
+    """How long an MCP server's request for input (elicitation) waits in the approvals inbox before it expires."""
+
     ledger_key_file: Path | None = None
     """Ed25519 private key (PEM, mode 0600) that signs the ledger's checkpoints; `agentops init` creates it.
     Default: <project>/.agentops/ledger-signing-key.pem. In production keep it where the database's users

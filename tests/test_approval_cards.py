@@ -4,6 +4,7 @@ ticket as it would be created, HTTP as curl; identical requests are grouped and 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
@@ -126,3 +127,44 @@ def test_a_card_shows_when_the_alert_behind_its_run_resolved(cards_project: Path
     assert resolved_at is not None
     assert "alert resolved at " in shown and "the request still waits for a decision" in shown
     assert service.get_approval(approval_id).status == "pending"
+
+
+ASKING = '''
+from agentops import flow, request_approval
+
+
+@flow
+def cards_asking(service: str) -> dict:
+    decision = request_approval("ask.deploy", {
+        "message": f"Which change ticket covers deploying {service}?",
+        "requested_schema": {"type": "object", "required": ["ticket", "window_minutes"], "properties": {
+            "ticket": {"type": "string", "title": "Ticket"},
+            "window_minutes": {"type": "integer", "title": "Window Minutes"},
+            "urgency": {"type": "string", "enum": ["low", "high"]}}}}, reason="the server asks", kind="respond")
+    return {"kind": decision.kind, "answer": decision.args}
+'''
+
+
+@pytest.fixture
+def asking_project(ops_project: Path) -> Path:
+    (ops_project / "flows" / "cards_asking.py").write_text(ASKING)
+    return app_fixtures.app_project(ops_project)
+
+
+def test_a_request_for_input_is_answered_with_a_field_per_property_of_its_schema(asking_project: Path) -> None:
+    run_id = service.start_run("cards_asking", {"service": "api"}, user="otto")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    at = logged_in("ada")
+    assert "Which change ticket covers deploying api?" in page_text(at)
+    assert f"approve-inbox-{pending.id}" not in keys(at)  # a question is answered, not approved
+    at.text_input(key=f"respond-ticket-inbox-{pending.id}").input("CHG-9").run()
+    at.number_input(key=f"respond-window_minutes-inbox-{pending.id}").set_value(45).run()
+    at.selectbox(key=f"respond-urgency-inbox-{pending.id}").select("high").run()
+    at.button(key=f"respond-inbox-{pending.id}").click().run()
+    assert not at.exception, at.exception
+    assert service.get_approval(pending.id).status == "responded"
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    assert service.get_run(run_id).state == "COMPLETED"
+    assert json.loads(service.get_run(run_id).result or "null") == {
+        "kind": "respond", "answer": {"ticket": "CHG-9", "window_minutes": 45, "urgency": "high"}}

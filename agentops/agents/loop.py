@@ -23,7 +23,7 @@ from agentops.agents.prompts import load_prompt
 from agentops.core.ledger import Event
 from agentops.engine import tracing
 from agentops.engine.context import current_run, current_step
-from agentops.engine.mcp import mcp_tools
+from agentops.engine.mcp import McpInputRequired, Resume, mcp_tools, resuming
 from agentops.engine.project import project_root
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
 MAX_RESULT_CHARS = 8000
+MAX_INPUT_ROUNDS = 3
+"""How many times one MCP call may ask for input (each question a `respond` approval) before it is an error."""
 MODEL_RETRY = "model.retry"
 """The action of the approval that asks a person whether to send a turn again (AGENTOPS_MODEL_ON_ERROR=ask)."""
 _NOT_APPROVED = {"reject": "rejected", "expired": "left to expire", "respond": "answered, not approved"}
@@ -266,20 +268,27 @@ class _Loop:
         task = Task(check, name=f"{self.agent.name}.policy", kind="policy", describe=describe)
         return task(name, args, call_id, fallback)
 
-    def _execute(self, name: str, args: dict[str, Any], screening: dict[str, Any]) -> dict[str, Any]:
+    def _execute(self, name: str, args: dict[str, Any], screening: dict[str, Any],
+                 resume: dict[str, Any] | None = None) -> dict[str, Any]:
         tool = self.whitelist[name]
 
-        def run_tool(tool_name: str, tool_args: dict[str, Any]) -> dict[str, Any]:
+        def run_tool(tool_name: str, tool_args: dict[str, Any], answers: dict[str, Any] | None = None
+                     ) -> dict[str, Any]:
             step = current_step.get()
             step_no = step.step_no if step else 0
             token = current_tool_call.set(ToolCallInfo(self.ctx.run_id, step_no, key_for(self.ctx.run_id, step_no),
                                                        self.actor))
+            resumed = resuming.set(Resume(answers["input_responses"], answers["request_state"]) if answers else None)
             try:
                 result = tool.invoke(tool_args)
                 return {"status": "ok", "content": _as_text(result), "result": _jsonable(result)}
+            except McpInputRequired as asked:  # recorded as this step's output; a person answers, then a new call
+                return {"status": "input_required", "content": str(asked),
+                        "input_required": {"requests": asked.requests, "request_state": asked.request_state}}
             except Exception as exc:
                 return {"status": "error", "content": f"{type(exc).__name__}: {exc}"}
             finally:
+                resuming.reset(resumed)
                 current_tool_call.reset(token)
 
         def describe(out: dict[str, Any]) -> StepFacts:
@@ -290,7 +299,34 @@ class _Loop:
                                    "args": args}, events=[event])
 
         task = Task(run_tool, name=f"{self.agent.name}.tool:{name}", kind="tool", describe=describe)
-        return task(name, args)
+        return task(name, args, resume) if resume is not None else task(name, args)
+
+    def _answer_requests(self, name: str, args: dict[str, Any], done: dict[str, Any],
+                         screening: dict[str, Any]) -> dict[str, Any]:
+        """An MCP server asked for input: each question is a `respond` approval (the run pauses, holding no
+        process); the call is then made again with the answers and the server's state. A question left to
+        expire ends the call unanswered (fail closed); a declined one is sent to the server as declined."""
+        for _ in range(MAX_INPUT_ROUNDS):
+            asked = done["input_required"]
+            responses: dict[str, dict[str, Any]] = {}
+            for key, request in sorted(asked["requests"].items()):
+                decision = request_approval(
+                    name, {"question": key, "message": request["message"],
+                           "requested_schema": request["requested_schema"], "call": args},
+                    reason=f"the MCP server asks: {request['message']}", requester=self.actor,
+                    expires_in=self.settings.mcp_elicitation_expires_seconds, kind="respond",
+                    policy_hash=screening.get("policy_hash"))
+                if decision.kind == "expired":
+                    return {"status": "expired", "content": f"The server's request for input expired unanswered "
+                                                            f"({request['message']}); the call was not completed."}
+                responses[key] = ({"action": "accept", "content": decision.args} if decision.kind == "respond"
+                                  else {"action": "decline"})
+            done = self._execute(name, args, screening,
+                                 {"input_responses": responses, "request_state": asked["request_state"]})
+            if done["status"] != "input_required":
+                return done
+        return {"status": "error", "content": f"{name} asked for input more than {MAX_INPUT_ROUNDS} times; the "
+                                              "call was not completed"}
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -340,6 +376,8 @@ class _Loop:
             edited = decision.edited
             clean = decision.args
         done = self._execute(name, clean, screening)
+        if done["status"] == "input_required":
+            done = self._answer_requests(name, clean, done, screening)
         content = done["content"][:MAX_RESULT_CHARS]
         if edited:
             content = (f"Note: a reviewer changed the arguments to {json.dumps(clean, sort_keys=True)} before "

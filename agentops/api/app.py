@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -46,9 +48,18 @@ ApiUser = Annotated[str, Depends(api_user)]
 
 def create_app() -> FastAPI:
     from agentops.api import alerts, routes
+    from agentops.api.mcp_server import McpHttpApp
+
+    mcp_http = McpHttpApp()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with mcp_http.running():
+            yield
 
     app = FastAPI(title="agentops", version="1", summary="Runs, steps and approvals of an agentops project.",
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan)
+    app.mount("/mcp", mcp_http)
 
     @app.exception_handler(Unauthenticated)
     def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:

@@ -29,6 +29,8 @@ class DecisionIn(BaseModel):
     args_digest: str | None = Field(default=None, description="The digest of the arguments you reviewed.")
     args: dict[str, Any] | None = Field(default=None, description="Replacement arguments, for `edit`.")
     message: str | None = Field(default=None, description="The reason of a rejection, or the response.")
+    response: dict[str, Any] | None = Field(default=None, description="The answer to a request for input (an "
+                                            "approval of kind `respond`), fitting its `requested_schema`.")
 
 
 class DecisionOut(BaseModel):
@@ -82,6 +84,6 @@ def approvals(_user: ApiUser, status: str = "pending") -> list[dict[str, Any]]:
 def decide(approval_id: str, body: DecisionIn, user: ApiUser) -> DecisionOut:
     """Decide as the token's account, with every check a decision in the CLI or the app gets."""
     result = service.decide(approval_id, body.decision, user=user, args_digest=body.args_digest,
-                            edited_args=body.args, message=body.message)
+                            edited_args=body.args, message=body.message, response=body.response)
     return DecisionOut(approval_id=service.get_approval(approval_id).id,
                        outcome="vote_recorded" if result is None else result.kind)

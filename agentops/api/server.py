@@ -16,7 +16,7 @@ class ApiServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8502) -> None:
         config = uvicorn.Config(create_app(), host=host, port=port, log_level="warning", access_log=False,
-                                lifespan="off")
+                                lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True, name="agentops-api")
         self.host, self.port = host, port

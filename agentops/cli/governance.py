@@ -104,10 +104,23 @@ def approvals_reject(approval_id: str, reason: Annotated[str, typer.Option("--re
 
 
 @approvals_app.command("respond")
-def approvals_respond(approval_id: str, message: Annotated[str, typer.Option("--message")],
-                      user: AsUser = None) -> None:
-    """Answer a request with a message instead of approving or rejecting it."""
-    _decided(service.decide(approval_id, "respond", user=user, message=message), approval_id)
+def approvals_respond(
+    approval_id: str,
+    message: Annotated[str | None, typer.Option("--message")] = None,
+    response: Annotated[str | None, typer.Option("--response", help="The answer to a request for input (kind "
+                                                 "respond), a JSON object fitting its schema.")] = None,
+    user: AsUser = None,
+) -> None:
+    """Answer a request with a message instead of approving or rejecting it, or answer a request for input."""
+    answer = None
+    if response is not None:
+        try:
+            answer = json.loads(response)
+        except json.JSONDecodeError as exc:
+            raise AgentOpsError(f"--response is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        if not isinstance(answer, dict):
+            raise AgentOpsError("--response must be a JSON object of field names to values")
+    _decided(service.decide(approval_id, "respond", user=user, message=message, response=answer), approval_id)
 
 
 @users_app.command("add")

@@ -46,3 +46,15 @@ def mcp_pin(
     for done in mcp_service.pin(server, tool, user=user):
         was = f" (was {done.previous[:12]})" if done.previous and done.previous != done.digest else ""
         console.print(f"pinned {done.server}.{done.tool} {done.digest[:12]}{was}")
+
+
+@mcp_app.command("serve")
+def mcp_serve(user: AsUser = None) -> None:
+    """Serve the project's flows (and read tools for runs and approvals) as an MCP server over stdio.
+
+    Runs started here are queued for a worker (`agentops worker`) as the acting user. Over HTTP the same tools are
+    at /mcp of `agentops api`, each request acting as its bearer token's account.
+    """
+    from agentops.api.mcp_server import serve_stdio
+
+    serve_stdio(user)

@@ -164,6 +164,8 @@ class Approval(SQLModel, table=True):
     context: str | None = Field(default=None, sa_column=Column(Text))
     """What led to the request, e.g. the model conversation, as JSON."""
     quorum: int = 1
+    kind: str = Field(default="approve", max_length=16, sa_column_kwargs={"server_default": "approve"})
+    """approve: a decision on a proposed call; respond: an MCP server's request for input (its fields in `args`)."""
     status: str = Field(default="pending", max_length=16)
     created_at: float
     expires_at: float | None = None

@@ -10,6 +10,12 @@ and whose name for everything else (whitelist, policy, approvals, the ledger) is
 `DEFINITION_KEY`, the digest of the definition the call was screened (and approved) on; a call lists the server's
 tools again in the session it calls in and runs only when the live definition still has that digest and is the one
 pinned. Each call passes the step's idempotency key in the request's `_meta`.
+
+A server that needs input during a call (elicitation) answers, on the 2026-07-28 protocol, with an
+`InputRequiredResult`: its requests and an opaque `request_state` it sealed. `call_tool` raises `McpInputRequired`
+with both, so that the caller can record them, ask a person without holding a process, and call again with the
+answers (`resume`); the server continues from its state. A server that instead asks in the middle of a live call
+(the 2025 era's `elicitation/create`) cannot wait for a person: the request is cancelled and the call is an error.
 """
 
 from __future__ import annotations
@@ -17,19 +23,21 @@ from __future__ import annotations
 import os
 import re
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentops.core import serialization
 from agentops.core.coroutines import run_coroutine
 from agentops.core.yaml_files import parse_yaml
+from agentops.engine.mcp_sessions import NotSent
 from agentops.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from langchain_core.tools import BaseTool
     from mcp import Client
@@ -162,15 +170,24 @@ def _environment(config: McpServerConfig) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def _connect(name: str, config: McpServerConfig) -> AsyncIterator[Client]:
+async def _connect(name: str, config: McpServerConfig, asked: list[str] | None = None) -> AsyncIterator[Client]:
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters
     from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
+    async def mid_call_elicitation(_context: Any, params: Any) -> Any:
+        """A 2025-era request for input inside a live call: nobody can answer it while the call waits."""
+        from mcp_types import ElicitResult
+
+        if asked is not None:
+            asked.append(str(getattr(params, "message", "")))
+        return ElicitResult(action="cancel")
+
     if config.command is not None:
         params = StdioServerParameters(command=config.command, args=config.args, env=_environment(config),
                                        cwd=config.cwd)
-        async with Client(params, read_timeout_seconds=config.timeout_seconds) as client:
+        async with Client(params, read_timeout_seconds=config.timeout_seconds,
+                          elicitation_callback=cast("Any", mid_call_elicitation)) as client:
             yield client
         return
     headers: dict[str, str] = {}
@@ -182,12 +199,13 @@ async def _connect(name: str, config: McpServerConfig) -> AsyncIterator[Client]:
     assert config.url is not None
     async with create_mcp_http_client(headers=headers) as http:
         transport = streamable_http_client(config.url, http_client=http)
-        async with Client(transport, read_timeout_seconds=config.timeout_seconds) as client:
+        async with Client(transport, read_timeout_seconds=config.timeout_seconds,
+                          elicitation_callback=cast("Any", mid_call_elicitation)) as client:
             yield client
 
 
 async def _definitions(name: str, client: Client) -> list[ToolDefinition]:
-    listed = await client.list_tools()
+    listed = await client.list_tools(cache_mode="bypass")  # the definition check always asks the server
     out = []
     for tool in listed.tools:
         annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) \
@@ -196,16 +214,56 @@ async def _definitions(name: str, client: Client) -> list[ToolDefinition]:
     return out
 
 
-def list_definitions(root: Path, server: str) -> list[ToolDefinition]:
-    """Every tool the server offers now (a fresh session), allowlisted or not; ConfigError when it cannot answer."""
-    config = _server(root, server)
+T = TypeVar("T")
 
-    async def listing() -> list[ToolDefinition]:
-        async with _connect(server, config) as client:
-            return await _definitions(server, client)
+
+def _in_session(server: str, config: McpServerConfig, work: Callable[[Client, list[str]], Awaitable[T]]) -> T:
+    """`work(client, asked)` in a fresh session, or in the process's kept one (AGENTOPS_MCP_KEEP_SESSIONS); `asked`
+    collects the server's mid-call requests for input."""
+    from agentops.settings import get_settings
+
+    if get_settings().mcp_keep_sessions:
+        from agentops.engine.mcp_sessions import pool
+
+        key = f"{server}:{serialization.digest(config.model_dump(mode='json'))}"
+        return pool().use(key, lambda asked: _connect(server, config, asked), work,
+                          (McpCallRefused, McpInputRequired, McpToolError, ConfigError))
+
+    async def fresh() -> T:
+        asked: list[str] = []
+        failed: Exception | None = None
+        async with _connect(server, config, asked) as client:
+            try:
+                result = await work(client, asked)
+            except Exception as exc:  # raised once the session is closed, not wrapped in the SDK's task group
+                failed = exc
+        if failed is not None:
+            raise failed
+        return result
 
     try:
-        return run_coroutine(listing())
+        return run_coroutine(fresh())
+    except NotSent as failed:
+        raise failed.error from None
+
+
+async def _listed(server: str, client: Client) -> list[ToolDefinition]:
+    """The server's definitions, as the first thing a session's work does: a failure here sent nothing."""
+    try:
+        return await _definitions(server, client)
+    except Exception as exc:
+        raise NotSent(exc) from None
+
+
+def list_definitions(root: Path, server: str) -> list[ToolDefinition]:
+    """Every tool the server offers now, allowlisted or not; ConfigError when it cannot answer."""
+    config = _server(root, server)
+
+    async def listing(client: Client, _asked: list[str]) -> list[ToolDefinition]:
+        return await _listed(server, client)
+
+    try:
+        return _in_session(server, config, listing)
     except ConfigError:
         raise
     except Exception as exc:
@@ -272,36 +330,98 @@ class McpCallRefused(Exception):
     """The server's live definition is not the one the call was screened and approved on, or not the pinned one."""
 
 
+class McpToolError(RuntimeError):
+    """The server answered the call with an error, or asked for input in a way nobody can answer."""
+
+
+class McpInputRequired(Exception):
+    """The server needs answers before it completes the call: `requests` (key -> {message, requested_schema}) and
+    the opaque `request_state` to send back with them."""
+
+    def __init__(self, qualified: str, requests: dict[str, dict[str, Any]], request_state: str | None) -> None:
+        asked = "; ".join(r["message"] for r in requests.values())
+        super().__init__(f"{qualified} asks for input: {asked}")
+        self.requests = requests
+        self.request_state = request_state
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The answers to a server's requests for input, sent with the call made again."""
+
+    input_responses: dict[str, dict[str, Any]]
+    """key -> {"action": "accept", "content": {...}} | {"action": "decline"} | {"action": "cancel"}"""
+    request_state: str | None
+
+
+resuming: ContextVar[Resume | None] = ContextVar("agentops_mcp_resuming", default=None)
+"""Set around a tool's invocation when the call answers a server's earlier requests for input."""
+
+
+def _input_requests(qualified: str, result: Any) -> dict[str, dict[str, Any]]:
+    """The form elicitations of an InputRequiredResult; any other request is one agentops does not answer."""
+    out = {}
+    for key, request in (result.input_requests or {}).items():
+        params: Any = getattr(request, "params", None)
+        if getattr(request, "method", None) != "elicitation/create" or getattr(params, "mode", "form") != "form":
+            raise McpToolError(f"{qualified} asks for '{getattr(request, 'method', '?')}' "
+                               f"({getattr(params, 'mode', '')}), which agentops does not answer; the call was not "
+                               "completed")
+        out[str(key)] = {"message": params.message, "requested_schema": dict(params.requested_schema)}
+    return out
+
+
 def call_tool(root: Path, qualified: str, args: dict[str, Any], *, screened_digest: str | None,
-              pinned_digest: str | None, meta: dict[str, Any]) -> tuple[str, Any]:
-    """Call the tool in a fresh session after listing its live definition in that session; (text, structured)."""
+              pinned_digest: str | None, meta: dict[str, Any], resume: Resume | None = None) -> tuple[str, Any]:
+    """Call the tool after listing its live definition in the same session; (text, structured).
+    McpInputRequired when the server asks for input first."""
     server, tool = split_name(qualified)
     config = _server(root, server)
+    seen: list[list[str]] = []
 
-    async def call() -> tuple[str, Any]:
-        async with _connect(server, config) as client:
-            live = {d.name: d for d in await _definitions(server, client)}.get(tool)
-            if live is None:
-                raise McpCallRefused(f"MCP server '{server}' no longer offers '{tool}'")
-            if live.digest != screened_digest:
-                raise McpCallRefused(f"the definition of {qualified} changed since the call was screened and "
-                                     f"approved (now {live.digest[:12]}, approved {(screened_digest or '-')[:12]}); "
-                                     "the call was not made")
-            if live.digest != pinned_digest:
-                raise McpCallRefused(f"the definition of {qualified} is not the pinned one; an admin must re-pin "
-                                     f"it (agentops mcp pin {server} {tool})")
-            result = await client.call_tool(tool, args, meta=cast("RequestParamsMeta", meta))
-        text = "".join(getattr(part, "text", "") for part in result.content)
-        if result.is_error:
-            raise RuntimeError(text or f"{qualified} returned an error")
-        return text, result.structured_content
+    async def call(client: Client, asked: list[str]) -> tuple[str, Any]:
+        from mcp_types import ElicitResult, InputRequiredResult
+
+        seen.append(asked)
+        live = {d.name: d for d in await _listed(server, client)}.get(tool)
+        if live is None:
+            raise McpCallRefused(f"MCP server '{server}' no longer offers '{tool}'")
+        if live.digest != screened_digest:
+            raise McpCallRefused(f"the definition of {qualified} changed since the call was screened and "
+                                 f"approved (now {live.digest[:12]}, approved {(screened_digest or '-')[:12]}); "
+                                 "the call was not made")
+        if live.digest != pinned_digest:
+            raise McpCallRefused(f"the definition of {qualified} is not the pinned one; an admin must re-pin "
+                                 f"it (agentops mcp pin {server} {tool})")
+        responses = None if resume is None else {
+            k: ElicitResult.model_validate(v) for k, v in resume.input_responses.items()}
+        result = await client.session.call_tool(
+            tool, args, meta=cast("RequestParamsMeta", meta), allow_input_required=True,
+            input_responses=cast("Any", responses), request_state=resume.request_state if resume else None)
+        if isinstance(result, InputRequiredResult):
+            raise McpInputRequired(qualified, _input_requests(qualified, result), result.request_state)
+        text = "".join(getattr(part, "text", "") for part in getattr(result, "content", []))
+        if asked:
+            raise McpToolError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked)) + f" (it said: {text})")
+        if getattr(result, "is_error", False):
+            raise McpToolError(text or f"{qualified} returned an error")
+        return text, getattr(result, "structured_content", None)
 
     try:
-        return run_coroutine(call())
-    except (McpCallRefused, ConfigError, RuntimeError):
+        return _in_session(server, config, call)
+    except (McpCallRefused, McpInputRequired, ConfigError, RuntimeError):
         raise
     except Exception as exc:
-        raise RuntimeError(f"MCP server '{server}': {_describe(exc)}") from None
+        said = _describe(exc)
+        asked = seen[0] if seen else []
+        if asked or "elicitation" in said:
+            raise RuntimeError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked) or said)) from None
+        raise RuntimeError(f"MCP server '{server}': {said}") from None
+
+
+_MID_CALL = ("{qualified} asked for input in the middle of the call ({asked}); a live call cannot wait for a person, "
+             "so the request was cancelled and the call did not complete. The server would have to ask with an "
+             "InputRequiredResult (MCP 2026-07-28) for agentops to put the question in the approvals inbox")
 
 
 def _describe(exc: BaseException) -> str:
@@ -330,7 +450,8 @@ def _make_tool_class() -> type:
                 meta[META_RUN_ID] = run_id
             check_fence()
             text, structured = call_tool(self.root, self.definition.qualified, kwargs, screened_digest=screened,
-                                         pinned_digest=pinned_digest(self.definition), meta=meta)
+                                         pinned_digest=pinned_digest(self.definition), meta=meta,
+                                         resume=resuming.get())
             return text if text or structured is None else structured
 
     return _McpTool

@@ -86,10 +86,13 @@ def request_approval(
     policy_hash: str | None = None,
     context: dict[str, Any] | None = None,
     quorum: int = 1,
+    kind: Literal["approve", "respond"] = "approve",
 ) -> Decision:
     """Ask a person to approve `action(args)`; the run pauses (freeing its worker) until they decide.
 
-    Call it inside a flow. It is a step: on resume it returns the recorded decision.
+    Call it inside a flow. It is a step: on resume it returns the recorded decision. `kind="respond"` asks for
+    input instead (an MCP server's elicitation): `args["requested_schema"]` is the JSON Schema of the answer, and
+    the decision is a `respond` whose `args` are the answer (or a `reject`, or `expired`).
     """
     if current_run.get() is None:
         raise AgentOpsError("request_approval() must be called inside a running flow")
@@ -100,7 +103,7 @@ def request_approval(
         if step.record is None:
             _open_request(step, action, args, reason=reason, expires_in=expires_in,
                           requester=requester or f"flow:{ctx.flow_name}", verdict=verdict, policy_hash=policy_hash,
-                          context=context, quorum=quorum)
+                          context=context, quorum=quorum, kind=kind)
         appr = ctx.store.approval_for_step(ctx.run_id, step.step_no)
         if appr is None:
             raise NotFoundError(f"run {ctx.run_id}: step {step.step_no} awaits an approval that does not exist")
@@ -126,7 +129,7 @@ def request_approval(
 
 def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reason: str, expires_in: float | None,
                   requester: str, verdict: dict[str, Any] | None, policy_hash: str | None,
-                  context: dict[str, Any] | None, quorum: int) -> NoReturn:
+                  context: dict[str, Any] | None, quorum: int, kind: str = "approve") -> NoReturn:
     """Store the request with its step and the run's pause (one transaction, fenced), then pause the run."""
     ctx, step_no = step.ctx, step.step_no
     now = time.time()
@@ -138,7 +141,7 @@ def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reaso
         "requester": requester, "verdict": serialization.stored(verdict) if verdict else None,
         "policy_hash": policy_hash,
         "context": serialization.safe_dumps(redact(context), limit=200_000) if context else None,
-        "quorum": max(1, quorum),
+        "quorum": max(1, quorum), "kind": kind,
         "status": "pending", "created_at": now, "expires_at": now + expires_in if expires_in else None,
     }
     name = f"approval:{action}"
@@ -146,7 +149,8 @@ def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reaso
         Event(actor=requester, action="approval.requested", run_id=ctx.run_id, step_no=step_no,
               approval_id=approval_id, policy_hash=policy_hash, ts=now,
               payload={"action": action, "args": args, "args_digest": digest, "reason": reason,
-                       "verdict": verdict, "expires_at": approval["expires_at"], "quorum": approval["quorum"]}),
+                       "verdict": verdict, "expires_at": approval["expires_at"], "quorum": approval["quorum"],
+                       "kind": kind}),
         transitions.step_state(ctx.run_id, step_no, name, State.AWAITING_APPROVAL.value, ts=now,
                                approval_id=approval_id),
         transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value, ts=now, approval_id=approval_id),
@@ -174,6 +178,7 @@ def decide(
     args_digest: str | None = None,
     edited_args: dict[str, Any] | None = None,
     message: str | None = None,
+    response: dict[str, Any] | None = None,
 ) -> Decision | None:
     """Record one approver's decision. Returns the final Decision, or None while a quorum is incomplete.
 
@@ -193,6 +198,10 @@ def decide(
     digest = args_digest or appr.args_digest
     makers = _decidable_by(store, appr, approver.name, digest, now)
     args = serialization.loads(appr.args, f"approval {appr.id} arguments")
+    if appr.kind == "respond":
+        args = _checked_response(appr, kind, args, response)
+    elif response is not None:
+        raise ApprovalError(f"approval {approval_id} asks for a decision, not for input; a response does not apply")
     if kind == "edit":
         if not isinstance(edited_args, dict):
             raise ApprovalError("an edit needs the replacement arguments as a JSON object (--args JSON)")
@@ -200,7 +209,7 @@ def decide(
             raise ApprovalError(f"approval {approval_id} needs {appr.quorum} approvers; edits need a quorum of 1 "
                                 "(reject with a message instead)")
         args = validate_edited_args(appr.action, edited_args, requested=serialization.loads(appr.args))
-    if kind in ("reject", "respond") and not message:
+    if kind in ("reject", "respond") and not message and appr.kind != "respond":
         raise ApprovalError(f"a {kind} needs a message (--reason / --message)")
 
     votes = store.votes_for(approval_id)
@@ -211,10 +220,12 @@ def decide(
     decision = Decision(kind, args, approval_id, message, decided_by, self_approved)  # type: ignore[arg-type]
     actor = f"user:{approver.name}"
     vote = {"approval_id": approval_id, "user": approver.name, "kind": kind, "args_digest": digest,
-            "args": serialization.stored(args) if kind == "edit" else None,
+            "args": serialization.stored(args) if kind == "edit" or appr.kind == "respond" else None,
             "message": default_redactor().text(message) if message else message, "ts": now}
     payload = {"decision": kind, "args_digest": digest, "message": message,
-               "edited_args": args if kind == "edit" else None, "votes": len(set(approvers)), "quorum": appr.quorum,
+               "edited_args": args if kind == "edit" else None,
+               "response": args if appr.kind == "respond" and kind == "respond" else None,
+               "votes": len(set(approvers)), "quorum": appr.quorum,
                "self_approved": approver.name in makers}
     if final:
         payload |= {"decided_digest": serialization.digest(args), "decided_by": decided_by,
@@ -241,6 +252,29 @@ def decide(
     if outcome != "recorded":
         raise ApprovalError(f"approval {approval_id} was decided concurrently; look at it again")
     return decision if final else None
+
+
+def _checked_response(appr: Approval, kind: str, request: dict[str, Any], response: dict[str, Any] | None
+                      ) -> dict[str, Any]:
+    """A request for input is answered (`respond`, with fields that fit its schema) or declined (`reject`)."""
+    if kind == "reject":
+        return request
+    if kind != "respond":
+        raise ApprovalError(f"approval {appr.id} asks for input: answer it (respond, with the fields of its schema) "
+                            "or decline it (reject)")
+    if not isinstance(response, dict):
+        raise ApprovalError(f"approval {appr.id} asks for input: give the answer as a JSON object (--response JSON)")
+    import jsonschema
+
+    schema = request.get("requested_schema") or {"type": "object"}
+    try:
+        jsonschema.Draft202012Validator(schema).validate(response)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "the response"
+        raise ApprovalError(f"approval {appr.id}: {where}: {exc.message}") from None
+    except jsonschema.SchemaError as exc:
+        raise ApprovalError(f"approval {appr.id}: its schema is not usable ({exc.message})") from None
+    return response
 
 
 def _decidable_by(store: Store, appr: Approval, name: str, digest: str, now: float) -> set[str]:

@@ -82,7 +82,7 @@ def request_mismatch(store: Store, appr: Approval) -> Mismatch | None:
 
 def mismatch(store: Store, run_id: str, appr: Approval | None, decision: Decision) -> Mismatch | None:
     """None when the run may act on `decision`; otherwise why not. Refusals and expiries run nothing, so pass."""
-    if not decision.approved:
+    if not decision.approved and decision.kind != "respond":
         return None
     if appr is None or appr.id != decision.approval_id or appr.run_id != run_id:
         return Mismatch(f"the decision names approval {decision.approval_id}, which is not this step's request")

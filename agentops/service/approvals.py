@@ -28,8 +28,9 @@ def get_approval(approval_id: str) -> Approval:
 
 
 def decide(approval_id: str, kind: str, *, user: str | None, args_digest: str | None = None,
-           edited_args: dict[str, Any] | None = None, message: str | None = None) -> approvals.Decision | None:
+           edited_args: dict[str, Any] | None = None, message: str | None = None,
+           response: dict[str, Any] | None = None) -> approvals.Decision | None:
     """One decision by `user` (the CLI's --as, the app's logged-in user); every check is in approvals.decide."""
     appr = get_approval(approval_id)
     return approvals.decide(open_store(), appr.id, kind, user=user, args_digest=args_digest, edited_args=edited_args,
-                            message=message)
+                            message=message, response=response)

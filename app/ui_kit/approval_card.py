@@ -90,6 +90,9 @@ def _decide_all(group: list[views.ApprovalView], kind: str, user: SessionUser) -
 def _decision_controls(view: views.ApprovalView, user: SessionUser, scope: str) -> None:
     a = view.approval
     key = f"{scope}-{a.id}"
+    if a.kind == "respond":
+        _respond_controls(view, user, key)
+        return
     approve, edit, reject = st.tabs(["Approve", "Edit", "Reject"])
     with approve:
         if st.button("Approve", key=f"approve-{key}", type="primary"):
@@ -106,6 +109,39 @@ def _decision_controls(view: views.ApprovalView, user: SessionUser, scope: str) 
                                 placeholder="why not, and what to do instead")
         if st.button("Reject", key=f"reject-{key}"):
             _decide(a.id, "reject", user, args_digest=a.args_digest, message=message or "rejected")
+
+
+def _respond_controls(view: views.ApprovalView, user: SessionUser, key: str) -> None:
+    """A server's request for input: one field per property of its schema, then Answer or Decline."""
+    a = view.approval
+    schema = view.args.get("requested_schema") or {}
+    st.markdown(f"**The server asks:** {view.args.get('message', '')}")
+    answer: dict[str, object] = {}
+    required = set(schema.get("required") or [])
+    for name, prop in (schema.get("properties") or {}).items():
+        label = f"{prop.get('title') or name}{' *' if name in required else ''}"
+        field_key = f"respond-{name}-{key}"
+        kind = prop.get("type")
+        if prop.get("enum"):
+            answer[name] = st.selectbox(label, prop["enum"], key=field_key)
+        elif kind == "boolean":
+            answer[name] = st.checkbox(label, key=field_key)
+        elif kind == "integer":
+            answer[name] = int(st.number_input(label, step=1, key=field_key))
+        elif kind == "number":
+            answer[name] = float(st.number_input(label, key=field_key))
+        else:
+            text = st.text_input(label, key=field_key, help=prop.get("description"))
+            if text or name in required:
+                answer[name] = text
+    answer_tab, decline_tab = st.tabs(["Answer", "Decline"])
+    with answer_tab:
+        if st.button("Send the answer", key=f"respond-{key}", type="primary"):
+            _decide(a.id, "respond", user, args_digest=a.args_digest, response=answer)
+    with decline_tab:
+        message = st.text_input("Why not", key=f"decline-message-{key}")
+        if st.button("Decline", key=f"decline-{key}"):
+            _decide(a.id, "reject", user, args_digest=a.args_digest, message=message or "declined")
 
 
 def _parse_args(text: str) -> dict | None:

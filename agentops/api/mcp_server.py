@@ -1,0 +1,117 @@
+"""agentops as an MCP server (the official SDK's low-level `Server`): the project's flows and the read tools of
+`agentops.service.mcp_serve`, over stdio (`agentops mcp serve`, acting as --as/AGENTOPS_USER) and over
+Streamable HTTP at /mcp of the API server (each request acting as the account of its bearer token).
+
+Every call is answered here with JSON text (and the same object as structured content); anything the caller
+must fix is a tool error (`isError`), never a protocol failure or a crash of the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from agentops.errors import AgentOpsError, PermissionDenied
+from agentops.service import mcp_serve
+from agentops.service.tokens import token_user
+
+if TYPE_CHECKING:
+    from mcp.server.lowlevel import Server
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from starlette.types import Receive, Scope, Send
+
+_http_caller: ContextVar[str | None] = ContextVar("agentops_mcp_http_caller", default=None)
+
+
+def build_server(*, transport: str, user: str | None = None) -> Server[Any]:
+    """The MCP server; over HTTP the caller is the token's account of each request, over stdio `user`."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    async def list_tools(_ctx: Any, _params: Any) -> types.ListToolsResult:
+        served = await anyio.to_thread.run_sync(mcp_serve.served_tools)
+        return types.ListToolsResult(tools=[
+            types.Tool(name=t.name, description=t.description, input_schema=t.input_schema,
+                       annotations=types.ToolAnnotations(read_only_hint=not t.starts_flow))
+            for t in served])
+
+    async def call_tool(_ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        caller = _http_caller.get() if transport == "http" else user
+        if transport == "http" and caller is None:  # the ASGI gate lets no request through without a token
+            return _error("this request carries no token's account")
+        try:
+            answer = await anyio.to_thread.run_sync(
+                lambda: mcp_serve.call(params.name, params.arguments, user=caller, transport=transport))
+        except AgentOpsError as exc:
+            return _error(str(exc))
+        text = json.dumps(answer, default=str, sort_keys=True)
+        return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                    structured_content=json.loads(text))
+
+    return Server("agentops", instructions="Start the project's flows as governed runs, and read runs and "
+                                            "approvals. A run that waits for a person answers with the approval's "
+                                            "link.", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def _error(text: str) -> Any:
+    import mcp_types as types
+
+    return types.CallToolResult(content=[types.TextContent(type="text", text=f"error: {text}")], is_error=True)
+
+
+def serve_stdio(user: str | None) -> None:
+    """Serve over this process's stdin and stdout until the client closes them."""
+    from mcp.server.stdio import stdio_server
+
+    mcp_serve.check_caller(user)
+    server = build_server(transport="stdio", user=user)
+
+    async def main() -> None:
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    anyio.run(main)
+
+
+class McpHttpApp:
+    """The ASGI app mounted at /mcp: a bearer token of `agentops tokens` or 401, then the SDK's Streamable HTTP
+    transport (stateless, JSON responses), with the token's account as the caller."""
+
+    def __init__(self) -> None:
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+        self.manager: StreamableHTTPSessionManager = StreamableHTTPSessionManager(
+            build_server(transport="http"), stateless=True, json_response=True)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with self.manager.run():
+            yield
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, secret = header.partition(" ")
+        caller = None
+        if scheme.lower() == "bearer" and secret:
+            try:
+                caller = await anyio.to_thread.run_sync(token_user, secret.strip())
+            except PermissionDenied:
+                caller = None
+        if caller is None:
+            body = json.dumps({"error": "an Authorization: Bearer <token> header with a valid token is required"})
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        token = _http_caller.set(caller)
+        try:
+            await self.manager.handle_request(scope, receive, send)
+        finally:
+            _http_caller.reset(token)
