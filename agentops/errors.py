@@ -51,6 +51,23 @@ class PermissionDenied(AgentOpsError):
     """The acting user's role does not allow the action, or the user is unknown."""
 
 
+class TokenRefused(PermissionDenied):
+    """A presented API token that does not authenticate: `reason` says why (unknown, revoked, expired), `name`
+    is the token's when it is known. Never carries the token itself."""
+
+    def __init__(self, reason: str, name: str | None = None) -> None:
+        super().__init__(f"{reason} API token")
+        self.reason, self.name = reason, name
+
+
+class HookRefused(AgentOpsError):
+    """A webhook request that does not authenticate (unsigned, bad signature, stale, replayed, unknown hook)."""
+
+    def __init__(self, reason: str, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.reason, self.status = reason, status
+
+
 class ApprovalError(AgentOpsError):
     """An approval decision was refused: decided already, stale digest, expired, or self-approval."""
 

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from agentops.db.store import Store
 
-HEAD_REVISION = "0009_mcp_pins"
+HEAD_REVISION = "0012_hooks_tokens"
 """The newest migration in agentops/migrations/versions; bump with every new migration."""
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -10,9 +10,11 @@ from agentops.db.alerts import AlertsSQL
 from agentops.db.backends import BackendsSQL
 from agentops.db.chat import ChatSQL
 from agentops.db.governance import GovernanceSQL
+from agentops.db.hooks import HooksSQL
 from agentops.db.mcp import McpSQL
+from agentops.db.metrics import MetricsSQL
 from agentops.db.scheduling import SchedulingSQL
 
 
-class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, AlertsSQL, McpSQL):
+class Store(GovernanceSQL, SchedulingSQL, BackendsSQL, ChatSQL, AlertsSQL, McpSQL, HooksSQL, MetricsSQL):
     """Database access for the whole of agentops."""
