@@ -68,6 +68,42 @@ class HookRefused(AgentOpsError):
         self.reason, self.status = reason, status
 
 
+class ApiError(AgentOpsError):
+    """agentops.client: the API refused a request or could not be reached; `status` is the HTTP status (0: none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiUnavailable(ApiError):
+    """agentops.client: no answer (connection refused, timed out, DNS)."""
+
+
+class ApiUnauthorized(ApiError):
+    """agentops.client: 401, the token is missing, unknown, revoked or expired."""
+
+
+class ApiForbidden(ApiError):
+    """agentops.client: 403, the token's role or the policy does not allow it."""
+
+
+class ApiNotFound(ApiError):
+    """agentops.client: 404, no such run, approval or flow."""
+
+
+class ApiConflict(ApiError):
+    """agentops.client: 409, decided already, a stale digest, a run that has ended."""
+
+
+class ApiInvalid(ApiError):
+    """agentops.client: 422 (or 400), parameters or a body the API does not accept."""
+
+
+class ApiProtocolError(ApiError):
+    """agentops.client: an answer that is not what the API sends (not JSON, another shape, a 5xx)."""
+
+
 class ApprovalError(AgentOpsError):
     """An approval decision was refused: decided already, stale digest, expired, or self-approval."""
 
