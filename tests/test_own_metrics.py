@@ -121,7 +121,9 @@ def test_the_exposition_counts_what_the_database_holds(scenario: Scenario) -> No
     want = expected()
     assert {k: int(v) for k, v in got["agentops_runs"].items()} == \
         {(flow_name, state): n for (flow_name, state), n in want["runs"].items()}
-    assert {k: int(v) for k, v in got["agentops_steps_total"].items()} == dict(want["steps"])
+    assert {k: int(v) for k, v in got["agentops_steps_in_state"].items()} == dict(want["steps"])
+    assert {k: int(v) for k, v in got["agentops_steps_total"].items()} == \
+        dict(Counter((kind,) for (kind, _state), n in want["steps"].items() for _ in range(n)))
     assert got["agentops_queue_depth"][()] == 1
     assert got["agentops_approvals_waiting"] == {("scale_deployment",): 1.0}
     assert got["agentops_approval_decision_seconds_count"] == {k: float(v) for k, v in want["decided"].items()}
@@ -164,9 +166,11 @@ def test_prometheus_scrapes_metrics_with_a_token_and_promql_reads_the_numbers(
         assert prom.query('agentops_runs{flow="hello",state="COMPLETED"}')[0]["value"] == \
             want["runs"][("hello", "COMPLETED")]
         assert prom.query("agentops_queue_depth")[0]["value"] == 1
-        by_kind = {r["labels"]["kind"]: r["value"] for r in prom.query("sum by (kind) (agentops_steps_total)")}
+        by_kind = {r["labels"]["kind"]: r["value"] for r in prom.query("sum by (kind) (agentops_steps_in_state)")}
         assert by_kind == {k: float(sum(n for (kind, _s), n in want["steps"].items() if kind == k))
                            for k, _ in want["steps"]}
+        totals = {r["labels"]["kind"]: r["value"] for r in prom.query("agentops_steps_total")}
+        assert totals == by_kind
         assert prom.query('agentops_model_calls_total{model="playbook"}')[0]["value"] == want["models"][("playbook",)]
         assert prom.query('agentops_tool_calls_total{tool="scale_deployment"}')[0]["value"] == \
             want["tools"][("scale_deployment",)]

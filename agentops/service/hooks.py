@@ -26,7 +26,7 @@ from agentops.core.ledger import Event
 from agentops.core.yaml_files import parse_yaml
 from agentops.db import open_store
 from agentops.engine.project import project_root
-from agentops.errors import HookRefused, ParameterError
+from agentops.errors import ConfigError, HookRefused, ParameterError
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.auth_failures import record_auth_failure
 from agentops.service.setup import check_settings
@@ -74,7 +74,7 @@ def load_hooks(root: Path) -> dict[str, Hook]:
     hooks = parse_yaml(path.read_text(), HOOKS_FILE, HooksFile, not_mapping="expected a mapping with `hooks:`")[0]
     for name in hooks.hooks:
         if not re.match(NAME_PATTERN, name):
-            raise ParameterError(f"{HOOKS_FILE}: hook name '{name}' must match {NAME_PATTERN}")
+            raise ConfigError(f"{HOOKS_FILE}: hook name '{name}' must match {NAME_PATTERN}")
     return hooks.hooks
 
 

@@ -35,10 +35,17 @@ class DatabaseCollector(Collector):
         for flow, state, count in snap.runs:
             runs.add_metric([flow, state], count)
         yield runs
-        steps = CounterMetricFamily("agentops_steps", "Recorded steps by kind and state.", labels=["kind", "state"])
+        steps = GaugeMetricFamily("agentops_steps_in_state", "Steps by kind and current state.",
+                                  labels=["kind", "state"])
+        recorded = CounterMetricFamily("agentops_steps", "Steps recorded, by kind.", labels=["kind"])
+        per_kind: dict[str, int] = {}
         for kind, state, count in snap.steps:
             steps.add_metric([kind, state], count)
+            per_kind[kind] = per_kind.get(kind, 0) + count
+        for kind, count in sorted(per_kind.items()):
+            recorded.add_metric([kind], count)
         yield steps
+        yield recorded
         yield _histogram("agentops_step_duration_seconds", "How long steps ran, by kind.", "kind", snap.step_durations)
         waiting = GaugeMetricFamily("agentops_approvals_waiting", "Approval requests waiting for a decision.",
                                     labels=["action"])
