@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/data_query.py
 	$(VENV)/bin/python bench/agent_loop.py
 	$(VENV)/bin/python bench/approvals.py
+	$(VENV)/bin/python bench/api.py
 	$(VENV)/bin/python bench/ledger.py
 	$(VENV)/bin/python bench/scale_out.py
 	$(VENV)/bin/python bench/mcp_calls.py

@@ -51,6 +51,59 @@ class PermissionDenied(AgentOpsError):
     """The acting user's role does not allow the action, or the user is unknown."""
 
 
+class TokenRefused(PermissionDenied):
+    """A presented API token that does not authenticate: `reason` says why (unknown, revoked, expired), `name`
+    is the token's when it is known. Never carries the token itself."""
+
+    def __init__(self, reason: str, name: str | None = None) -> None:
+        super().__init__(f"{reason} API token")
+        self.reason, self.name = reason, name
+
+
+class HookRefused(AgentOpsError):
+    """A webhook request that does not authenticate (unsigned, bad signature, stale, replayed, unknown hook)."""
+
+    def __init__(self, reason: str, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.reason, self.status = reason, status
+
+
+class ApiError(AgentOpsError):
+    """agentops.client: the API refused a request or could not be reached; `status` is the HTTP status (0: none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiUnavailable(ApiError):
+    """agentops.client: no answer (connection refused, timed out, DNS)."""
+
+
+class ApiUnauthorized(ApiError):
+    """agentops.client: 401, the token is missing, unknown, revoked or expired."""
+
+
+class ApiForbidden(ApiError):
+    """agentops.client: 403, the token's role or the policy does not allow it."""
+
+
+class ApiNotFound(ApiError):
+    """agentops.client: 404, no such run, approval or flow."""
+
+
+class ApiConflict(ApiError):
+    """agentops.client: 409, decided already, a stale digest, a run that has ended."""
+
+
+class ApiInvalid(ApiError):
+    """agentops.client: 422 (or 400), parameters or a body the API does not accept."""
+
+
+class ApiProtocolError(ApiError):
+    """agentops.client: an answer that is not what the API sends (not JSON, another shape, a 5xx)."""
+
+
 class ApprovalError(AgentOpsError):
     """An approval decision was refused: decided already, stale digest, expired, or self-approval."""
 

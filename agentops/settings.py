@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     alert_cooldown_seconds: float = Field(default=300.0, ge=0)
     """After an alert group's run ended, its firing notifications start no new run for this long: the alert
     catches up with the remedy (rule evaluation, `for:`, Alertmanager's group interval) before it is believed."""
+    hook_window_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """A signed webhook's timestamp must be this close to the server's clock; its signature is remembered (and
+    refused again as a replay) for twice as long."""
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
     """How long one Prometheus query may take before the tool reports Prometheus as unavailable."""
 

@@ -16,7 +16,7 @@ from tests.server_process import stop_process, wait_until_ready
 
 class PrometheusServer:
     def __init__(self, targets: list[str], interval: str = "500ms", rules: str | None = None,
-                 alertmanager: str | None = None) -> None:
+                 alertmanager: str | None = None, bearer_token: str | None = None) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
             raise RuntimeError("prometheus is not installed (apt-get install prometheus); .ci/run installs it")
@@ -25,6 +25,9 @@ class PrometheusServer:
         self.dir = Path(tempfile.mkdtemp(prefix="agentops-prometheus-"))
         config = (f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
                   f"scrape_configs:\n  - job_name: targets\n    static_configs:\n      - targets: {targets!r}\n")
+        if bearer_token is not None:
+            (self.dir / "token").write_text(bearer_token)
+            config += f"    authorization:\n      credentials_file: {str(self.dir / 'token')!r}\n"
         if rules is not None:
             (self.dir / "rules.yml").write_text(rules)
             config += f"rule_files: [{str(self.dir / 'rules.yml')!r}]\n"
@@ -55,6 +58,13 @@ class PrometheusServer:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"prometheus had no value for {query} within {timeout}s")
+
+    def query(self, promql: str) -> list[dict[str, object]]:
+        """The instant vector `promql` evaluates to now (a label set and a value per series)."""
+        body = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        if body["status"] != "success":
+            raise RuntimeError(f"prometheus refused {promql}: {body}")
+        return [{"labels": r["metric"], "value": float(r["value"][1])} for r in body["data"]["result"]]
 
     def stop(self) -> None:
         stop_process(self.process)

@@ -13,13 +13,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from agentops.errors import (
     AgentOpsError,
     ApprovalError,
+    HookRefused,
     InvalidStateError,
     NotFoundError,
     ParameterError,
     PermissionDenied,
+    TokenRefused,
     UnknownFlowError,
 )
-from agentops.service.tokens import token_user
+from agentops.service.tokens import authenticate
 
 _bearer = HTTPBearer(auto_error=False, description="An API token from `agentops tokens add NAME --role ROLE`.")
 
@@ -30,24 +32,27 @@ _STATUS: list[tuple[type[AgentOpsError], int]] = [
 
 
 class Unauthenticated(Exception):
-    """No token, or one that is unknown or revoked: 401, whatever the route."""
+    """No token, or one that is unknown, revoked or expired: 401, whatever the route."""
 
 
-def api_user(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    """The account the request acts as: the one its bearer token names."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthenticated("an Authorization: Bearer <token> header is required")
+def api_user(request: Request,
+             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The account the request acts as: the one its bearer token names. A refusal is recorded (never the token)."""
+    bearer = credentials is not None and credentials.scheme.lower() == "bearer"
+    client = request.client.host if request.client else ""
     try:
-        return token_user(credentials.credentials)
-    except PermissionDenied as exc:
-        raise Unauthenticated(str(exc)) from None
+        return authenticate(credentials.credentials if credentials is not None and bearer else None,
+                            client=client, path=request.url.path)
+    except TokenRefused as exc:
+        message = "an Authorization: Bearer <token> header is required" if exc.reason == "missing" else str(exc)
+        raise Unauthenticated(message) from None
 
 
 ApiUser = Annotated[str, Depends(api_user)]
 
 
 def create_app() -> FastAPI:
-    from agentops.api import alerts, routes
+    from agentops.api import alerts, hooks, metrics, routes
     from agentops.api.mcp_server import McpHttpApp
 
     mcp_http = McpHttpApp()
@@ -65,6 +70,10 @@ def create_app() -> FastAPI:
     def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
+    @app.exception_handler(HookRefused)
+    def _hook_refused(_request: Request, exc: HookRefused) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
     @app.exception_handler(AgentOpsError)
     def _refused(_request: Request, exc: AgentOpsError) -> JSONResponse:
         status = next(code for kind, code in _STATUS if isinstance(exc, kind))
@@ -72,4 +81,6 @@ def create_app() -> FastAPI:
 
     app.include_router(routes.router)
     app.include_router(alerts.router)
+    app.include_router(hooks.router)
+    app.include_router(metrics.router)
     return app

@@ -47,23 +47,27 @@ def cluster_metrics(host: Host = "127.0.0.1", port: Port = 9108) -> None:
 
 @tokens_app.command("add")
 def tokens_add(name: str, role: Annotated[str, typer.Option("--role", help="viewer, operator, approver or admin")],
+               expires: Annotated[str | None, typer.Option(
+                   "--expires", help="Refuse it after this long: 30d, 12h, 90m, 2w (default: until revoked)")] = None,
                user: AsUser = None) -> None:
     """Create a token acting as the account NAME (created with ROLE if missing). It is shown once."""
-    secret = tokens.add_token(name, role, actor_user=user)
-    console.print(f"token {name} ({role}) created; it is shown once, store it now:")
+    secret = tokens.add_token(name, role, actor_user=user, expires=expires)
+    until = f", expires {fmt_time(tokens.list_token(name).expires_at)}" if expires else ""
+    console.print(f"token {name} ({role}{until}) created; it is shown once, store it now:")
     console.print(secret, highlight=False, soft_wrap=True)
 
 
 @tokens_app.command("list")
 def tokens_list(as_json: JsonOpt = False) -> None:
-    """The tokens (never their secrets): name, role, who created it, when, and whether it is revoked."""
+    """The tokens (never their secrets): name, role, who created it, when, its expiry and its state."""
     items = tokens.list_tokens()
     if as_json:
-        emit_json([t.model_dump(exclude={"token_hash"}) for t in items])
+        emit_json([t.model_dump(exclude={"token_hash"}) | {"state": tokens.token_state(t)} for t in items])
         return
-    table = Table("name", "role", "created by", "created", "revoked", box=None)
+    table = Table("name", "role", "state", "created by", "created", "expires", "revoked", box=None)
     for t in items:
-        table.add_row(t.name, t.role, t.created_by, fmt_time(t.created_at), fmt_time(t.revoked_at))
+        table.add_row(t.name, t.role, tokens.token_state(t), t.created_by, fmt_time(t.created_at),
+                      fmt_time(t.expires_at) if t.expires_at else "never", fmt_time(t.revoked_at))
     console.print(table)
 
 

@@ -65,3 +65,15 @@ def iso_times(value: Any) -> Any:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `30d`, `12h`, `90m`, `45s` or `2w`; ValueError for anything else (zero and negatives too)."""
+    value = text.strip().lower()
+    if len(value) < 2 or value[-1] not in _UNITS or not value[:-1].isdigit() or int(value[:-1]) <= 0 \
+            or len(value) > 12:
+        raise ValueError(f"'{text}' is not a duration like 30d, 12h, 90m or 45s")
+    return float(int(value[:-1]) * _UNITS[value[-1]])

@@ -222,11 +222,12 @@ class GovernanceSQL(RunsSQL, NotificationsSQL):
             return [as_row(schema.User, r._mapping) for r in rows]
 
     def add_token(self, values: dict[str, Any], events: Sequence[Event]) -> bool:
-        """Store a token (its digest) with its ledger events, in place of a revoked one of the same name; False
-        when a live token has the name."""
+        """Store a token (its digest) with its ledger events, in place of a revoked or expired one of the same name;
+        False when a live token has the name."""
         tokens = schema.TOKENS
         with self.write() as conn:
-            conn.execute(sa.delete(tokens).where(tokens.c.name == values["name"], tokens.c.revoked_at.is_not(None)))
+            gone = tokens.c.revoked_at.is_not(None) | (tokens.c.expires_at <= values["created_at"])
+            conn.execute(sa.delete(tokens).where(tokens.c.name == values["name"], gone))
             try:
                 with conn.begin_nested():
                     conn.execute(sa.insert(tokens), values)

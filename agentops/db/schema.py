@@ -242,6 +242,42 @@ class ApiToken(SQLModel, table=True):
     created_by: str = Field(max_length=200)
     created_at: float
     revoked_at: float | None = None
+    expires_at: float | None = None
+    """After this (epoch seconds) the token is refused; None: it lives until revoked."""
+
+
+class HookDelivery(SQLModel, table=True):
+    """A signed webhook request seen: the same signature again within the window is a replay."""
+
+    __tablename__ = "hook_deliveries"
+    __table_args__ = (Index("ix_hook_deliveries_signed", "signed_at"),)
+
+    key: str = Field(primary_key=True, max_length=64)
+    """SHA-256 of the hook's name and the signature it carried."""
+    hook: str = Field(max_length=200)
+    signed_at: float
+    """The signed timestamp: once it is outside the window the request is stale anyway, and the row can go."""
+    seen_at: float
+    run_id: str | None = Field(default=None, max_length=32)
+
+
+class AuthFailure(SQLModel, table=True):
+    """Refused API authentications counted per kind, subject and reason and per minute: the first of each minute is
+    a ledger event, the rest of that minute one summary event (a flood cannot fill the ledger)."""
+
+    __tablename__ = "auth_failures"
+    __table_args__ = (Index("ix_auth_failures_pending", "minute"),)
+
+    key: str = Field(primary_key=True, max_length=64)
+    minute: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    kind: str = Field(max_length=32)
+    subject: str = Field(max_length=200)
+    reason: str = Field(max_length=200)
+    count: int = 0
+    recorded: int = 0
+    """How many of `count` the ledger has been told of."""
+    first_at: float
+    last_at: float
 
 
 class WebSession(SQLModel, table=True):
@@ -456,6 +492,8 @@ USERS = _table(User)
 TOKENS = _table(ApiToken)
 WEB_SESSIONS = _table(WebSession)
 ALERT_GROUPS = _table(AlertGroup)
+HOOK_DELIVERIES = _table(HookDelivery)
+AUTH_FAILURES = _table(AuthFailure)
 SCHEDULES = _table(Schedule)
 LEASES = _table(Lease)
 RATES = _table(RateEvent)

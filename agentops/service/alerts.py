@@ -21,13 +21,11 @@ from pydantic import BaseModel, Field, ValidationError
 from agentops.core.ledger import Event
 from agentops.db import open_store
 from agentops.engine.project import project_root
-from agentops.engine.registry import find_flow
-from agentops.engine.runner import create_run
-from agentops.errors import ConfigError, PermissionDenied
-from agentops.governance.screening import StoreRateCounter, project_policy
+from agentops.errors import ConfigError
 from agentops.governance.users import CAN_OPERATE, require_user
 from agentops.service.runs import actor_of
 from agentops.service.setup import check_settings
+from agentops.service.starts import governed_start
 from agentops.settings import get_settings
 
 RULES_FILE = "alerts.yaml"
@@ -100,15 +98,7 @@ def receive_alertmanager(payload: AlertmanagerPayload, *, user: str) -> AlertOut
                   "a run for this alert group ended less than AGENTOPS_ALERT_COOLDOWN_SECONDS ago")
         return AlertOutcome(claim, active, reason)
     try:
-        verdict = project_policy(project_root()).evaluate("start_flow", {"flow": flow_name, "parameters": parameters},
-                                                          rate=StoreRateCounter(st), use_id=f"alert:{run_id}")
-        if verdict.enforced and verdict.verdict != "allow":
-            why = ("it needs an approval, which alert-started runs do not ask for yet"
-                   if verdict.verdict == "require_approval" else verdict.reason)
-            raise PermissionDenied(f"policy refuses starting '{flow_name}' from an alert: {why} "
-                                   f"(rule {verdict.rule})")
-        create_run(find_flow(flow_name), parameters, trigger="alert", created_by=user, queue=True, store=st,
-                   run_id=run_id)
+        governed_start(st, flow_name, parameters, user=user, trigger="alert", run_id=run_id, source="an alert")
     except Exception as exc:
         st.release_alert_claim(key_hash, run_id)
         st.append_events([Event(actor=actor_of(user), action="alert.refused",
