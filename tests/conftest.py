@@ -128,3 +128,20 @@ def ops_db_project(project: Path) -> Path:
 
     list(init_project())
     return project
+
+
+@pytest.fixture
+def api(project: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The HTTP API on a free loopback port, and one token per role (named `t-<role>`)."""
+    from agentops.api.server import ApiServer
+    from agentops.governance.users import ROLES
+    from agentops.service import tokens
+    from tests.pg_server import _free_port
+
+    secrets = {role: tokens.add_token(f"t-{role}", role) for role in ROLES}
+    server = ApiServer("127.0.0.1", _free_port())
+    server.start()
+    try:
+        yield server.url, secrets
+    finally:
+        server.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -10,7 +9,6 @@ import pytest
 from typer.testing import CliRunner
 
 from agentops import flow, request_approval
-from agentops.api.server import ApiServer
 from agentops.cli.main import app as cli
 from agentops.db import open_store
 from agentops.errors import AgentOpsError
@@ -25,18 +23,6 @@ ROLES = ("viewer", "operator", "approver", "admin")
 def api_gated(replicas: int = 3) -> dict:
     decision = request_approval("scale_deployment", {"name": "web-app", "replicas": replicas}, reason="api test")
     return {"decision": decision.kind}
-
-
-@pytest.fixture
-def api(project: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """The API on a free loopback port, and one token per role (named after the role)."""
-    secrets = {role: tokens.add_token(f"t-{role}", role) for role in ROLES}
-    server = ApiServer("127.0.0.1", _free_port())
-    server.start()
-    try:
-        yield server.url, secrets
-    finally:
-        server.stop()
 
 
 class Cli:

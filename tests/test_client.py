@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from agentops import service
-from agentops.api.server import ApiServer
 from agentops.client import AgentOpsClient, Approval, Run, Step
 from agentops.db import open_store
 from agentops.errors import (
@@ -25,22 +22,10 @@ from agentops.errors import (
     ApiUnavailable,
 )
 from agentops.governance.users import add_user
-from agentops.service import tokens
 from tests.pg_server import _free_port
 from tests.test_api import api_gated
 
 assert api_gated.name == "api_gated"
-
-
-@pytest.fixture
-def api(project: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    secrets = {role: tokens.add_token(f"c-{role}", role) for role in ("viewer", "operator", "approver")}
-    server = ApiServer("127.0.0.1", _free_port())
-    server.start()
-    try:
-        yield server.url, secrets
-    finally:
-        server.stop()
 
 
 def test_start_read_list_and_decide_with_typed_answers(api: tuple[str, dict[str, str]]) -> None:
@@ -50,7 +35,7 @@ def test_start_read_list_and_decide_with_typed_answers(api: tuple[str, dict[str,
         assert isinstance(queued, str) and len(queued) == 32
         run = operator.run(queued)
         assert isinstance(run, Run) and (run.flow_name, run.state, run.created_by) == ("api_gated", "PENDING",
-                                                                                        "c-operator")
+                                                                                        "t-operator")
         assert run.parameters == {"replicas": 6}
         assert [r.id for r in operator.runs(flow="api_gated")] == [queued]
         assert operator.runs(state="COMPLETED") == []

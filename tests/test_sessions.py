@@ -98,6 +98,19 @@ def test_expiry_is_refused_and_recorded_once_however_many_check_at_once(ada: obj
         "a clock set back does not bring it back"
 
 
+def test_an_expiry_moved_later_in_the_database_does_not_lengthen_the_session(ada: object) -> None:
+    """The cookie's own expiry is signed: someone who writes the table cannot keep a session alive past it."""
+    import sqlalchemy as sa
+
+    store = open_store()
+    issued = sessions.start(store, ada, "local", secret=SECRET, ttl=60, now=1000.0)  # type: ignore[arg-type]
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE web_sessions SET expires_at = 4e9"))
+    assert sessions.check(store, issued.cookie, secret=SECRET, now=1059.0).ok
+    assert sessions.check(store, issued.cookie, secret=SECRET, now=1060.0).status == "expired"
+    assert [e["user"] for e in events("session.expired")] == ["ada"]
+
+
 def test_logout_revokes_everywhere_once(ada: object) -> None:
     issued = service.sessions.log_in("ada", PASSWORD)
     other = service.sessions.log_in("ada", PASSWORD)

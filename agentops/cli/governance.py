@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -77,6 +77,16 @@ def _decided(result: object, approval_id: str) -> None:
 Digest = Annotated[str | None, typer.Option("--digest", help="The argument digest you reviewed.")]
 
 
+def _json_object(text: str, option: str, keys: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AgentOpsError(f"{option} is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise AgentOpsError(f"{option} must be a JSON object of {keys} to values")
+    return value
+
+
 @approvals_app.command("approve")
 def approvals_approve(approval_id: str, user: AsUser = None, digest: Digest = None) -> None:
     """Approve a request as it stands."""
@@ -87,12 +97,7 @@ def approvals_approve(approval_id: str, user: AsUser = None, digest: Digest = No
 def approvals_edit(approval_id: str, args: Annotated[str, typer.Option("--args", help="Replacement arguments (JSON).")],
                    user: AsUser = None, digest: Digest = None) -> None:
     """Approve with replacement arguments (checked against the action's schema and policy)."""
-    try:
-        edited = json.loads(args)
-    except json.JSONDecodeError as exc:
-        raise AgentOpsError(f"--args is not valid JSON: {exc.msg} at position {exc.pos}") from None
-    if not isinstance(edited, dict):
-        raise AgentOpsError("--args must be a JSON object of argument names to values")
+    edited = _json_object(args, "--args", "argument names")
     _decided(service.decide(approval_id, "edit", user=user, args_digest=digest, edited_args=edited), approval_id)
 
 
@@ -112,14 +117,7 @@ def approvals_respond(
     user: AsUser = None,
 ) -> None:
     """Answer a request with a message instead of approving or rejecting it, or answer a request for input."""
-    answer = None
-    if response is not None:
-        try:
-            answer = json.loads(response)
-        except json.JSONDecodeError as exc:
-            raise AgentOpsError(f"--response is not valid JSON: {exc.msg} at position {exc.pos}") from None
-        if not isinstance(answer, dict):
-            raise AgentOpsError("--response must be a JSON object of field names to values")
+    answer = None if response is None else _json_object(response, "--response", "field names")
     _decided(service.decide(approval_id, "respond", user=user, message=message, response=answer), approval_id)
 
 

@@ -32,16 +32,11 @@ class SessionsSQL(LedgerSQL):
             found = conn.execute(sa.select(sessions).where(sessions.c.id_hash == id_hash)).first()
         return as_row(schema.WebSession, found._mapping) if found else None
 
-    def end_session(self, id_hash: str, reason: str, events: Sequence[Event], *, now: float,
-                    expired_only: bool = False) -> bool:
-        """End a live session with its events, once: False when it had already ended (by anyone, in any process).
-        `expired_only` ends it only if its expiry has passed by `now`."""
+    def end_session(self, id_hash: str, reason: str, events: Sequence[Event], *, now: float) -> bool:
+        """End a live session with its events, once: False when it had already ended (by anyone, in any process)."""
         sessions = schema.WEB_SESSIONS
-        where = [sessions.c.id_hash == id_hash, sessions.c.ended_at.is_(None)]
-        if expired_only:
-            where.append(sessions.c.expires_at <= now)
         with self.write() as conn:
-            moved = conn.execute(sa.update(sessions).where(*where)
+            moved = conn.execute(sa.update(sessions).where(sessions.c.id_hash == id_hash, sessions.c.ended_at.is_(None))
                                  .values(ended_at=now, end_reason=reason)).rowcount == 1
             if moved:
                 self._append(conn, events)

@@ -55,14 +55,15 @@ def _signature(secret: bytes, session_id: str, expires: int) -> str:
     return hmac.new(secret, f"{session_id}.{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def _parse(cookie: str, secret: bytes) -> tuple[Status, str]:
+def _parse(cookie: str, secret: bytes) -> tuple[Status, str, float]:
+    """The cookie's status, its session id and the expiry it was signed with."""
     parts = cookie.split(".")
     if len(parts) != 3 or not parts[1].isdigit() or len(parts[0]) < 32 or len(cookie) > 200:
-        return "malformed", ""
+        return "malformed", "", 0.0
     session_id, expires, signature = parts
     if not hmac.compare_digest(_signature(secret, session_id, int(expires)), signature):
-        return "tampered", ""
-    return "ok", session_id
+        return "tampered", "", 0.0
+    return "ok", session_id, float(expires)
 
 
 def start(store: Store, user: User, via: str, *, secret: bytes, ttl: float, now: float | None = None) -> Issued:
@@ -83,7 +84,7 @@ def check(store: Store, cookie: str | None, *, secret: bytes, now: float | None 
     (`session.expired`), by whichever process sees it first."""
     if not cookie:
         return Checked("missing")
-    status, session_id = _parse(cookie, secret)
+    status, session_id, signed_expiry = _parse(cookie, secret)
     if status != "ok":
         return Checked(status)
     now = time.time() if now is None else now
@@ -93,11 +94,12 @@ def check(store: Store, cookie: str | None, *, secret: bytes, now: float | None 
         return Checked("unknown")
     if session.ended_at is not None:
         return Checked("expired" if session.end_reason == "expired" else "ended", session=session)
-    if session.expires_at <= now:
+    expires_at = min(session.expires_at, signed_expiry)  # a row's expiry moved later in the database does not count
+    if expires_at <= now:
         event = Event(actor=f"user:{session.user_name}", action="session.expired", ts=now,
                       payload={"user": session.user_name, "via": session.via, "session": reference(id_hash),
-                               "expires_at": session.expires_at})
-        store.end_session(id_hash, "expired", [event], now=now, expired_only=True)
+                               "expires_at": expires_at})
+        store.end_session(id_hash, "expired", [event], now=now)
         return Checked("expired", session=session)
     user = store.get_user(session.user_name)
     if user is None or user.disabled:
@@ -109,7 +111,7 @@ def end(store: Store, cookie: str | None, *, secret: bytes, now: float | None = 
     """Log out: end the session a cookie names (`user.logout`); False when it is not a live session."""
     if not cookie:
         return False
-    status, session_id = _parse(cookie, secret)
+    status, session_id, _expiry = _parse(cookie, secret)
     if status != "ok":
         return False
     id_hash = digest(session_id)
