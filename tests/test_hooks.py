@@ -163,6 +163,7 @@ def test_a_replay_is_refused_even_after_a_restart_and_from_another_process(hooks
                                                                            ops_db_project: Path) -> None:
     raw, headers = signed({"sender": {"login": "octocat"}})
     assert post(hooks, "greet", raw, headers).status_code == 201
+    first_replay_minute = int(time.time() // 60)
     again = post(hooks, "greet", raw, headers)
     assert again.status_code == 409 and "replay" in again.json()["error"]
     port = _free_port()
@@ -174,12 +175,15 @@ def test_a_replay_is_refused_even_after_a_restart_and_from_another_process(hooks
         wait_until_ready(process, lambda: httpx.get(f"{other}/api/openapi.json").status_code == 200,
                          "agentops api", not_yet=(httpx.HTTPError,))
         assert post(other, "greet", raw, headers).status_code == 409
+        last_replay_minute = int(time.time() // 60)
         fresh_raw, fresh = signed({"sender": {"login": "hubot"}})
         assert post(other, "greet", fresh_raw, fresh).status_code == 201  # the other process starts new ones
     finally:
         stop_process(process)
     assert sorted(json.loads(r.parameters)["name"] for r in hook_runs()) == ["hubot", "octocat"]
-    assert len(failures("replayed")) == 1  # two replays within the minute: one event, both counted
+    # Two replays: one event when they fell in one minute (a slow process start can carry them over into the
+    # next, which starts its own), and both counted either way.
+    assert len(failures("replayed")) in ((1,) if first_replay_minute == last_replay_minute else (1, 2))
     assert ("hook", "replayed", 2) in auth_failures.auth_failure_counts()
 
 
