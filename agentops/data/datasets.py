@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+from pydantic import BaseModel, ConfigDict
 
+from agentops.core.yaml_files import parse_yaml
 from agentops.errors import AgentOpsError, NotFoundError
 
 DATA_DIR = "data"
@@ -20,6 +22,11 @@ NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYIN
                  "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
 TEMPORAL_TYPES = ("DATE", "TIMESTAMP")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+Aggregate = Literal["sum", "avg", "min", "max", "count"]
+AGGREGATE_SQL: dict[str, str] = {"sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX", "count": "COUNT"}
+AGGREGATE_WORDS: dict[str, str] = {"sum": "", "avg": "average ", "min": "lowest ", "max": "highest ",
+                                   "count": "number of "}
+"""How an aggregate reads in an answer: 'top 3 products by average unit price'."""
 
 
 class DatasetReadError(AgentOpsError):
@@ -60,6 +67,27 @@ class Column:
     @property
     def is_temporal(self) -> bool:
         return self.type.upper().startswith(TEMPORAL_TYPES)
+
+
+class MeasuresFile(BaseModel):
+    """`data/<dataset>.yaml`: how each measure aggregates when a question groups rows (sum unless declared)."""
+
+    model_config = ConfigDict(extra="forbid")
+    measures: dict[str, Aggregate] = {}
+
+
+def measure_aggregates(dataset: Dataset) -> dict[str, str]:
+    """The declared aggregate of each measure, from `<dataset>.yaml` beside its file; {} when there is none.
+
+    A price or a rate must be declared `avg` (summing unit prices answers nothing); an undeclared numeric
+    column is summed, which is right for amounts and counts.
+    """
+    path = dataset.path.parent / f"{dataset.name}.yaml"
+    if not path.is_file():
+        return {}
+    label = f"{DATA_DIR}/{path.name}"
+    return dict(parse_yaml(path.read_text(), label, MeasuresFile,
+                           not_mapping="expected a mapping with `measures:`")[0].measures)
 
 
 def quote_identifier(name: str) -> str:

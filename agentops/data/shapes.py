@@ -14,7 +14,7 @@ from typing import Literal
 import duckdb
 
 from agentops.data import charts
-from agentops.data.datasets import Column, Dataset, quote_identifier
+from agentops.data.datasets import AGGREGATE_SQL, AGGREGATE_WORDS, Column, Dataset, measure_aggregates, quote_identifier
 from agentops.data.result import QueryResult, rows_as_records
 
 SUPPORTED_SHAPES = (
@@ -210,21 +210,30 @@ def shape_sql(shape: Shape, dataset: Dataset, columns: list[Column]) -> str:
     if shape.measure not in known or (shape.dimension is not None and shape.dimension not in known):
         raise ValueError(f"shape names a column the dataset does not have: {shape}")
     table, measure = quote_identifier(dataset.name), quote_identifier(shape.measure)
+    grouped = f"{AGGREGATE_SQL[_aggregate(shape, dataset)]}({measure})"
     if shape.kind == "top_n":
         dim = quote_identifier(shape.dimension or "")
         order = "DESC" if shape.descending else "ASC"
-        return (f"SELECT {dim}, SUM({measure}) AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
+        return (f"SELECT {dim}, {grouped} AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
                 f"GROUP BY 1 ORDER BY 2 {order}, 1 LIMIT {int(shape.limit or DEFAULT_LIMIT)}")
     if shape.kind == "by_month":
         date = quote_identifier(_date_column(columns).name)
-        return (f"SELECT CAST(date_trunc('month', {date}) AS DATE) AS \"month\", SUM({measure}) AS {measure} "
+        return (f"SELECT CAST(date_trunc('month', {date}) AS DATE) AS \"month\", {grouped} AS {measure} "
                 f"FROM {table} WHERE {date} IS NOT NULL GROUP BY 1 ORDER BY 1")
     dim = quote_identifier(shape.dimension or "")
     average = quote_identifier(f"average_{shape.measure}")
-    return (f"WITH totals AS (SELECT {dim}, SUM({measure}) AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
+    return (f"WITH totals AS (SELECT {dim}, {grouped} AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
             f"GROUP BY 1) SELECT {dim}, {measure}, AVG({measure}) OVER () AS {average}, "
             f"round(100 * ({measure} / AVG({measure}) OVER () - 1), 1) AS \"vs_average_pct\" FROM totals "
             f"QUALIFY {measure} < AVG({measure}) OVER () ORDER BY 2, 1")
+
+
+def _aggregate(shape: Shape, dataset: Dataset) -> str:
+    return measure_aggregates(dataset).get(shape.measure, "sum")
+
+
+def _measure_label(shape: Shape, dataset: Dataset) -> str:
+    return AGGREGATE_WORDS[_aggregate(shape, dataset)] + _label(shape.measure)
 
 
 def _fmt(value: object) -> str:
@@ -246,7 +255,7 @@ def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duc
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]
     table = rows_as_records(names, cursor.fetchall())
-    measure = _label(shape.measure)
+    measure = _measure_label(shape, dataset)
     png: bytes | None = None
     if shape.kind == "top_n":
         which = "Top" if shape.descending else "Bottom"
@@ -258,15 +267,15 @@ def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duc
                                      [float(r[shape.measure] or 0) for r in table],
                                      title=f"{which} {len(table)} {_label(things)} by {measure}", ylabel=measure)
     elif shape.kind == "by_month":
-        answer, png = _by_month_answer(table, shape.measure, chart)
+        answer, png = _by_month_answer(table, shape.measure, measure, chart)
     else:
         answer, png = _below_average_answer(table, shape, dataset, con, chart)
     return QueryResult(question=question, dataset=dataset.name, method="duckdb-shape", answer=answer, sql=sql,
                        table=table, columns=names, chart_png=png)
 
 
-def _by_month_answer(table: list[dict[str, object]], measure_column: str, chart: bool) -> tuple[str, bytes | None]:
-    measure = _label(measure_column)
+def _by_month_answer(table: list[dict[str, object]], measure_column: str, measure: str,
+                     chart: bool) -> tuple[str, bytes | None]:
     if not table:
         return f"No dated rows, so no {measure} by month.", None
     months = [str(r["month"])[:7] for r in table]
@@ -283,20 +292,23 @@ def _by_month_answer(table: list[dict[str, object]], measure_column: str, chart:
 
 def _below_average_answer(table: list[dict[str, object]], shape: Shape, dataset: Dataset,
                           con: duckdb.DuckDBPyConnection, chart: bool) -> tuple[str, bytes | None]:
-    dim, measure = shape.dimension or "", _label(shape.measure)
+    dim, measure = shape.dimension or "", _measure_label(shape, dataset)
     dim_sql, measure_sql = quote_identifier(dim), quote_identifier(shape.measure)
-    totals = con.execute(f"SELECT {dim_sql}, SUM({measure_sql}) FROM {quote_identifier(dataset.name)} "
+    grouped = f"{AGGREGATE_SQL[_aggregate(shape, dataset)]}({measure_sql})"
+    totals = con.execute(f"SELECT {dim_sql}, {grouped} FROM {quote_identifier(dataset.name)} "
                          f"WHERE {dim_sql} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     values = [float(total or 0) for _, total in totals]
     average = sum(values) / len(values) if values else 0.0
     title = f"{measure.capitalize()} by {_label(dim)} (below average in red)"
     png = charts.bar_chart([str(name) for name, _ in totals], values, reference=average, ylabel=measure,
                            title=title) if totals and chart else None
+    averaged = measure.startswith("average ")
+    versus = f"the mean {measure.removeprefix('average ')}" if averaged else f"the average {measure}"
     if not table:
-        return f"No {_label(dim)} is below the average {measure} of {_fmt(average)} per {_label(dim)}.", png
+        return f"No {_label(dim)} is below {versus} of {_fmt(average)} per {_label(dim)}.", png
     listing = ", ".join(f"{r[dim]} ({_fmt(r[shape.measure])}, {r['vs_average_pct']}% vs average)" for r in table)
     things = _label(dim) if len(table) == 1 else f"{_label(dim)}s"
     verb = "is" if len(table) == 1 else "are"
-    answer = (f"{len(table)} {things} {verb} below the average {measure} of {_fmt(average)} per {_label(dim)}: "
+    answer = (f"{len(table)} {things} {verb} below {versus} of {_fmt(average)} per {_label(dim)}: "
               f"{listing}.")
     return answer, png
