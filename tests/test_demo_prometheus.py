@@ -166,6 +166,14 @@ def test_the_demo_reads_metrics_through_prometheus_an_alert_starts_the_incident_
                      timeout=5).json()
     assert float(body["data"]["result"][0]["value"][1]) >= 1  # agentops' own /metrics, scraped with the token
 
+    # the tour: ada approves, the demo's worker scales, the CPU falls in Prometheus and the alert resolves on the run
+    service.decide(request.id, "approve", user="ada", args_digest=request.args_digest)
+    wait_until(lambda: service.get_run(run.id).state == "COMPLETED", "the demo's worker to finish the approved run")
+    assert open_store().deployment("web-app").replicas == 12  # type: ignore[union-attr]
+    wait_until(lambda: open_store().search_ledger(action="alert.resolved", run_id=run.id, limit=1),
+               "Alertmanager's resolved notification on the run", 150)
+    assert len(service.list_runs(trigger="alert", limit=10)) == 1
+
     os.kill(demo.process.pid, signal.SIGINT)
     assert demo.process.wait(60) == 0, demo.output
     demo.reader.join(10)
@@ -214,6 +222,12 @@ def test_without_prometheus_on_path_it_is_one_error_line_and_exit_2(demo_project
     assert lines[0] == ("error: prometheus is not installed (not on PATH); install it with "
                         "`apt-get install prometheus prometheus-alertmanager`")
     assert not (demo_project / ".agentops" / "demo").exists()  # nothing laid down
+
+
+def test_make_demo_prometheus_passes_its_port() -> None:
+    done = subprocess.run(["make", "-n", "demo-prometheus", "PORT=8600"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert "agentops demo --with-prometheus --port 8600" in done.stdout
 
 
 if __name__ == "__main__":
