@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from agentops.errors import ConfigError
 
@@ -284,6 +284,10 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(describe_setting_error(exc)) from None
+    except SettingsError as exc:  # a JSON setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"AGENTOPS_{field.group(1).upper()}" if field else "an AGENTOPS_ setting"
+        raise ConfigError(f"setting {name}: not valid JSON") from None
 
 
 def describe_setting_error(exc: ValidationError) -> str:
