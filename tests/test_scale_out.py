@@ -424,6 +424,8 @@ def test_the_sweeper_sends_a_lost_run_again_to_its_own_queue(cluster: Cluster,
     run_ids = [cluster.queue("scaled", "sb"), cluster.queue("scale_routed", "sr")]
     assert cluster.broker.command("LLEN", "batch") == ":2"
     cluster.broker.restart()  # both messages are lost
+    monkeypatch.delenv("AGENTOPS_FLOW_QUEUES")  # the mapping changes; the runs keep the queue they were created with
+    reset_settings()
     cluster.start_worker(concurrency=1, queues=("batch",))  # nobody consumes the default queue or "reports"
     cluster.start_sweeper()
     cluster.wait_completed(*run_ids)
