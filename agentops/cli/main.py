@@ -212,8 +212,9 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 4,
     celery: Annotated[bool, typer.Option("--celery", help="Take runs from AGENTOPS_BROKER_URL's queue (Celery, "
                                          "-c processes) instead of polling the database.")] = False,
-    queues: Annotated[list[str] | None, typer.Option("--queue", "-Q", help="With --celery: a queue to consume "
-                                                     "(repeatable; default AGENTOPS_BROKER_QUEUE).")] = None,
+    queues: Annotated[list[str] | None, typer.Option("--queue", "-Q", help="A queue to take runs from (repeatable). "
+                                                     "Celery default: AGENTOPS_BROKER_QUEUE; polling default: "
+                                                     "every queue.")] = None,
 ) -> None:
     """Claim and execute queued runs; recover runs whose worker died."""
     service.project_path()
@@ -222,11 +223,10 @@ def worker(
             raise AgentOpsError("--burst is for the polling worker; a Celery worker runs until it is stopped")
         service.run_celery_worker(concurrency=concurrency, queues=queues)
         return
-    if queues:
-        raise AgentOpsError("--queue needs --celery (the polling worker takes every queued run)")
-    w = service.new_worker(concurrency=concurrency,
-               on_outcome=lambda o: console.print(f"run {o.run_id} {styled_state(o.state)}"))
-    console.print(f"worker {w.id} started{' (burst)' if burst else ''}")
+    w = service.new_worker(concurrency=concurrency, queues=service.queue_names(queues),
+                           on_outcome=lambda o: console.print(f"run {o.run_id} {styled_state(o.state)}"))
+    only = f" on queues {', '.join(w.queues.names)}" if w.queues else ""
+    console.print(f"worker {w.id} started{only}{' (burst)' if burst else ''}")
     try:
         count = w.run(burst=burst)
     except KeyboardInterrupt:

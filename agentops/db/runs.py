@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from agentops.core.deferred import DeferredModule
@@ -36,6 +36,22 @@ _CLAIMABLE, _CLAIMABLE_PARAMS = in_list("claimable_", sorted(CLAIMABLE))
 RUN_COLUMNS = ", ".join(column_names(RunRecord))
 STEP_COLUMNS = ", ".join(column_names(StepRecord))
 LOG_COLUMNS = ", ".join(column_names(LogRecord))
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """The queues a worker takes runs from; `default` is the one a run without a queue of its own belongs to."""
+
+    names: tuple[str, ...]
+    default: str
+
+
+def _queue_clause(queues: QueueFilter | None) -> tuple[str, dict[str, Any]]:
+    """` AND <the run's queue is one of them>` and its parameters; nothing without a filter."""
+    if queues is None:
+        return "", {}
+    names, params = in_list("queue_", list(queues.names))
+    return f" AND COALESCE(queue, :default_queue) IN {names}", {**params, "default_queue": queues.default}
 
 
 class RunsSQL(LedgerSQL):
@@ -132,22 +148,25 @@ class RunsSQL(LedgerSQL):
         with self.read() as conn:
             return list(conn.execute(sa.select(schema.RUNS.c.flow_name).distinct()).scalars())
 
-    def claim_run(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord | None:
+    def claim_run(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]], *,
+                  queues: QueueFilter | None = None) -> RunRecord | None:
         """Take the oldest queued (or crashed) run for this worker, skipping rows another worker is claiming.
 
         `events_for(run)` builds the claim's audit events from the run as it was. Returns the run as claimed.
         """
-        claimed = self.claim_runs(worker_id, events_for, limit=1)
+        claimed = self.claim_runs(worker_id, events_for, limit=1, queues=queues)
         return claimed[0] if claimed else None
 
     def claim_runs(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]], *,
-                   limit: int) -> list[RunRecord]:
+                   limit: int, queues: QueueFilter | None = None) -> list[RunRecord]:
         """Take up to `limit` of the oldest queued (or crashed) runs in one transaction, oldest first, skipping rows
-        another worker is claiming; each under its next epoch, with its claim's events."""
+        another worker is claiming; each under its next epoch, with its claim's events. With `queues`, only runs
+        routed to one of them."""
         now = time.time()
+        routed, routed_params = _queue_clause(queues)
         pick = (f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
-                f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT :limit")
-        params = {**_CLAIMABLE_PARAMS, "now": now, "limit": max(1, limit)}
+                f"AND (wake_at IS NULL OR wake_at <= :now){routed} ORDER BY created_at LIMIT :limit")
+        params = {**_CLAIMABLE_PARAMS, **routed_params, "now": now, "limit": max(1, limit)}
         with self._write_sql() as tx:
             if self.is_sqlite:  # the write lock is held: nobody else is claiming
                 return [self._take(tx, RunRecord(**found), worker_id, now, events_for)
@@ -214,11 +233,21 @@ class RunsSQL(LedgerSQL):
         return replace(run, state=State.RUNNING.value, worker_id=worker_id, epoch=run.epoch + 1,
                        started_at=run.started_at or now, ended_at=None, error=None)
 
-    def has_claimable(self, now: float) -> bool:
+    def has_claimable(self, now: float, queues: QueueFilter | None = None) -> bool:
+        routed, routed_params = _queue_clause(queues)
         with self._read_sql() as tx:
             return tx.first(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} "
-                            f"AND (wake_at IS NULL OR wake_at <= :now) LIMIT 1",
-                            {**_CLAIMABLE_PARAMS, "now": now}) is not None
+                            f"AND (wake_at IS NULL OR wake_at <= :now){routed} LIMIT 1",
+                            {**_CLAIMABLE_PARAMS, **routed_params, "now": now}) is not None
+
+    def run_queues(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each run's queue (None: the default queue); runs that are not there are left out."""
+        if not run_ids:
+            return {}
+        ids, params = in_list("run_", list(run_ids))
+        with self._read_sql() as tx:
+            return {row["id"]: row["queue"] for row in tx.rows(f"SELECT id, queue FROM flow_runs WHERE id IN {ids}",
+                                                               params)}
 
     def holds_lease(self, run_id: str, epoch: int) -> bool:
         """Whether the run is still at `epoch` (the caller's execution still holds it)."""

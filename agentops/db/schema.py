@@ -44,6 +44,8 @@ class FlowRun(SQLModel, table=True):
     wake_at: float | None = None
     result: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
+    queue: str | None = Field(default=None, max_length=200)
+    """The broker queue the run is sent to, chosen from its flow when it was created; None: AGENTOPS_BROKER_QUEUE."""
 
 
 class StepRun(SQLModel, table=True):

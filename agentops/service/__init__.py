@@ -26,6 +26,7 @@ from agentops.service.processes import (
     celery_worker_command,
     new_scheduler,
     new_worker,
+    queue_names,
     run_celery_worker,
 )
 from agentops.service.runs import (
@@ -111,6 +112,7 @@ __all__ = [
     "open_database",
     "pending_approvals_for",
     "project_path",
+    "queue_names",
     "requeue",
     "rerun",
     "resolve_run_id",
