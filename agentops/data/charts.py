@@ -23,12 +23,15 @@ AXIS_FORMAT = "~s"
 
 
 def render_png(spec: ChartSpec) -> bytes:
-    if spec.kind == "line":
-        return _line_png(spec)
-    return _bar_png(spec)
+    return _png(png_figure(spec))
 
 
-def altair_chart(spec: ChartSpec) -> alt.LayerChart | alt.Chart:
+def png_figure(spec: ChartSpec) -> Figure:
+    """The matplotlib figure render_png saves."""
+    return _line_figure(spec) if spec.kind == "line" else _bar_figure(spec)
+
+
+def altair_chart(spec: ChartSpec) -> alt.TopLevelMixin:
     """The interactive chart: tooltips with the formatted value, axis titles from the spec, bars in its order."""
     import altair as alt
 
@@ -88,7 +91,7 @@ def _titles(ax: Axes, spec: ChartSpec) -> None:
     ax.tick_params(labelsize=8)
 
 
-def _bar_png(spec: ChartSpec) -> bytes:
+def _bar_figure(spec: ChartSpec) -> Figure:
     """Bars in the spec's order; a dashed reference line (e.g. the average), bars under it highlighted."""
     rotated = len(spec.labels) > 5 or any(len(label) > 10 for label in spec.labels)
     fig, ax = _figure(rotated_labels=rotated)
@@ -101,14 +104,14 @@ def _bar_png(spec: ChartSpec) -> bytes:
     _titles(ax, spec)
     if rotated:
         ax.tick_params(axis="x", labelrotation=30)
-    return _png(fig)
+    return fig
 
 
-def _line_png(spec: ChartSpec) -> bytes:
+def _line_figure(spec: ChartSpec) -> Figure:
     fig, ax = _figure(rotated_labels=len(spec.labels) > 6)
     ax.plot(spec.labels, spec.values, marker="o", color=BAR, linewidth=1.5, markersize=3)
     _titles(ax, spec)
     if len(spec.labels) > 6:
         ax.tick_params(axis="x", labelrotation=45)
     ax.set_ylim(bottom=0)
-    return _png(fig)
+    return fig

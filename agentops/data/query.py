@@ -23,11 +23,12 @@ from agentops.data.datasets import (
     Dataset,
     DatasetReadError,
     connect,
+    declared_formats,
     describe,
     quote_identifier,
     resolve_dataset,
 )
-from agentops.data.result import QueryResult, rows_as_records
+from agentops.data.result import QueryResult, rows_as_records, table_formats
 from agentops.data.sandbox import SandboxError, run_sandboxed
 from agentops.data.shapes import SUPPORTED_SHAPES, answer_shape, parse_question
 from agentops.engine.project import project_root
@@ -121,9 +122,10 @@ def answer_with_model(question: str, dataset: Dataset, con: duckdb.DuckDBPyConne
     except SandboxError as exc:
         return result(answer=f"Could not answer: {exc}", code=generated.code, model=generated.model, error=str(exc))
     table_rows = rows_as_records(output.columns, [tuple(r) for r in output.value]) if output.kind == "dataframe" else []
+    formats = table_formats(output.columns, table_rows, declared_formats(dataset))
     return result(answer=_describe_output(output), code=generated.code, sql=";\n".join(output.sql) or None,
-                  table=table_rows, columns=output.columns, chart_png=output.chart_png, model=generated.model,
-                  refusals=output.refusals)
+                  table=table_rows, columns=output.columns, formats=formats, chart_png=output.chart_png,
+                  model=generated.model, refusals=output.refusals)
 
 
 def _describe_output(output: SandboxOutput) -> str:

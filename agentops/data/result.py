@@ -116,6 +116,8 @@ class QueryResult(BaseModel):
     columns: list[str] = Field(default_factory=list)
     formats: dict[str, Format] = Field(default_factory=dict)
     """How each column of the table reads (money, integer, number, percent, date, month, text)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """A column's heading where its name says less than it holds: 'Average unit price' for `unit_price`."""
     chart: ChartSpec | None = None
     """What the chart shows; chart_png is drawn from it (or, for model-written code, made by that code)."""
     chart_png: bytes | None = None
@@ -136,7 +138,8 @@ class QueryResult(BaseModel):
         rows = self.table if max_rows is None else self.table[:max_rows]
         record: dict[str, Any] = {
             "question": self.question, "dataset": self.dataset, "method": self.method, "answer": self.answer,
-            "sql": self.sql, "code": self.code, "columns": list(self.columns), "formats": dict(self.formats), "table": rows,
+            "sql": self.sql, "code": self.code, "columns": list(self.columns), "formats": dict(self.formats),
+            "table": rows,
             "rows": len(self.table), "truncated": len(rows) < len(self.table), "model": self.model,
             "error": self.error, "refusals": list(self.refusals), "elapsed_ms": round(self.elapsed_ms, 1),
             "chart": None}

@@ -289,7 +289,7 @@ def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duc
         answer = f"{which} {len(table)} {_label(things)} by {measure}: {listing}." if table else "No rows to rank."
         if table:
             spec = ChartSpec(kind="bar", title=f"{which} {len(table)} {_label(things)} by {measure}",
-                             x_title=_label(dim), y_title=measure.capitalize(), y_format=fmt,
+                             x_title=_label(dim).capitalize(), y_title=measure.capitalize(), y_format=fmt,
                              labels=[str(r[dim]) for r in table], values=[float(r[shape.measure] or 0) for r in table])
     elif shape.kind == "by_month":
         answer, spec = _by_month_answer(table, shape.measure, measure, fmt)
@@ -297,7 +297,14 @@ def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duc
         answer, spec = _below_average_answer(table, shape, dataset, con, fmt)
     return QueryResult(question=question, dataset=dataset.name, method="duckdb-shape", answer=answer, sql=sql,
                        table=table, columns=names, formats=formats, chart=spec,
+                       headers=_headers(shape, measure),
                        chart_png=charts.render_png(spec) if spec is not None and chart else None)
+
+
+def _headers(shape: Shape, measure: str) -> dict[str, str]:
+    per = f" per {_label(shape.dimension)}" if shape.dimension else ""
+    return {shape.measure: measure.capitalize(), f"average_{shape.measure}": f"Mean{per}",
+            "vs_average_pct": "Vs mean", "month": "Month"}
 
 
 def _by_month_answer(table: list[dict[str, object]], measure_column: str, measure: str,
@@ -312,7 +319,7 @@ def _by_month_answer(table: list[dict[str, object]], measure_column: str, measur
     if len(values) > 1 and values[0]:
         change = 100 * (values[-1] / values[0] - 1)
         answer += f"; {months[-1]} is {abs(change):.0f}% {'above' if change >= 0 else 'below'} {months[0]}"
-    spec = ChartSpec(kind="line", title=f"{measure.capitalize()} by month", x_title="month",
+    spec = ChartSpec(kind="line", title=f"{measure.capitalize()} by month", x_title="Month",
                      y_title=measure.capitalize(), y_format=fmt, labels=months, values=values)
     return answer + ".", spec
 
@@ -328,7 +335,7 @@ def _below_average_answer(table: list[dict[str, object]], shape: Shape, dataset:
     average = sum(values) / len(values) if values else 0.0
     average_fmt: Format = "number" if fmt == "integer" else fmt
     spec = ChartSpec(kind="bar", title=f"{measure.capitalize()} by {_label(dim)} (below average in red)",
-                     x_title=_label(dim), y_title=measure.capitalize(), y_format=fmt,
+                     x_title=_label(dim).capitalize(), y_title=measure.capitalize(), y_format=fmt,
                      labels=[str(name) for name, _ in totals], values=values, reference=average) if totals else None
     averaged = measure.startswith("average ")
     versus = f"the mean {measure.removeprefix('average ')}" if averaged else f"the average {measure}"
