@@ -38,13 +38,14 @@ def altair_chart(spec: ChartSpec) -> alt.TopLevelMixin:
     data = alt.Data(values=spec.points())
     tooltip = [alt.Tooltip("label:N", title=spec.x_title), alt.Tooltip("shown:N", title=spec.y_title)]
     y = alt.Y("value:Q", title=spec.y_title, axis=alt.Axis(format=AXIS_FORMAT))
-    base = alt.Chart(data, title=spec.title)
+    base = alt.Chart(data)
     if spec.kind == "line":
         x = alt.X("label:O", title=spec.x_title, sort=None, axis=alt.Axis(labelAngle=-45))
-        return base.mark_line(point=True, color=BAR).encode(x=x, y=y, tooltip=tooltip).properties(height=320)
+        return base.mark_line(point=True, color=BAR).encode(x=x, y=y, tooltip=tooltip).properties(
+            title=spec.title, height=320)
     x = alt.X("label:N", title=spec.x_title, sort=None, axis=alt.Axis(labelAngle=-30))
     if spec.reference is None:
-        return base.mark_bar(color=BAR).encode(x=x, y=y, tooltip=tooltip).properties(height=320)
+        return base.mark_bar(color=BAR).encode(x=x, y=y, tooltip=tooltip).properties(title=spec.title, height=320)
     below, above = f"below {spec.reference_label}", f"at or above {spec.reference_label}"
     color = alt.Color("status:N", title=None, scale=alt.Scale(domain=[above, below], range=[BAR, HIGHLIGHT]),
                       legend=alt.Legend(orient="top"))
@@ -53,7 +54,7 @@ def altair_chart(spec: ChartSpec) -> alt.TopLevelMixin:
                                             "shown": _shown(spec.reference, spec.y_format)}])).mark_rule(
         color="#333333", strokeDash=[4, 4]).encode(
         y="reference:Q", tooltip=[alt.Tooltip("shown:N", title=f"{spec.reference_label} ({spec.y_title.lower()})")])
-    return alt.layer(bars, reference).properties(height=320)
+    return alt.layer(bars, reference).properties(title=spec.title, height=320)
 
 
 def _shown(value: float, fmt: Format) -> str:

@@ -16,7 +16,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Method = Literal["duckdb-shape", "pandasai", "unanswerable"]
 DeclaredFormat = Literal["money", "integer", "number", "percent", "date", "text"]
@@ -24,7 +24,7 @@ DeclaredFormat = Literal["money", "integer", "number", "percent", "date", "text"
 Format = Literal["money", "integer", "number", "percent", "date", "month", "text"]
 """money: 2 decimals; integer: none; number: 2 decimals; percent: a signed figure already in percent; all with
 thousands separators. date: ISO day; month: YYYY-MM."""
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DAY_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
 
 
 def format_value(value: Any, fmt: Format) -> str:
@@ -33,7 +33,9 @@ def format_value(value: Any, fmt: Format) -> str:
         return "-"
     if isinstance(value, bool) or fmt in ("text", "date", "month"):
         text = value.isoformat() if isinstance(value, dt.date) else str(value)
-        return text[:7] if fmt == "month" and _ISO_DATE.match(text[:10]) else text
+        if fmt in ("date", "month") and _ISO_DAY_OR_TIME.match(text):
+            return text[:7] if fmt == "month" else text[:10] if is_midnight(text) else text.replace("T", " ")
+        return text
     if not isinstance(value, int | float | decimal.Decimal):
         return str(value)
     number = float(value)
@@ -46,6 +48,11 @@ def format_value(value: Any, fmt: Format) -> str:
     return f"{number:,.2f}"
 
 
+def is_midnight(iso: str) -> bool:
+    """An ISO day, or a time on it that is 00:00 (as dates come back from pandas: 2026-01-01T00:00:00.000)."""
+    return not iso[10:].strip("T 0:.Z+-")
+
+
 def infer_format(values: list[Any]) -> Format:
     """A column's format from its values when nothing is declared: integers, other numbers, ISO dates, text."""
     present = [v for v in values if v is not None]
@@ -53,7 +60,7 @@ def infer_format(values: list[Any]) -> Format:
         return "integer"
     if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
         return "number"
-    if present and all(isinstance(v, str) and _ISO_DATE.match(v) for v in present):
+    if present and all(isinstance(v, str) and _ISO_DAY_OR_TIME.match(v) and is_midnight(v) for v in present):
         return "date"
     return "text"
 
@@ -83,6 +90,12 @@ class ChartSpec(BaseModel):
     reference: float | None = None
     """A dashed line across the bars (the average, for below-average answers); bars under it are highlighted."""
     reference_label: str = "average"
+
+    @model_validator(mode="after")
+    def _one_value_per_label(self) -> ChartSpec:
+        if len(self.labels) != len(self.values):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.values)} values")
+        return self
 
     @property
     def below(self) -> list[bool]:

@@ -47,7 +47,7 @@ def dated_rows(rows: list[dict[str, Any]], formats: Mapping[str, str]) -> list[d
 
 
 def _date(value: Any) -> Any:
-    if isinstance(value, str):
+    if isinstance(value, str) and not value[10:].strip("T 0:.Z+-"):
         try:
             return dt.date.fromisoformat(value[:10])
         except ValueError:
