@@ -268,7 +268,8 @@ def test_the_page_shows_an_altair_chart_a_formatted_table_and_the_whole_sql(page
     assert not at.get("imgs"), "the interactive chart replaces the static image"
     [table] = at.dataframe
     columns = json.loads(table.proto.columns)
-    assert columns["unit_price"]["label"] == "Average unit price"
+    assert columns["unit_price"]["label"] == "Average unit price" and columns["product"]["label"] == "Product"
+    assert not [m.value for m in at.markdown if "column_config" in m.value], "no stray module text on the page"
     assert columns["unit_price"]["type_config"] == {"type": "number", "format": "%,.2f"}
     assert list(table.value["product"]) == [r["product"] for r in expected["table"]]
     [sql] = [c for c in at.code if c.language == "sql"]

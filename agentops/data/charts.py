@@ -18,8 +18,8 @@ SIZE_INCHES = (5.5, 3.0)
 DPI = 80
 BAR = "#4C78A8"
 HIGHLIGHT = "#E45756"
-AXIS_FORMAT = "~s"
-"""d3-format for the value axis: 20k, 1.5M (tooltips carry the value as format_value writes it)."""
+AXIS_FORMAT = ",~f"
+"""d3-format for the value axis: 600,000 or 0.5 (tooltips carry the value as format_value writes it)."""
 
 
 def render_png(spec: ChartSpec) -> bytes:

@@ -36,7 +36,7 @@ def ask_data(dataset: str, question: str, *, user: str | None) -> dict[str, Any]
                             payload={"dataset": dataset, "question": question, "method": result.method,
                                      "sql": result.sql, "code": result.code, "answer": result.answer})])
     return record | {"chart_png": result.chart_png, "dated_table": dated_rows(record["table"], result.formats),
-                     "headers": {name: result.headers.get(name) or name.replace("_", " ") for name in result.columns},
+                     "headers": {name: result.headers.get(name) or name.replace("_", " ").capitalize() for name in result.columns},
                      "altair_chart": altair_chart(result.chart) if result.chart is not None else None}
 
 

@@ -10,8 +10,9 @@ from ui_kit.session import current_user
 from agentops import service
 from agentops.errors import AgentOpsError
 
+# printf formats for st.column_config.NumberColumn, as the answer's sentence writes numbers (a bare string here
+# would be drawn on the page by Streamlit's magic).
 NUMBER_FORMATS = {"money": "%,.2f", "integer": "%,d", "number": "%,.2f", "percent": "%.1f%%"}
-"""printf formats for st.column_config.NumberColumn, as the answer's sentence writes numbers."""
 DATE_FORMATS = {"date": "YYYY-MM-DD", "month": "YYYY-MM"}
 
 
