@@ -139,6 +139,8 @@ def test_the_png_and_the_altair_chart_are_drawn_from_one_spec(root: Path, questi
     tooltips = {t["field"]: t["title"] for t in main["encoding"]["tooltip"]}
     assert tooltips["shown"] == spec.y_title and tooltips["label"] == spec.x_title
     if spec.reference is not None:
+        [legend] = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert legend == f"average {format_value(spec.reference, spec.y_format)}", "revenue is money"
         rule = layers[1]
         rule_values = chart["datasets"][rule["data"]["name"]] if "datasets" in chart else rule["data"]["values"]
         assert rule_values[0]["reference"] == pytest.approx(spec.reference)

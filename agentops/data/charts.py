@@ -99,7 +99,7 @@ def _bar_figure(spec: ChartSpec) -> Figure:
     ax.bar(spec.labels, spec.values, color=[HIGHLIGHT if b else BAR for b in spec.below])
     if spec.reference is not None:
         ax.axhline(spec.reference, color="#333333", linestyle="--", linewidth=1,
-                   label=f"{spec.reference_label} {_compact(spec.reference)}")
+                   label=f"{spec.reference_label} {_shown(spec.reference, spec.y_format)}")
         ax.set_ylim(0, max([*spec.values, spec.reference]) * 1.2)
         ax.legend(fontsize=8, loc="upper right", ncols=1, frameon=False)
     _titles(ax, spec)

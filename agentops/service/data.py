@@ -35,8 +35,9 @@ def ask_data(dataset: str, question: str, *, user: str | None) -> dict[str, Any]
     st.append_events([Event(actor=actor_of(user), action="data.query",
                             payload={"dataset": dataset, "question": question, "method": result.method,
                                      "sql": result.sql, "code": result.code, "answer": result.answer})])
+    headers = {name: result.headers.get(name) or name.replace("_", " ").capitalize() for name in result.columns}
     return record | {"chart_png": result.chart_png, "dated_table": dated_rows(record["table"], result.formats),
-                     "headers": {name: result.headers.get(name) or name.replace("_", " ").capitalize() for name in result.columns},
+                     "headers": headers,
                      "altair_chart": altair_chart(result.chart) if result.chart is not None else None}
 
 
