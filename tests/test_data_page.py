@@ -199,6 +199,10 @@ def test_model_written_tables_take_the_declared_formats_and_infer_the_rest(root:
     assert result.error is None, result.error
     assert result.formats == {"region": "text", "revenue": "money", "units": "integer", "avg_price": "number",
                               "first_day": "date"}
+    central = frame()[frame()["region"] == "Central"]
+    assert (f"region: Central, revenue: {central['revenue'].sum():,.2f}, units: {central['units'].sum():,}, "
+            f"avg_price: {central['unit_price'].mean():,.2f}, first_day: 2026-01-01;") in result.answer
+    assert not RAW_FLOAT.search(result.answer) and "T00:00" not in result.answer
 
 
 def test_init_writes_the_declarations_beside_the_sample_and_keeps_an_edited_one(tmp_path: Path) -> None:
