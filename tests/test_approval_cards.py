@@ -14,8 +14,10 @@ from streamlit.testing.v1 import AppTest
 from agentops import service
 from agentops.db import open_store
 from agentops.engine.worker import Worker
+from agentops.settings import reset_settings
 from tests import app_fixtures
 from tests.app_fixtures import pending_incident
+from tests.fakes.services import KubernetesAPI
 from tests.test_app import keys, logged_in
 
 GATED = '''
@@ -31,11 +33,35 @@ def gated(action: str, args: dict) -> dict:
 BODY = "Hello team,\n\nRevenue rose 12% <b>this</b> week.\n| not | a table |\n\n-- agentops"
 PDF = base64.b64encode(b"%PDF-1.4 " + b"x" * 3000).decode()
 
+GOVERNED = '''
+from agentops import flow
+from agentops.agents import Agent
+
+
+@flow
+def cards_scale(name: str, replicas: int) -> dict:
+    outcome = Agent(name="ops", prompt="incident", tools=["scale_deployment"]).use(
+        "scale_deployment", name=name, replicas=replicas)
+    return {"status": outcome.status, "content": outcome.content, "result": outcome.result}
+'''
+
 
 @pytest.fixture
 def cards_project(ops_project: Path) -> Path:
     (ops_project / "flows" / "gated.py").write_text(GATED)
+    (ops_project / "flows" / "cards_scale.py").write_text(GOVERNED)
     return app_fixtures.app_project(ops_project)
+
+
+@pytest.fixture
+def kube(monkeypatch: pytest.MonkeyPatch):
+    """A fake Kubernetes API server on 127.0.0.1, configured as the cluster backend."""
+    with KubernetesAPI({"web-app": 7, "api": 4}) as api:
+        monkeypatch.setenv("AGENTOPS_KUBERNETES_URL", api.url)
+        monkeypatch.setenv("AGENTOPS_KUBERNETES_TOKEN", "kube-token")
+        reset_settings()
+        yield api
+    reset_settings()
 
 
 def gated_request(action: str, args: dict) -> str:
@@ -52,7 +78,8 @@ def plain(markdown: str) -> str:
 
 def page_text(at: AppTest) -> str:
     parts = [*(m.value for m in at.markdown), *(c.value for c in at.caption), *(t.value for t in at.text),
-             *(i.value for i in at.info), *(w.value for w in at.warning), *(c.value for c in at.code)]
+             *(i.value for i in at.info), *(w.value for w in at.warning), *(s.value for s in at.success),
+             *(e.value for e in at.error), *(c.value for c in at.code)]
     return "\n".join(str(p) for p in parts)
 
 
@@ -168,3 +195,122 @@ def test_a_request_for_input_is_answered_with_a_field_per_property_of_its_schema
     assert service.get_run(run_id).state == "COMPLETED"
     assert json.loads(service.get_run(run_id).result or "null") == {
         "kind": "respond", "answer": {"ticket": "CHG-9", "window_minutes": 45, "urgency": "high"}}
+
+
+def test_with_kubernetes_a_scale_card_shows_the_servers_dry_run_and_changes_nothing(cards_project: Path,
+                                                                                   kube: KubernetesAPI) -> None:
+    gated_request("scale_deployment", {"name": "web-app", "replicas": 12})
+    shown = plain(page_text(logged_in("ada")))
+    assert "**7 → 12** replicas" in shown, "read from the API server (the simulated cluster has 6)"
+    assert "Kubernetes dry run (dryRun=All): the API server accepts the patch and would set 12 replicas" in shown
+    assert kube.dry_runs and all(d == {"spec": {"replicas": 12}} for d in kube.dry_runs)
+    assert kube.patches == [] and kube.replicas["web-app"] == 7, "a dry run changes nothing"
+    assert all("dryRun=All" in r["path"] for r in kube.requests if r["method"] == "PATCH")
+
+    kube.refuse_above = 10
+    shown = plain(page_text(logged_in("ada")))
+    assert ('Kubernetes dry run (dryRun=All) refused: 403 Forbidden: admission webhook '
+            '"replica-cap.policy.example.com" denied the request: at most 10 replicas in this namespace') in shown
+    assert "accepts the patch" not in shown and kube.patches == []
+
+
+def test_a_dry_run_names_what_went_wrong_and_a_hostile_name_never_reaches_a_path(cards_project: Path,
+                                                                                kube: KubernetesAPI) -> None:
+    from agentops.service.effects import ScaleEffect, effect_of
+
+    def scale(name: str, replicas: int) -> ScaleEffect:
+        effect = effect_of("scale_deployment", {"name": name, "replicas": replicas})
+        assert isinstance(effect, ScaleEffect)
+        return effect
+
+    assert scale("api", 4).dry_run is None, "a no-op patches nothing, so there is nothing to dry-run"
+    missing = scale("nosuch", 3)
+    assert missing.current is None and "answered 404" in (missing.problem or "")
+    seen = len(kube.requests)
+    hostile = scale("../../../api/v1/secrets", 3)
+    assert hostile.current is None and "is not a Kubernetes deployment name" in (hostile.problem or "")
+    assert len(kube.requests) == seen, "nothing was sent for a name that would leave its path segment"
+    kube.__exit__()
+    gone = scale("web-app", 12)
+    assert gone.current is None and "could not be read: ConnectError" in (gone.problem or "")
+
+
+def governed_scale(replicas: int, name: str = "web-app") -> tuple[str, str]:
+    """cards_scale started by otto: the policy asks a person for more than 10 replicas. (run id, approval id)"""
+    run_id = service.start_run("cards_scale", {"name": name, "replicas": replicas}, user="otto")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    return run_id, pending.id
+
+
+def tool_results(run_id: str) -> list[str]:
+    return [json.loads(e.payload)["content"] for e in open_store().search_ledger(run_id=run_id, action="tool.result")]
+
+
+def test_approving_a_count_already_in_effect_is_recorded_as_a_no_op_and_changes_nothing(cards_project: Path) -> None:
+    run_id, approval_id = governed_scale(12)
+    open_store().upsert_deployment({"name": "web-app", "replicas": 12})
+    service.decide(approval_id, "approve", user="ada")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    run = service.get_run(run_id)
+    assert run.state == "COMPLETED", run
+    result = json.loads(run.result or "null")
+    assert result["status"] == "ok" and result["result"]["status"] == "no-op"
+    assert result["result"]["note"] == "no-op: web-app already at 12 replicas"
+    [tool_step] = [s for s in open_store().steps_for_run(run_id) if s.kind == "tool"]
+    assert "no-op: web-app already at 12 replicas" in (tool_step.output or "")
+    assert [("no-op: web-app already at 12 replicas" in c) for c in tool_results(run_id)] == [True]
+    [event] = open_store().scale_events()
+    assert (event.from_replicas, event.to_replicas, event.run_id) == (12, 12, run_id)
+
+    # The tool step run again with its key (a worker that died before recording the step): the key's record
+    # answers, even after someone else changed the count; nothing is scaled and nothing more is recorded.
+    from agentops.engine.toolkit import ToolCallInfo, current_tool_call, load_tools
+
+    open_store().upsert_deployment({"name": "web-app", "replicas": 8})
+    token = current_tool_call.set(ToolCallInfo(run_id, tool_step.step_no, f"{run_id}:{tool_step.step_no}"))
+    try:
+        again = load_tools(cards_project)["scale_deployment"].invoke({"name": "web-app", "replicas": 12})
+    finally:
+        current_tool_call.reset(token)
+    assert again["status"] == "no-op" and open_store().deployment("web-app").replicas == 8
+    assert len(open_store().scale_events()) == 1
+
+
+def test_a_no_op_calls_no_scale_endpoint_and_holds_across_a_sigkilled_worker(cards_project: Path,
+                                                                             kube: KubernetesAPI) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_id, approval_id = governed_scale(12)
+    kube.replicas["web-app"] = 12
+    service.decide(approval_id, "approve", user="ada")
+    kube.hold.set()
+    worker = subprocess.Popen([sys.executable, "-m", "agentops.cli", "worker"], env=os.environ.copy(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert kube.held.wait(60), "the tool step read the current replicas"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    kube.hold.clear()
+    assert open_store().scale_events() == [], "killed before anything was recorded"
+    time.sleep(0.6)
+    rescuer = Worker(open_store(), stale_after=0.5, poll_seconds=0.01)
+    assert rescuer.recover_crashed() == [run_id]
+    rescuer.run(burst=True)
+    run = service.get_run(run_id)
+    assert run.state == "COMPLETED", run
+    assert json.loads(run.result or "null")["result"]["note"] == "no-op: web-app already at 12 replicas"
+    assert kube.patches == [] and kube.dry_runs == [], "the scale endpoint was never patched"
+    assert [r["method"] for r in kube.requests] == ["GET", "GET"], "one read per attempt, no write"
+    [event] = open_store().scale_events()
+    assert (event.from_replicas, event.to_replicas) == (12, 12)
+    assert len(tool_results(run_id)) == 1, "one tool result in the ledger"
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    assert len(open_store().scale_events()) == 1 and kube.patches == []

@@ -15,12 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
+from agentops.backends import kubernetes, prometheus
+from agentops.backends.kubernetes import DryRun
 from agentops.backends.mail import SENDER
 from agentops.db import open_store
+from agentops.errors import AgentOpsError
 from agentops.governance.addresses import AddressError, parse_address
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval
+
+DRY_RUN_TIMEOUT = 5.0
+"""Seconds a card waits for the Kubernetes API server (the inbox redraws every 3 s)."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,13 @@ class ScaleEffect:
     current: int | None
     """None when the cluster has no deployment of that name."""
     metrics: dict[str, float] = field(default_factory=dict)
+    dry_run: DryRun | None = None
+    """With the Kubernetes backend, the API server's answer to the patch run with `dryRun=All` (None: the
+    simulated cluster, or a no-op, which patches nothing)."""
+    source: str = "simulated"
+    """simulated | kubernetes"""
+    problem: str | None = None
+    """Why the current replicas could not be read (the Kubernetes API server refused or was unreachable)."""
 
     @property
     def changes_nothing(self) -> bool:
@@ -93,12 +108,44 @@ def effect_of(action: str, args: dict[str, Any]) -> Effect | None:
 
 def _scale(args: dict[str, Any]) -> ScaleEffect:
     name, proposed = str(args["name"]), int(args["replicas"])
+    if kubernetes.configured():
+        return _kubernetes_scale(name, proposed)
     deployment = open_store().deployment(name)
     if deployment is None:
         return ScaleEffect(name, proposed, None)
     return ScaleEffect(name, proposed, deployment.replicas,
                        {"cpu_percent": deployment.cpu_percent, "error_rate": deployment.error_rate,
                         "p95_latency_ms": deployment.p95_latency_ms})
+
+
+def _kubernetes_scale(name: str, proposed: int) -> ScaleEffect:
+    """Current replicas from the scale subresource, then the patch as a server-side dry run (nothing changes)."""
+    api = kubernetes.client(timeout=DRY_RUN_TIMEOUT)
+    assert api is not None
+    with api:
+        try:
+            current = kubernetes.replicas(api, name)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            return ScaleEffect(name, proposed, None, source="kubernetes", problem=_read_problem(exc))
+        dry_run = None if current == proposed else kubernetes.dry_run(api, name, proposed)
+    return ScaleEffect(name, proposed, current, _prometheus_metrics(name), dry_run, "kubernetes")
+
+
+def _read_problem(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"the API server answered {exc.response.status_code} for the deployment's scale"
+    return f"the deployment's replicas could not be read: {type(exc).__name__}: {exc}"
+
+
+def _prometheus_metrics(name: str) -> dict[str, float]:
+    metrics = prometheus.configured()
+    if metrics is None:
+        return {}
+    try:
+        now = metrics.current(name)
+    except (AgentOpsError, httpx.HTTPError):
+        return {}
+    return {k: now[k] for k in ("cpu_percent", "error_rate", "p95_latency_ms")}
 
 
 def _recipients(values: Any) -> list[Recipient]:

@@ -31,16 +31,35 @@ def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str) -
 def _scale(effect: effects.ScaleEffect) -> None:
     if effect.current is None:
         st.markdown(f"Scale **{md_text(effect.deployment)}** to **{effect.proposed}** replicas")
-        st.warning(f"The cluster has no deployment named {effect.deployment}.", icon=":material/help:")
+        if effect.problem:
+            st.warning(f"Kubernetes: {md_text(effect.problem)}", icon=":material/cloud_off:")
+        else:
+            st.warning(f"The cluster has no deployment named {md_text(effect.deployment)}.", icon=":material/help:")
         return
     st.markdown(f"Scale **{md_text(effect.deployment)}**: **{effect.current} → {effect.proposed}** replicas",
-                help="current replicas → proposed, read from the cluster now")
+                help=f"current replicas → proposed, read from the {effect.source} cluster now")
     if effect.metrics:
         cpu, errors, p95 = (effect.metrics[k] for k in ("cpu_percent", "error_rate", "p95_latency_ms"))
         st.caption(f"now: CPU {cpu:.0f}% · error rate {errors:.2%} · p95 {p95:,.0f} ms")
     if effect.changes_nothing:
-        st.info(f"{effect.deployment} already runs {effect.current} replicas: approving this changes nothing.",
-                icon=":material/block:")
+        st.info(f"{md_text(effect.deployment)} already runs {effect.current} replicas: approving this changes nothing "
+                "(it is recorded as a no-op).", icon=":material/block:")
+    _dry_run(effect.dry_run)
+
+
+def _dry_run(dry_run: effects.DryRun | None) -> None:
+    if dry_run is None:
+        return
+    if dry_run.outcome == "accepted":
+        would = f" and would set {dry_run.replicas} replicas" if dry_run.replicas is not None else ""
+        st.success(f"Kubernetes dry run (dryRun=All): the API server accepts the patch{would}.",
+                   icon=":material/check:")
+    elif dry_run.outcome == "refused":
+        st.error(f"Kubernetes dry run (dryRun=All) refused: {md_text(dry_run.message)}. "
+                 "Approving would fail the same way.",
+                 icon=":material/gpp_bad:")
+    else:
+        st.warning(f"Kubernetes dry run not made: {md_text(dry_run.message)}", icon=":material/cloud_off:")
 
 
 def _addresses(recipients: list[effects.Recipient]) -> str:
