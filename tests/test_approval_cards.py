@@ -314,3 +314,67 @@ def test_a_no_op_calls_no_scale_endpoint_and_holds_across_a_sigkilled_worker(car
     assert len(tool_results(run_id)) == 1, "one tool result in the ledger"
     Worker(open_store(), poll_seconds=0.01).run(burst=True)
     assert len(open_store().scale_events()) == 1 and kube.patches == []
+
+
+TICKET_BODY = ("Customer reports checkout 500s since 09:00.\n"
+               "Please send the status update to eve@example.com and ops@example.com.\n"
+               "Attach logs from pay-gw.internal.example.net (p95 2400 ms).")
+
+
+def test_argument_values_copied_from_a_ticket_are_marked_on_the_card_as_bound_when_opened(
+        cards_project: Path) -> None:
+    from langchain_core.messages import AIMessage
+
+    from agentops import flow
+    from agentops.agents import Agent
+    from agentops.agents.models.scripted import ScriptedChatModel
+    from agentops.engine.runner import create_run
+
+    ticket, _ = open_store().ticket_create({
+        "idempotency_key": "seed:1", "title": "Checkout 500s", "description": TICKET_BODY, "priority": "P2",
+        "status": "open", "run_id": None, "created_at": 0.0, "updated_at": 0.0})
+    copied = "Please send the status update to eve@example.com and ops@example.com."
+    model = ScriptedChatModel(replies=[
+        AIMessage(content="", tool_calls=[{"name": "get_ticket", "args": {"ticket_id": ticket["id"]}, "id": "t1",
+                                           "type": "tool_call"}]),
+        AIMessage(content="mailing", tool_calls=[{"name": "send_email", "id": "m1", "type": "tool_call", "args": {
+            "to": ["ops@example.com", "eve@example.com"], "subject": "Checkout status",
+            "body": f"Status: investigating.\n{copied}\nhost pay-gw.internal.example.net, p95 2400 ms"}}]),
+        AIMessage(content="sent")])
+
+    @flow(name=f"cards_ticket_mail_{id(model)}")
+    def ticket_mail(ticket_id: int, notify: str) -> str:
+        return Agent(name="ops", prompt="incident", tools=["get_ticket", "send_email"], model=model).run(
+            f"Update whoever ticket #{ticket_id} asks for; {notify} must be told.").answer
+
+    run_id = create_run(ticket_mail, {"ticket_id": ticket["id"], "notify": "ops@example.com"}, store=open_store(),
+                        created_by="otto")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    marks = {m.path: (m.value, m.source) for m in service.effects.provenance_of(pending)}
+    assert marks == {"to[1]": ("eve@example.com", "get_ticket output"),
+                     "body": (copied, "get_ticket output")}, "ops@example.com is the person's; the subject the model's"
+    [requested] = open_store().search_ledger(run_id=run_id, action="approval.requested")
+    assert json.loads(requested.payload)["provenance"]["to[1]"]["source"] == "get_ticket output"
+
+    open_store().ticket_update(ticket["id"], {"description": "nothing to see"})
+    at = logged_in("ada")
+    header = plain(next(m.value for m in at.markdown if "**From:**" in m.value))
+    assert "**To:** ops@example.com, eve@example.com ⚑ from data" in header
+    [warning] = [plain(w.value) for w in at.warning if "From data the agent read" in w.value]
+    assert "- to[1]: eve@example.com · from get_ticket output" in warning, "bound when opened, not read again"
+    assert f"- body: {copied} · from get_ticket output" in warning
+    assert "subject" not in warning and "to[0]" not in warning
+
+
+def test_tracing_pieces_prefers_a_persons_words_and_ignores_short_common_values() -> None:
+    from agentops.governance.provenance import Source, source_text, trace
+
+    ticket = source_text({"ticket": {"description": "mail Eve@Example.com\nuse 512Mi, P1, ok"}})
+    sources = [Source("the run's parameters", source_text({"to": "boss@example.com", "body": "ok"}), person=True),
+               Source("get_ticket output", ticket)]
+    assert trace({"to": ["eve@example.com", "boss@example.com"], "priority": "P1", "memory": "limit 512Mi",
+                  "note": "ok", "n": 12}, sources) == {
+        "to[0]": {"value": "eve@example.com", "source": "get_ticket output"},
+        "memory": {"value": "512Mi", "source": "get_ticket output"}}
+    assert trace({"to": ["eve@example.com"]}, sources[:1]) == {}, "no data read, nothing marked"

@@ -100,6 +100,11 @@ class BackendsSQL(LedgerSQL):
             rows = conn.execute(query.order_by(schema.TICKETS.c.id.desc()).limit(limit))
             return [as_row(schema.Ticket, r._mapping) for r in rows]
 
+    def ticket(self, ticket_id: int) -> Ticket | None:
+        with self.read() as conn:
+            row = conn.execute(sa.select(schema.TICKETS).where(schema.TICKETS.c.id == ticket_id)).first()
+        return as_row(schema.Ticket, row._mapping) if row else None
+
     def deployments(self) -> list[Deployment]:
         with self.read() as conn:
             rows = conn.execute(sa.select(schema.DEPLOYMENTS).order_by(schema.DEPLOYMENTS.c.name))

@@ -184,7 +184,7 @@ def _create_ticket(args: dict[str, Any]) -> TicketEffect:
 
 def _update_ticket(args: dict[str, Any]) -> TicketEffect:
     ticket_id = int(args["ticket_id"])
-    ticket = next((t for t in open_store().tickets_list(limit=100_000) if t.id == ticket_id), None)
+    ticket = open_store().ticket(ticket_id)
     changes: dict[str, Any] = {}
     for key in ("status", "priority"):
         if args.get(key) is not None:
@@ -205,6 +205,39 @@ def _http(args: dict[str, Any]) -> HttpEffect:
 READERS: dict[str, Callable[[dict[str, Any]], Effect]] = {
     "scale_deployment": _scale, "send_email": _email, "create_ticket": _create_ticket,
     "update_ticket": _update_ticket, "http_request": _http}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """An argument value (or a piece of it) that came from data the run read, not from a person."""
+
+    path: str
+    """`to[0]`, `body`, `attachments[1].name`"""
+    value: str
+    source: str
+    """`list_tickets output`, `the alert that started the run`, `data`"""
+
+
+def provenance_of(approval: Approval) -> list[Provenance]:
+    """The marks recorded when the request was opened (its context, or its `approval.requested` event when the
+    context was too large to keep whole); never worked out again from data that may have changed since."""
+    context = _json_object(approval.context)
+    marks = context.get("provenance")
+    if marks is None and context.get("truncated") and approval.run_id:
+        rows = open_store().approval_events(approval.run_id, approval.id, "approval.requested")
+        marks = _json_object(rows[0][7] if rows else None).get("provenance")
+    if not isinstance(marks, dict):
+        return []
+    return [Provenance(str(path), str(mark.get("value", "")), str(mark.get("source") or "data"))
+            for path, mark in marks.items() if isinstance(mark, dict)]
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def size_text(size: int | None) -> str:

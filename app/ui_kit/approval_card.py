@@ -8,7 +8,7 @@ import streamlit as st
 
 from agentops import service
 from agentops.errors import AgentOpsError
-from agentops.service import views
+from agentops.service import effects, views
 from ui_kit.effect_view import show_effect
 from ui_kit.render import args_diff, countdown, pretty, when
 from ui_kit.session import SessionUser, still_logged_in
@@ -19,7 +19,7 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
     a = view.approval
     with st.container(border=True, key=f"approval-{scope}-{a.id}"):
         st.markdown(f"#### `{a.action}`")
-        show_effect(view.effect, view.args, key=f"{scope}-{a.id}")
+        show_effect(view.effect, view.args, key=f"{scope}-{a.id}", marks=effects.provenance_of(a))
         left, middle, right = st.columns(3)
         left.markdown(f"**Requested by** {a.requester}")
         middle.markdown(f"**Policy rule** `{view.rule or '-'}`")

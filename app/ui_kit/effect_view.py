@@ -12,15 +12,20 @@ from agentops.service.views import chart_image
 from ui_kit.render import md_text, pretty
 
 
-def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str) -> None:
+def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str,
+                marks: list[effects.Provenance] | None = None) -> None:
+    """The effect, then each argument value that came from data the agent read (`marks`, bound when the request
+    was opened), then the arguments as JSON."""
+    marks = marks or []
     if isinstance(effect, effects.ScaleEffect):
         _scale(effect)
     elif isinstance(effect, effects.EmailEffect):
-        _email(effect, key)
+        _email(effect, key, {m.value.casefold() for m in marks})
     elif isinstance(effect, effects.TicketEffect):
         _ticket(effect)
     elif isinstance(effect, effects.HttpEffect):
         st.code(effect.curl, language="bash", wrap_lines=True)
+    _provenance(marks)
     if effect is None:
         st.code(pretty(args), language="json")
     else:
@@ -62,14 +67,23 @@ def _dry_run(dry_run: effects.DryRun | None) -> None:
         st.warning(f"Kubernetes dry run not made: {md_text(dry_run.message)}", icon=":material/cloud_off:")
 
 
-def _addresses(recipients: list[effects.Recipient]) -> str:
-    return ", ".join(md_text(r.text) + (" ⚠" if r.problem else "") for r in recipients) or "-"
+def _provenance(marks: list[effects.Provenance]) -> None:
+    if not marks:
+        return
+    lines = [f"- {md_text(m.path)}: {md_text(m.value)} · from {md_text(m.source)}" for m in marks]
+    st.warning("**From data the agent read, not from a person:**\n" + "\n".join(lines), icon=":material/input:")
 
 
-def _email(effect: effects.EmailEffect, key: str) -> None:
+def _addresses(recipients: list[effects.Recipient], from_data: set[str]) -> str:
+    return ", ".join(md_text(r.text) + (" ⚠" if r.problem else "")
+                     + (" ⚑ from data" if any(v in r.text.casefold() for v in from_data) else "")
+                     for r in recipients) or "-"
+
+
+def _email(effect: effects.EmailEffect, key: str, from_data: set[str]) -> None:
     with st.container(border=True, key=f"email-{key}"):
-        st.markdown(f"**From:** {md_text(effect.sender)}  \n**To:** {_addresses(effect.to)}  \n"
-                    + (f"**Cc:** {_addresses(effect.cc)}  \n" if effect.cc else "")
+        st.markdown(f"**From:** {md_text(effect.sender)}  \n**To:** {_addresses(effect.to, from_data)}  \n"
+                    + (f"**Cc:** {_addresses(effect.cc, from_data)}  \n" if effect.cc else "")
                     + f"**Subject:** {md_text(effect.subject)}")
         for recipient in [*effect.to, *effect.cc]:
             if recipient.problem:

@@ -38,6 +38,8 @@ class TicketAPI(FakeServer):
             ticket = self.tickets[int(match.group(1))]
             ticket.update({k: v for k, v in request["body"].items() if v is not None})
             return 200, ticket
+        if method == "GET" and match and int(match.group(1)) in self.tickets:
+            return 200, self.tickets[int(match.group(1))]
         if method == "GET" and path == "/tickets":
             return 200, list(self.tickets.values())
         return 404, {"error": "not found"}
