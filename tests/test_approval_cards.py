@@ -127,18 +127,77 @@ def test_ticket_and_http_cards(cards_project: Path) -> None:
 
 
 def test_identical_requests_are_grouped_and_each_is_decided_on_its_own(cards_project: Path) -> None:
-    args = {"name": "web-app", "replicas": 12}
-    ids = [gated_request("scale_deployment", args) for _ in range(3)]
-    other = gated_request("scale_deployment", {"name": "web-app", "replicas": 14})
+    args = {"title": "Checkout returns 500s", "description": "all regions", "priority": "P1"}
+    ids = [gated_request("create_ticket", args) for _ in range(3)]
+    other = gated_request("create_ticket", {**args, "title": "Search is slow"})
     at = logged_in("ada")
     assert any(m.value.startswith("**3 identical requests**") and all(i in m.value for i in ids) for m in at.markdown)
-    assert f"approve-group-{ids[0]}" in keys(at) and f"approve-group-{other}" not in keys(at)
+    assert f"approve-group-{ids[0]}" in keys(at) and f"approve-group-{other}" not in keys(at), "no target: by digest"
     at.button(key=f"approve-group-{ids[0]}").click().run()
     assert not at.exception, at.exception
     assert [service.get_approval(i).status for i in ids] == ["approved"] * 3
     assert service.get_approval(other).status == "pending"
     decided = service.audit_search(action="approval.decided", limit=50)
     assert sorted(e.approval_id for e in decided) == sorted(ids), "one decision recorded per request"
+
+
+def test_requests_on_one_deployment_are_grouped_and_the_group_approves_only_the_latest(cards_project: Path) -> None:
+    twelve = [gated_request("scale_deployment", {"name": "web-app", "replicas": 12}) for _ in range(2)]
+    fourteen = gated_request("scale_deployment", {"name": "web-app", "replicas": 14})
+    api = gated_request("scale_deployment", {"name": "api", "replicas": 14})
+    at = logged_in("ada")
+    shown = plain(page_text(at))
+    assert "**3 requests** for `scale_deployment` on deployment web-app, differing in their arguments:" in shown
+    for i in twelve:
+        assert f"- `{i}`: replicas = **12**" in shown
+    assert f"- `{fourteen}` (latest): replicas = **14**" in shown
+    assert f"approve-group-{twelve[0]}" not in keys(at), "12 and 14 replicas cannot both be approved"
+    assert f"approve-latest-{twelve[0]}" in keys(at) and f"reject-group-{twelve[0]}" in keys(at)
+    at.button(key=f"approve-latest-{twelve[0]}").click().run()
+    assert not at.exception, at.exception
+    assert service.get_approval(fourteen).status == "approved"
+    assert [service.get_approval(i).status for i in twelve] == ["rejected"] * 2
+    assert service.get_approval(api).status == "pending", "another deployment is another group"
+    decided = {e.approval_id: json.loads(e.payload) for e in service.audit_search(action="approval.decided")}
+    assert set(decided) == {*twelve, fourteen}, "one decision recorded per request"
+    assert all(decided[i]["args_digest"] == service.get_approval(i).args_digest for i in decided)
+    assert all(f"superseded by the later request {fourteen[:12]} (replicas=14)" in service.get_approval(i).decision
+               for i in twelve)
+
+
+def test_a_group_decision_refuses_approving_contradictions_and_leaves_late_joiners_pending(
+        cards_project: Path) -> None:
+    from agentops.errors import ApprovalError
+
+    first = gated_request("scale_deployment", {"name": "web-app", "replicas": 12})
+    second = gated_request("scale_deployment", {"name": "web-app", "replicas": 14})
+    drawn = [(a.id, a.args_digest) for a in map(service.get_approval, (first, second))]
+    with pytest.raises(ApprovalError, match="ask for different states of deployment web-app"):
+        service.decide_group(drawn, "approve_all", user="ada")
+    late = gated_request("scale_deployment", {"name": "web-app", "replicas": 16})
+    with pytest.raises(ApprovalError, match="unknown group decision"):
+        service.decide_group(drawn, "approve_everything", user="ada")  # type: ignore[arg-type]
+    refused = service.decide_group(drawn, "approve_latest", user="otto")
+    assert refused.decided == [] and "otto" in refused.failed[0][1], "an operator decides nothing, nothing rejected"
+    assert [service.get_approval(i).status for i in (first, second)] == ["pending", "pending"]
+    done = service.decide_group(drawn, "approve_latest", user="ada")
+    assert done.decided == [(second, "approve"), (first, "reject")] and done.failed == []
+    assert service.get_approval(late).status == "pending", "a request that joined after the page was drawn waits"
+    assert service.audit_search(action="approval.decided", limit=50) and {
+        e.approval_id for e in service.audit_search(action="approval.decided")} == {first, second}
+
+
+def test_mails_to_the_same_people_group_and_may_all_be_approved(cards_project: Path) -> None:
+    a = gated_request("send_email", {"to": ["ops@example.com", "Eve@example.com"], "subject": "one", "body": "b"})
+    b = gated_request("send_email", {"to": ["eve@example.com"], "cc": ["ops@example.com"], "subject": "two",
+                                     "body": "b"})
+    c = gated_request("send_email", {"to": ["ops@example.com"], "subject": "three", "body": "b"})
+    groups = [[v.approval.id for v in g] for g in service.views.pending_groups(service.list_approvals("pending"))]
+    assert groups == [[a, b], [c]]
+    at = logged_in("ada")
+    assert f"approve-group-{a}" in keys(at) and f"approve-latest-{a}" not in keys(at), "two mails, not a contradiction"
+    at.button(key=f"approve-group-{a}").click().run()
+    assert [service.get_approval(i).status for i in (a, b, c)] == ["approved", "approved", "pending"]
 
 
 def test_a_card_shows_when_the_alert_behind_its_run_resolved(cards_project: Path) -> None:

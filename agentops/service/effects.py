@@ -249,10 +249,77 @@ def size_text(size: int | None) -> str:
     return f"{size} bytes"
 
 
+CONVERGENT = frozenset({"scale_deployment", "update_ticket"})
+"""Actions that set a target's state: two requests with different arguments contradict each other (12 replicas
+and 14 cannot both be approved), so their group offers "approve the latest, reject the others"."""
+
+
+def target_of(action: str, args: dict[str, Any]) -> str | None:
+    """What a request acts on, as the effect reader sees it: a deployment, the recipients of a mail, a ticket.
+    None: only identical requests are grouped."""
+    try:
+        if action == "scale_deployment":
+            return f"deployment {args['name']}"
+        if action == "update_ticket":
+            return f"ticket #{int(args['ticket_id'])}"
+        if action == "send_email":
+            people = sorted({r.text.casefold() for r in _recipients([*(args.get("to") or []),
+                                                                      *(args.get("cc") or [])])})
+            return "mail to " + ", ".join(people) if people else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return None
+
+
+def _args(approval: Approval) -> dict[str, Any]:
+    return _json_object(approval.args)
+
+
+def _group_key(approval: Approval) -> tuple[str, str]:
+    target = target_of(approval.action, _args(approval)) if approval.kind == "approve" else None
+    return (approval.action, f"target:{target}" if target else f"digest:{approval.args_digest}")
+
+
 def duplicate_groups(approvals: list[Approval]) -> list[list[Approval]]:
-    """Pending requests grouped by the same action with the same arguments (the same effect on the same
-    target), oldest first in each group, groups in the order of their first request."""
+    """Pending requests grouped by action and target (the same deployment, the same recipients, the same
+    ticket), or by identical arguments for an action with no target; oldest first in each group, groups in the
+    order of their first request."""
     groups: dict[tuple[str, str], list[Approval]] = {}
     for approval in sorted(approvals, key=lambda a: a.created_at):
-        groups.setdefault((approval.action, approval.args_digest), []).append(approval)
+        groups.setdefault(_group_key(approval), []).append(approval)
     return list(groups.values())
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """What a group's members share and where they differ, and which group decisions are safe."""
+
+    action: str
+    target: str | None
+    identical: bool
+    differing: dict[str, dict[str, Any]]
+    """Per request id, the arguments in which the members differ (empty when identical)."""
+    latest: str
+    """The id of the newest request."""
+
+    @property
+    def contradictory(self) -> bool:
+        """Approving every member would ask for two different states of one target."""
+        return not self.identical and self.action in CONVERGENT
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self.contradictory:
+            return ("approve_latest", "reject_all")
+        return ("approve_all", "reject_all")
+
+
+def summarize_group(group: list[Approval]) -> GroupSummary:
+    args = {a.id: _args(a) for a in group}
+    keys = sorted({k for values in args.values() for k in values})
+    varying = [k for k in keys if len({json.dumps(v.get(k), sort_keys=True) for v in args.values()}) > 1]
+    first = group[0]
+    return GroupSummary(first.action, target_of(first.action, args[first.id]),
+                        len({a.args_digest for a in group}) == 1,
+                        {i: {k: v.get(k) for k in varying} for i, v in args.items()} if varying else {},
+                        max(group, key=lambda a: (a.created_at, a.id)).id)
