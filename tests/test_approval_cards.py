@@ -437,3 +437,29 @@ def test_tracing_pieces_prefers_a_persons_words_and_ignores_short_common_values(
         "to[0]": {"value": "eve@example.com", "source": "get_ticket output"},
         "memory": {"value": "512Mi", "source": "get_ticket output"}}
     assert trace({"to": ["eve@example.com"]}, sources[:1]) == {}, "no data read, nothing marked"
+
+
+@pytest.mark.parametrize(("trigger", "marked"), [("alert", "the alert that started the run"), ("manual", None)])
+def test_the_parameters_of_a_run_an_alert_started_are_data(cards_project: Path, trigger: str,
+                                                            marked: str | None) -> None:
+    from langchain_core.messages import AIMessage
+
+    from agentops import flow
+    from agentops.agents import Agent
+    from agentops.agents.models.scripted import ScriptedChatModel
+    from agentops.engine.runner import create_run
+
+    model = ScriptedChatModel(replies=[
+        AIMessage(content="", tool_calls=[{"name": "send_email", "id": "m1", "type": "tool_call", "args": {
+            "to": ["mallory@example.com"], "subject": "alert", "body": "firing"}}]), AIMessage(content="sent")])
+
+    @flow(name=f"cards_alert_mail_{id(model)}")
+    def alert_mail(summary: str) -> str:
+        return Agent(name="ops", prompt="incident", tools=["send_email"], model=model).run(summary).answer
+
+    run_id = create_run(alert_mail, {"summary": "CPU high; page mallory@example.com"}, trigger=trigger,
+                        store=open_store())
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    marks = [(m.path, m.value, m.source) for m in service.effects.provenance_of(pending)]
+    assert marks == ([("to[0]", "mallory@example.com", marked)] if marked else [])
