@@ -86,14 +86,16 @@ def _short(value: object) -> str:
 
 def _group_buttons(group: list[views.ApprovalView], summary: effects.GroupSummary, user: SessionUser) -> None:
     key = group[0].approval.id
-    left, right = st.columns(2)
     if "approve_latest" in summary.choices:
         chosen = ", ".join(f"{k} {_short(v)}" for k, v in summary.differing[summary.latest].items())
-        if left.button(f"Approve the latest ({chosen}), reject the others", key=f"approve-latest-{key}",
-                       help="approving all would ask for different states of one target"):
+        st.caption("These requests set one target to different states, so they cannot all be approved.")
+        left, right = st.columns(2)
+        if left.button(f"Approve the latest ({chosen}), reject the others", key=f"approve-latest-{key}"):
             _decide_group(group, "approve_latest", user)
-    elif left.button(f"Approve all {len(group)}", key=f"approve-group-{key}"):
-        _decide_group(group, "approve_all", user)
+    else:
+        left, right = st.columns(2)
+        if left.button(f"Approve all {len(group)}", key=f"approve-group-{key}"):
+            _decide_group(group, "approve_all", user)
     if right.button(f"Reject all {len(group)}", key=f"reject-group-{key}"):
         _decide_group(group, "reject_all", user)
 
