@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from agentops.core.times import format_time, iso_time
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
-from agentops.service import alerts, chat, links, schedules, sessions, tokens, views
+from agentops.service import alerts, chat, effects, links, schedules, sessions, tokens, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
-from agentops.service.approvals import decide, get_approval, list_approvals
+from agentops.service.approvals import decide, decide_group, get_approval, list_approvals
 from agentops.service.audit import (
     audit_checkpoint,
     audit_count,
@@ -88,6 +88,8 @@ __all__ = [
     "conversation_owner",
     "count_runs",
     "decide",
+    "decide_group",
+    "effects",
     "execute_here",
     "find_flow",
     "follow_run",
