@@ -346,8 +346,8 @@ class RunsSQL(LedgerSQL):
             if epoch is None:
                 tx.execute_many(_LOG_INSERT, _log_rows(logs))
             else:
-                tx.execute_many(insert_where_sql("log_lines", _LOG_COLUMNS, self._fence) + _KEPT_ONCE,
-                                [{**line, "fence_run": line["run_id"], "fence_epoch": epoch} for line in _log_rows(logs)])
+                rows = [{**line, "fence_run": line["run_id"], "fence_epoch": epoch} for line in _log_rows(logs)]
+                tx.execute_many(insert_where_sql("log_lines", _LOG_COLUMNS, self._fence) + _KEPT_ONCE, rows)
 
     def logs_for_run(self, run_id: str, limit: int = 5000) -> list[LogRecord]:
         with self._read_sql() as tx:
