@@ -15,6 +15,7 @@ from agentops.agents.models.factory import price_known
 from agentops.core import serialization
 from agentops.core.states import State
 from agentops.db.records import StepRecord
+from agentops.errors import SerializationError
 from agentops.service.links import approval_url
 from agentops.service.outcomes import Outcome, outcome_of
 from agentops.service.runs import RunDetail, run_detail
@@ -334,8 +335,10 @@ def conversations_of(steps: list[StepRecord], cards: list[ToolCard]) -> tuple[li
         replied = [(s, f) for s, f in model_steps if isinstance(f["output"], dict) and "message" in f["output"]]
         if not replied:
             continue
-        _last, facts = replied[-1]
-        messages = [*list((facts["meta"] or {}).get("messages_in") or []), facts["output"]["message"]]
+        facts = replied[-1][1]
+        earlier = facts["meta"].get("messages_in")
+        messages = [m for m in [*(earlier if isinstance(earlier, list) else []), facts["output"]["message"]]
+                    if isinstance(m, dict)]
         turns = iter(_turn(s, f) for s, f in replied)
         lines = []
         for message in messages:
@@ -356,7 +359,8 @@ def _model_steps_by_agent(steps: list[StepRecord]) -> dict[str, list[tuple[StepR
 
 
 def _line(message: dict[str, Any], turns: Any, by_call: dict[str, int]) -> ChatLine | None:
-    data = message.get("data", message) if isinstance(message, dict) else {}
+    data = message.get("data", message)
+    data = data if isinstance(data, dict) else {}
     role = ROLES.get(str(message.get("type") or data.get("type")), str(message.get("type", "?")))
     text = message_text(data.get("content"))
     if role == "tool":
@@ -550,12 +554,15 @@ def decoded(text: str | None) -> Any:
         return None
     try:
         return serialization.loads(text)
-    except (ValueError, TypeError):
+    except (SerializationError, ValueError, TypeError):
         return text
 
 
 def _facts(step: StepRecord) -> dict[str, Any]:
-    return {"inputs": decoded(step.inputs), "output": decoded(step.output), "meta": decoded(step.meta) or {}}
+    """The step's inputs, output and meta decoded; inputs and meta that are not JSON objects read as empty."""
+    inputs, meta = decoded(step.inputs), decoded(step.meta)
+    return {"inputs": inputs if isinstance(inputs, dict) else {}, "output": decoded(step.output),
+            "meta": meta if isinstance(meta, dict) else {}}
 
 
 def _int(value: Any) -> int:
