@@ -95,7 +95,7 @@ def run_detail(run_id: str, user: SessionUser) -> None:
     if logs:
         with st.expander(f"Log lines ({len(logs)})", expanded=True):
             st.code("\n".join(f"{when(x.ts)} {x.level:<7} {'step ' + str(x.step_no) if x.step_no else 'flow':<8} "
-                              f"{x.message}" for x in sorted(logs, key=lambda x: (x.ts, x.id or 0))))
+                              f"{x.message}" for x in sorted(logs, key=lambda x: (x.ts, x.id or 0))), language="text")
     st.markdown("**Steps**")
     for step in view.steps:
         step_detail(step)
