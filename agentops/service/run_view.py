@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentops.agents.models.factory import price_known
-from agentops.core import serialization
 from agentops.core.states import State
 from agentops.db.records import StepRecord
-from agentops.errors import SerializationError
 from agentops.service.links import approval_url
 from agentops.service.outcomes import Outcome, outcome_of
 from agentops.service.runs import RunDetail, run_detail
+from agentops.service.views import decoded
 
 if TYPE_CHECKING:
     from agentops.db.records import LogRecord, RunRecord
@@ -547,15 +546,6 @@ def message_text(content: Any) -> str:
 
 def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-
-
-def decoded(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        return serialization.loads(text)
-    except (SerializationError, ValueError, TypeError):
-        return text
 
 
 def _facts(step: StepRecord) -> dict[str, Any]:
