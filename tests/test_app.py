@@ -286,3 +286,21 @@ def test_the_runs_list_says_which_runs_had_calls_refused(ops_project: Path) -> N
     assert not at.exception, at.exception
     assert any("1 rejected call" in w.value for w in at.warning)
     assert any("rejected by ada" in m.value and "not now" in m.value for m in at.markdown)
+
+
+def test_a_flows_own_request_is_drawn_as_a_card_with_its_link(ops_project: Path) -> None:
+    from agentops.engine.runner import create_run
+    from tests.test_run_view import run_view_asks_itself
+
+    app_fixtures.add_users()
+    run_id = create_run(run_view_asks_itself, {"n": 2}, store=open_store())
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    at = logged_in("otto")
+    at.switch_page("app_pages/runs.py").run()
+    at.text_input(key="runs-open").input(run_id).run()
+    assert not at.exception, at.exception
+    shown = [m.value.replace("\\", "") for m in at.markdown]
+    assert any(":gray-badge[asked for by the flow]" in v and "run_view_release" in v for v in shown)
+    assert sum(f"(/approvals?request={pending.id})" in v for v in shown) == 2
+    assert at.chat_message.len == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage
 
-from agentops import flow, service, task
+from agentops import flow, request_approval, service, task
 from agentops.agents.loop import Agent
 from agentops.agents.models.scripted import ScriptedChatModel
 from agentops.db import open_store
@@ -52,6 +52,12 @@ def run_view_plain(n: int) -> int:
 @flow
 def run_view_retrying() -> str:
     return f"{run_view_plain(1)} {run_view_flaky()}"
+
+
+@flow
+def run_view_asks_itself(n: int) -> int:
+    decision = request_approval("run_view_release", {"n": n}, reason="a person releases it", requester="user:maker")
+    return run_view_plain(n) if decision.approved else 0
 
 
 def burst() -> None:
@@ -174,6 +180,23 @@ def test_a_wait_of_hours_is_drawn_short_with_its_length_written_on_it(app_projec
     work = [b for b in drawn.bars if b.kind == "work"]
     assert all(abs((b.x1 - b.x0) - b.seconds) < 1e-6 for b in work), "work is drawn at its real length"
     assert len(drawn.rows) == len(detail.steps) and len(set(drawn.rows)) == len(drawn.rows)
+
+
+def test_a_flows_own_request_is_a_card_of_its_own_linked_where_the_result_will_be(ops_project: Path) -> None:
+    app_fixtures.add_users()
+    run_id = create_run(run_view_asks_itself, {"n": 4}, store=open_store())
+    burst()
+    view = rv.run_view(run_id)
+    assert view.conversations == [] and view.loose_cards == [0]
+    [card] = view.cards
+    assert (card.tool, card.verdict, card.status, card.args) == ("run_view_release", None, "waiting for approval",
+                                                                  {"n": 4})
+    assert view.waiting == card.approvals and view.result is None
+    decide(open_store(), card.approvals[0].id, "approve", user="ada")
+    burst()
+    view = rv.run_view(run_id)
+    assert view.cards[0].status == "approved" and view.cards[0].approvals[0].decided_by == ("ada",)
+    assert view.waiting == [] and view.result == 5
 
 
 def test_a_step_with_unreadable_records_is_shown_not_raised() -> None:

@@ -161,6 +161,8 @@ class ToolCard:
                 return "waiting for approval"
             if approval.kind in ("reject", "expired"):
                 return "rejected" if approval.kind == "reject" else "expired"
+        if self.approvals and self.verdict is None:
+            return "approved"  # a flow's own request: what the flow does with the decision is its next steps
         return "not run"
 
     @property

@@ -13,7 +13,7 @@ from ui_kit.render import md_text, when
 AVATARS = {"system": ":material/settings:", "user": ":material/person:", "assistant": ":material/smart_toy:",
            "tool": ":material/build:"}
 STATUS_COLOURS = {"ok": "green", "error": "red", "refused": "red", "rejected": "red", "expired": "gray",
-                  "waiting for approval": "orange", "not run": "gray"}
+                  "waiting for approval": "orange", "not run": "gray", "approved": "green"}
 BAR_COLOURS = {"COMPLETED": "#4c9f70", "FAILED": "#d1495b", "CRASHED": "#8c1c13", "RUNNING": "#3a7ca5",
                "AWAITING_RETRY": "#edae49", "CANCELLED": "#999999", "waiting": "#c9c9d6"}
 
