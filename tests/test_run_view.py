@@ -212,6 +212,34 @@ def test_a_step_with_unreadable_records_is_shown_not_raised() -> None:
     assert len(drawn.rows) == 3 and any(b.text == "waited 1.0 s so far for approval" for b in drawn.bars)
 
 
+def test_a_priced_models_turn_costs_dollars_and_an_unpriced_one_says_cost_unknown() -> None:
+    def turn(model: str, cost: float) -> StepRecord:
+        usage = {"input_tokens": 1200, "output_tokens": 300, "total_tokens": 1500}
+        reply = {"type": "ai", "data": {"type": "ai", "content": "done", "tool_calls": []}}
+        return StepRecord("r", 1, "ops.model", "COMPLETED", kind="model", cost=cost,
+                          output=json.dumps({"message": reply, "model": model, "usage": usage}),
+                          meta=json.dumps({"model": model, "usage": usage, "messages_in": [
+                              {"type": "human", "data": {"type": "human", "content": "hi"}}]}))
+
+    [priced], _ = rv.conversations_of([turn("openai:gpt-4.1-mini", 0.00096)], [])
+    assert [line.role for line in priced.lines] == ["user", "assistant"]
+    assert priced.lines[1].turn is not None
+    assert priced.lines[1].turn.usage.words == "1,200 input · 300 output · 1,500 total tokens · $0.0010"
+    [unpriced], _ = rv.conversations_of([turn("ollama:llama3", 0.0)], [])
+    assert unpriced.usage.words.endswith("cost unknown")
+
+
+def test_a_stretch_where_no_step_ran_is_an_idle_wait_drawn_short() -> None:
+    steps = [StepRecord("r", 1, "first", "COMPLETED", started_at=100.0, ended_at=102.0),
+             StepRecord("r", 2, "second", "COMPLETED", started_at=702.0, ended_at=705.0)]
+    drawn = rv.timeline(steps, [], {}, now=800.0)
+    assert drawn.rows == ["  1 first", "  2 second", "idle"] and drawn.shortened
+    [idle] = [b for b in drawn.bars if b.kind == "wait"]
+    assert idle.text == "idle 10 min 0 s (no step ran)" and idle.x1 - idle.x0 == pytest.approx(1.0)
+    second = next(b for b in drawn.bars if b.row == "  2 second")
+    assert (second.x0, second.x1) == (pytest.approx(3.0), pytest.approx(6.0)), "after the wait, at its real length"
+
+
 @pytest.mark.parametrize(("seconds", "words"), [(0.004, "4 ms"), (0.3, "0.3 s"), (42, "42 s"), (185, "3 min 5 s"),
                                                 (3 * 3600 + 60, "3 h 1 min"), (2 * 86400 + 7200, "2 d 2 h")])
 def test_durations_read_as_people_say_them(seconds: float, words: str) -> None:
