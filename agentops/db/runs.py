@@ -29,8 +29,10 @@ else:
 from agentops.db.ledger import LedgerSQL
 from agentops.db.sql import SqlText, as_row, in_list, insert_sql, insert_where_sql, update_sql, with_defaults
 
-_LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message")
-_LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS)
+_LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message", "line_key")
+_KEPT_ONCE = " ON CONFLICT DO NOTHING"
+"""A line whose (run, line_key) is stored already (logged again by a replay) is not inserted twice."""
+_LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS) + _KEPT_ONCE
 _CLAIMABLE, _CLAIMABLE_PARAMS = in_list("claimable_", sorted(CLAIMABLE))
 
 RUN_COLUMNS = ", ".join(column_names(RunRecord))
@@ -111,7 +113,7 @@ class RunsSQL(LedgerSQL):
         with self._write_sql() as tx:
             if tx.execute(sql, params) != 1:
                 return False
-            tx.execute_many(_LOG_INSERT, logs)
+            tx.execute_many(_LOG_INSERT, _log_rows(logs))
             self._chain(tx, self._bind_runs(events, [{"id": run_id, **values}]))
         return True
 
@@ -332,7 +334,7 @@ class RunsSQL(LedgerSQL):
         is at `epoch`; otherwise nothing is written and LeaseLost is raised."""
         with self._write_sql() as tx:
             self._put_step(tx, values, exists=exists, epoch=epoch)
-            tx.execute_many(_LOG_INSERT, logs)
+            tx.execute_many(_LOG_INSERT, _log_rows(logs))
             self._chain(tx, self._bind_step(events, values, exists=exists))
 
     def _put_step(self, tx: SqlText, values: dict[str, Any], *, exists: bool, epoch: int | None) -> None:
@@ -371,10 +373,10 @@ class RunsSQL(LedgerSQL):
             return
         with self._write_sql() as tx:
             if epoch is None:
-                tx.execute_many(_LOG_INSERT, logs)
+                tx.execute_many(_LOG_INSERT, _log_rows(logs))
             else:
-                tx.execute_many(insert_where_sql("log_lines", _LOG_COLUMNS, self._fence),
-                                [{**line, "fence_run": line["run_id"], "fence_epoch": epoch} for line in logs])
+                rows = [{**line, "fence_run": line["run_id"], "fence_epoch": epoch} for line in _log_rows(logs)]
+                tx.execute_many(insert_where_sql("log_lines", _LOG_COLUMNS, self._fence) + _KEPT_ONCE, rows)
 
     def logs_for_run(self, run_id: str, limit: int = 5000) -> list[LogRecord]:
         with self._read_sql() as tx:
@@ -394,3 +396,7 @@ class RunsSQL(LedgerSQL):
             tx.execute("DELETE FROM task_cache WHERE key = :key", {"key": key})
             tx.execute(insert_sql("task_cache", ("key", "value", "created_at", "expires_at")),
                        {"key": key, "value": value, "created_at": now, "expires_at": expires_at})
+
+
+def _log_rows(logs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"line_key": None, **line} for line in logs]

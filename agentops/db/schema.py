@@ -76,7 +76,8 @@ class StepRun(SQLModel, table=True):
 
 class LogLine(SQLModel, table=True):
     __tablename__ = "log_lines"
-    __table_args__ = (Index("ix_log_lines_run", "run_id", "id"),)
+    __table_args__ = (Index("ix_log_lines_run", "run_id", "id"),
+                      Index("uq_log_lines_key", "run_id", "line_key", unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(max_length=32)
@@ -84,6 +85,8 @@ class LogLine(SQLModel, table=True):
     ts: float
     level: str = Field(max_length=16)
     message: str = Field(sa_column=Column(Text, nullable=False))
+    line_key: str | None = Field(default=None, max_length=64)
+    """The line's place in the flow (see agentops.engine.logs): a replay that logs it again inserts nothing."""
 
 
 class CacheEntry(SQLModel, table=True):
