@@ -27,19 +27,12 @@ from agentops.db import open_store
 from agentops.engine.toolkit import load_tools
 from tests.app_fixtures import ROOT
 from tests.pg_server import _free_port
+from tests.test_demo_cli import demo_project as demo_project
 from tests.test_demo_cli import use_demo_database
 
 needs_prometheus = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("prometheus-alertmanager") is None,
     reason="needs Debian's prometheus and prometheus-alertmanager (.ci/run installs them)")
-
-
-@pytest.fixture
-def demo_project(sqlite_project: Path) -> Path:
-    for folder in ("flows", "tools", "prompts", "policies", "data"):
-        shutil.copytree(ROOT / folder, sqlite_project / folder, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    return sqlite_project
 
 
 class Demo:
