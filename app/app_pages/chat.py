@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import streamlit as st
 from ui_kit.approval_card import approval_card
 from ui_kit.render import md_text, state_label, when
-from ui_kit.session import SessionUser, current_user
+from ui_kit.session import SessionUser, current_user, still_logged_in
 
 from agentops import service
-from agentops.core.states import SETTLED
+from agentops.core.states import SETTLED, TERMINAL, State
 from agentops.errors import AgentOpsError
 from agentops.service import views
 
@@ -82,6 +83,57 @@ if conversation:
         owner = user.name
 conversation_list(user, conversation)
 
+def dispatch_result(run_id: str) -> dict:
+    """The dispatcher run's result (its answer and the runs it started); empty while it has not completed."""
+    raw = service.get_run(run_id).result
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def reply_runs(run_id: str, answered: str) -> tuple[dict, list[str]]:
+    """The runs a reply stands for: the dispatcher's own when its stored answer was written before it finished (it
+    waited for an approval), and each run it started."""
+    result = dispatch_result(run_id)
+    runs = [] if result.get("answer") == answered else [run_id]
+    runs += [started["run_id"] for started in result.get("started", []) if started.get("run_id")]
+    return result, runs
+
+
+def reply_status(run_id: str, answered: str, user: SessionUser) -> None:
+    """Each of a reply's runs' outcome in words and the approvals they wait for, decidable here by an approver."""
+    if not still_logged_in(user):
+        return
+    result, runs = reply_runs(run_id, answered)
+    with st.container(key=f"chat-status-{run_id}"):
+        for shown in runs:
+            outcome = service.run_outcome(shown)
+            with st.container(key=f"chat-outcome-{shown}"):
+                text = outcome.words if shown != run_id or outcome.state != "COMPLETED" else \
+                    f"completed: {result.get('answer', '')}"
+                st.markdown(f"**{md_text(outcome.flow)}** {md_text(text)}")
+                st.caption(f"run `{shown}` · {state_label(outcome.state)}")
+            show_pending(shown, user)
+        if run_id not in runs:
+            show_pending(run_id, user)
+
+
+live_reply_status = st.fragment(run_every=2)(reply_status)
+"""The same, redrawn every 2 s while one of the runs has not finished (an approval decided elsewhere shows)."""
+
+
+def show_reply_status(run_id: str, answered: str, user: SessionUser) -> None:
+    _, runs = reply_runs(run_id, answered)
+    moving = any(State(service.get_run(r).state) not in TERMINAL for r in [run_id, *runs])
+    (live_reply_status if moving else reply_status)(run_id, answered, user)
+
+
+flash = st.session_state.pop("approvals_flash", None)
+if flash:
+    st.success(flash)
+
 with st.container(key="chat-history"):
     for message in service.chat_history(conversation) if conversation else []:
         with st.chat_message("user" if message.role == "user" else "assistant"):
@@ -90,7 +142,7 @@ with st.container(key="chat-history"):
             st.markdown(message.content)
             if message.run_id:
                 st.caption(f"run `{message.run_id}`")
-                show_pending(message.run_id, user)
+                show_reply_status(message.run_id, message.content, user)
 
 if not user.can_operate:
     st.info(f"Your role ({user.role}) can read conversations but not start automations.")
@@ -108,10 +160,6 @@ elif prompt := st.chat_input("Describe what needs doing", key="chat-input"):
             st.stop()
         st.query_params["conversation"] = reply.conversation_id
         st.markdown(reply.answer)
-        if reply.waiting:
-            show_pending(reply.dispatch_run_id, user)
         for started in reply.started_runs:
             follow(started["run_id"])
-            outcome = service.run_outcome(started["run_id"])
-            st.markdown(f"**{outcome.flow}** {outcome.words}")
-            show_pending(started["run_id"], user)
+    st.rerun()  # the reply is in the history now, where its outcome and approvals stay current
