@@ -107,3 +107,41 @@ def test_scale_api_to_3_is_proposed_exactly_decided_inline_and_lands_in_the_clus
     tab.context.close()
     after = {d.name: d.replicas for d in open_store().deployments()}
     assert after == {**before, "api": 3}, "api alone changed"
+
+
+def test_email_the_sales_summary_reaches_the_address_asked_for_after_its_approval_in_the_chat(
+        served: Served, page: Page, browser: Browser) -> None:
+    log_in(page, f"{served.url}/chat", "otto")
+    ask(page, "email the sales summary to ops@example.com")
+    conversation = conversation_of(page)
+    [started] = [r for r in service.list_runs(flow="sales_analysis", limit=50)
+                 if r.parent_run_id in {m.run_id for m in service.chat_history(conversation)}]
+    assert json.loads(started.parameters)["recipients"] == ["ops@example.com"], "the address asked for, not a default"
+    outcome = page.locator(f".st-key-chat-outcome-{started.id}")
+    expect(outcome).to_contain_text("waiting for approval", timeout=60_000)
+    [approval] = waiting_in(conversation)
+    assert approval.action == "send_email" and json.loads(approval.args)["to"] == ["ops@example.com"]
+    expect(page.locator(f".st-key-approval-chat-{approval.id}")).to_contain_text("To: ops@example.com")
+
+    tab = approve_in_chat(browser, served.url, conversation, approval.id)
+    expect(tab.locator(f".st-key-chat-outcome-{started.id}")).to_contain_text("completed", timeout=60_000)
+    expect(outcome).to_contain_text("completed", timeout=30_000)
+    mails = [m for m in open_store().outbox_list() if m.run_id == started.id]
+    assert len(mails) == 1 and "ops@example.com" in mails[0].to and "managers@" not in mails[0].to, mails
+    tab.get_by_role("link", name="Outbox, tickets, cluster").click()
+    expect(tab.get_by_text(re.compile(r"Sales analysis.*ops@example\.com"))).to_be_visible()
+    tab.context.close()
+
+
+def test_open_a_ticket_opens_exactly_that_ticket_and_says_so(served: Served, page: Page) -> None:
+    title = "checkout is returning 500s"
+    log_in(page, f"{served.url}/chat", "otto")
+    ask(page, f"open a ticket: {title}")
+    conversation = conversation_of(page)
+    history = page.locator(".st-key-chat-history")
+    expect(history).to_contain_text("create_ticket")
+    expect(history).to_contain_text(title)
+    assert waiting_in(conversation) == [], "a P3 ticket needs no approval under the default policy"
+    [ticket] = [t for t in open_store().tickets_list() if t.title == title]
+    dispatch = {m.run_id for m in service.chat_history(conversation) if m.run_id}
+    assert ticket.run_id in dispatch and ticket.status == "open"
