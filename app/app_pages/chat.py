@@ -14,6 +14,7 @@ from agentops import service
 from agentops.core.states import SETTLED, TERMINAL, State
 from agentops.errors import AgentOpsError
 from agentops.service import views
+from agentops.service.outcomes import Outcome
 
 FOLLOW_SECONDS = 30.0
 
@@ -50,14 +51,15 @@ def show_pending(run_id: str, user: SessionUser) -> None:
         approval_card(views.approval_view(approval), user, scope="chat")
 
 
-def conversation_list(user: SessionUser, current: str | None) -> None:
+def conversation_list(user: SessionUser, current: str | None, owner: str) -> None:
     """The stored conversations, the latest first; one click (or the URL, after a reload) reopens one."""
     with st.sidebar:
         st.markdown("**Conversations**")
         if user.can_operate and st.button("New conversation", key="chat-new", icon=":material/add:"):
             st.query_params.pop("conversation", None)
             st.rerun()
-        whose = st.radio("Show", ["mine", "everyone's"], index=0 if user.can_operate else 1, horizontal=True,
+        mine = user.can_operate and owner == user.name  # someone else's conversation opens the list of everyone's
+        whose = st.radio("Show", ["mine", "everyone's"], index=0 if mine else 1, horizontal=True,
                          key="chat-whose", label_visibility="collapsed")
         listed = service.chat_conversations(owner=user.name if whose == "mine" else None, limit=50)
         if not listed:
@@ -81,7 +83,7 @@ if conversation:
         st.error(str(exc))
         conversation = None
         owner = user.name
-conversation_list(user, conversation)
+conversation_list(user, conversation, owner)
 
 def dispatch_result(run_id: str) -> dict:
     """The dispatcher run's result (its answer and the runs it started); empty while it has not completed."""
@@ -102,6 +104,18 @@ def reply_runs(run_id: str, answered: str) -> tuple[dict, list[str]]:
     return result, runs
 
 
+def outcome_words(outcome: Outcome, dispatched: dict | None) -> str:
+    """The outcome in words; a wait names the requests only, since their cards follow with every argument."""
+    if outcome.waiting:
+        asked = ", ".join(f"`{w.action}`" for w in outcome.waiting)
+        words = f"waiting for an approver to decide {asked}" + (f" ({outcome.note})" if outcome.note else "")
+    elif dispatched is not None and outcome.state == "COMPLETED":
+        words = f"completed: {dispatched.get('answer', '')}"
+    else:
+        words = outcome.words
+    return words
+
+
 def reply_status(run_id: str, answered: str, user: SessionUser) -> None:
     """Each of a reply's runs' outcome in words and the approvals they wait for, decidable here by an approver."""
     if not still_logged_in(user):
@@ -111,17 +125,16 @@ def reply_status(run_id: str, answered: str, user: SessionUser) -> None:
         for shown in runs:
             outcome = service.run_outcome(shown)
             with st.container(key=f"chat-outcome-{shown}"):
-                text = outcome.words if shown != run_id or outcome.state != "COMPLETED" else \
-                    f"completed: {result.get('answer', '')}"
-                st.markdown(f"**{md_text(outcome.flow)}** {md_text(text)}")
+                text = outcome_words(outcome, result if shown == run_id else None)
+                st.markdown(f"**{md_text(outcome.flow)}** {text if outcome.waiting else md_text(text)}")
                 st.caption(f"run `{shown}` · {state_label(outcome.state)}")
             show_pending(shown, user)
         if run_id not in runs:
             show_pending(run_id, user)
 
 
+# The same, redrawn every 2 s while one of the runs has not finished (an approval decided elsewhere shows).
 live_reply_status = st.fragment(run_every=2)(reply_status)
-"""The same, redrawn every 2 s while one of the runs has not finished (an approval decided elsewhere shows)."""
 
 
 def show_reply_status(run_id: str, answered: str, user: SessionUser) -> None:

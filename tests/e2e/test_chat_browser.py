@@ -118,7 +118,7 @@ def test_email_the_sales_summary_reaches_the_address_asked_for_after_its_approva
                  if r.parent_run_id in {m.run_id for m in service.chat_history(conversation)}]
     assert json.loads(started.parameters)["recipients"] == ["ops@example.com"], "the address asked for, not a default"
     outcome = page.locator(f".st-key-chat-outcome-{started.id}")
-    expect(outcome).to_contain_text("waiting for approval", timeout=60_000)
+    expect(outcome).to_contain_text("waiting for an approver to decide send_email", timeout=60_000)
     [approval] = waiting_in(conversation)
     assert approval.action == "send_email" and json.loads(approval.args)["to"] == ["ops@example.com"]
     expect(page.locator(f".st-key-approval-chat-{approval.id}")).to_contain_text("To: ops@example.com")

@@ -53,8 +53,18 @@ def drawn(page: Page, title: str) -> None:
     expect(page.locator("[data-testid='stException']")).to_have_count(0)
 
 
+TALLEST = """() => Math.max(...["[data-testid='stMain']", "[data-testid='stSidebarContent']"]
+    .map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))"""
+
+
 def shoot(page: Page, shots: Path, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main block, not the document, so the viewport is made as tall
+    as that block for the shot (at most 12,000 px) and set back after."""
+    height = min(int(page.evaluate(TALLEST)) + 40, 12_000)
+    page.set_viewport_size({"width": 1400, "height": max(height, 1000)})
+    expect(page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")).to_have_count(1)
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
     assert (shots / f"{name}.png").stat().st_size > 10_000
 
 
