@@ -57,6 +57,14 @@ TALLEST = """() => Math.max(...["[data-testid='stMain']", "[data-testid='stSideb
     .map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))"""
 
 
+def open_every_expander(page: Page) -> None:
+    """Open each collapsed expander of the main area (a run's steps), so the shot shows what a reader would."""
+    closed = page.locator("[data-testid='stMain'] [data-testid='stExpander'] details:not([open]) > summary")
+    for _ in range(closed.count()):
+        closed.first.click()
+    expect(closed).to_have_count(0)
+
+
 def shoot(page: Page, shots: Path, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, not the document, so the viewport is made as tall
     as that block for the shot (at most 12,000 px) and set back after."""
@@ -81,11 +89,15 @@ def test_every_page_draws_at_1400px_without_an_exception(populated: Populated, p
     expect(page.locator(".st-key-run-state")).to_contain_text("COMPLETED")
     drawn(page, "Runs")
     shoot(page, shots, "02-runs-completed-run")
+    open_every_expander(page)
+    shoot(page, shots, "02b-runs-completed-run-steps-open")
 
     page.goto(f"{url}/runs?run={populated.waiting_run}")
     expect(page.locator(".st-key-run-state")).to_contain_text("AWAITING_APPROVAL")
     drawn(page, "Runs")
     shoot(page, shots, "03-runs-waiting-run")
+    open_every_expander(page)
+    shoot(page, shots, "03b-runs-waiting-run-steps-open")
 
     page.goto(f"{url}/chat?conversation={populated.conversation}")
     history = page.locator(".st-key-chat-history")
@@ -121,6 +133,7 @@ def test_every_page_draws_at_1400px_without_an_exception(populated: Populated, p
         drawn(page, "Outbox, tickets and cluster")
         shoot(page, shots, f"{number:02d}-backends-{tab.lower()}")
     assert sorted(p.name for p in shots.iterdir()) == [
-        "01-approvals.png", "02-runs-completed-run.png", "03-runs-waiting-run.png", "04-chat.png", "05-audit.png",
+        "01-approvals.png", "02-runs-completed-run.png", "02b-runs-completed-run-steps-open.png",
+        "03-runs-waiting-run.png", "03b-runs-waiting-run-steps-open.png", "04-chat.png", "05-audit.png",
         "06-schedules.png", "07-data-answered.png", "08-backends-outbox.png", "09-backends-tickets.png",
         "10-backends-cluster.png"]
