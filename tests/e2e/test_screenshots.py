@@ -68,9 +68,16 @@ def open_every_expander(page: Page) -> None:
 def shoot(page: Page, shots: Path, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, not the document, so the viewport is made as tall
     as that block for the shot (at most 12,000 px) and set back after."""
-    height = min(int(page.evaluate(TALLEST)) + 40, 12_000)
-    page.set_viewport_size({"width": 1400, "height": max(height, 1000)})
-    expect(page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")).to_have_count(1)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    height = 0
+    for _ in range(5):  # a taller viewport can lay the page out again (images, wrapped text): until it settles
+        tallest = min(int(page.evaluate(TALLEST)) + 40, 12_000)
+        if tallest <= height:
+            break
+        height = tallest
+        page.set_viewport_size({"width": 1400, "height": max(height, 1000)})
+        expect(page.locator("[data-testid='stApp'][data-test-script-state='notRunning']")).to_have_count(1)
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)")
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
     page.set_viewport_size({"width": 1400, "height": 1000})
     assert (shots / f"{name}.png").stat().st_size > 10_000
