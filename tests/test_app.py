@@ -211,8 +211,11 @@ def test_an_approver_sees_schedules_but_cannot_add_or_pause_them(app_project: Pa
 def test_backends_page_shows_the_simulated_cluster(app_project: Path) -> None:
     at = logged_in("vera")
     at.switch_page("app_pages/backends.py").run()
-    tickets, cluster, scale_events = (frame.value for frame in at.dataframe)
-    assert "web-app" in list(cluster["deployment"]) and tickets.empty and scale_events.empty
+    [cluster] = (frame.value for frame in at.dataframe)  # no tickets and no scale actions: words, not empty grids
+    assert "web-app" in list(cluster["deployment"])
+    captions = [c.value for c in at.caption]
+    assert "No tickets yet." in captions and "No mail sent yet." in [m.value for m in at.markdown]
+    assert "**Scale actions**: none yet." in [m.value for m in at.markdown]
 
 
 def test_an_oidc_identity_gets_a_session_of_its_account_and_is_recorded(app_project: Path) -> None:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agentops import flow, get_run_logger, request_approval, task
+from agentops import flow, get_run_logger, request_approval, service, task
+from agentops.core.states import State
+from agentops.db import open_store
 from agentops.engine.project import load_project
 from agentops.engine.registry import find_flow
-from agentops.engine.runner import create_run
+from agentops.engine.runner import create_run, resume_run
 from agentops.engine.worker import Worker
 from agentops.governance.approvals import decide
 from agentops.governance.users import add_user
@@ -156,3 +158,52 @@ def test_a_run_recovered_after_kill_9_has_each_of_its_flows_lines_once(store, pr
     rescuer.run(burst=True)
     assert store.get_run(run_id).state == "COMPLETED"
     assert messages(store, run_id) == ["start", "inside the first step", "between", "inside the slow step", "end"]
+
+
+# A failed run resumed: what its flow logged before the failing step was stored by the first execution.
+fails = {"left": 0}
+
+
+@task
+def replay_logs_fetch() -> int:
+    get_run_logger().info("fetching")
+    return 2
+
+
+@task
+def replay_logs_fragile(n: int) -> int:
+    if fails["left"]:
+        fails["left"] -= 1
+        raise RuntimeError("downstream unavailable")
+    return n * 21
+
+
+@flow
+def replay_logs_failing() -> int:
+    log = get_run_logger()
+    log.info("begin")
+    n = replay_logs_fetch()
+    log.info("between %s", n)
+    answer = replay_logs_fragile(n)
+    log.info("end %s", answer)
+    return answer
+
+
+def lines(run_id: str) -> list[tuple[int | None, str]]:
+    return [(line.step_no, line.message) for line in open_store().logs_for_run(run_id)]
+
+
+def drain() -> None:
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+
+
+def test_a_failed_run_resumed_twice_stores_each_line_once(ops_project: Path) -> None:
+    fails["left"] = 2
+    run_id = service.start_run("replay_logs_failing", {})
+    drain()
+    assert service.get_run(run_id).state == State.FAILED
+    assert lines(run_id) == [(None, "begin"), (1, "fetching"), (None, "between 2")]
+    assert resume_run(run_id, store=open_store()).state == State.FAILED
+    assert lines(run_id) == [(None, "begin"), (1, "fetching"), (None, "between 2")], "nothing new was reached"
+    assert resume_run(run_id, store=open_store()).result == 42
+    assert lines(run_id) == [(None, "begin"), (1, "fetching"), (None, "between 2"), (None, "end 42")]

@@ -127,7 +127,7 @@ def send(message: str, *, user: str | None, conversation_id: str | None = None) 
         answer, started, model = data["answer"], data["started"], data["model"]
     elif outcome.state == "AWAITING_APPROVAL":
         answer, started, model = (f"That needs a person's approval first: {described.words}. "
-                                  "An approver decides it in the inbox."), [], None
+                                  "An approver decides it in the chat or the inbox."), [], None
     else:
         answer, started, model = f"The dispatcher failed: {outcome.error}", [], None
     answer = default_redactor().text(answer)

@@ -44,11 +44,36 @@ def run_document(run: RunRecord) -> dict[str, Any]:
 
 
 def step_document(step: StepRecord) -> dict[str, Any]:
-    return _decoded(asdict(step), STEP_JSON_FIELDS, f"run {step.run_id} step {step.step_no}")
+    document = _decoded(asdict(step), STEP_JSON_FIELDS, f"run {step.run_id} step {step.step_no}")
+    for field in ("output", "meta"):
+        document[field] = _contents_nested(document.get(field))
+    return document
+
+
+def _contents_nested(value: Any) -> Any:
+    """Every `content` (a tool's output as its model was given it, in a tool step and in a model step's messages)
+    that spells a JSON object or array, as that object."""
+    if isinstance(value, list):
+        return [_contents_nested(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {k: _nested(v) if k == "content" and isinstance(v, str) else _contents_nested(v) for k, v in value.items()}
+
+
+def _nested(text: str) -> Any:
+    """Text as the object it spells, when it is a JSON object or array; any other text as it is."""
+    if not text.lstrip().startswith(("{", "[")):
+        return text
+    try:
+        return serialization.loads(text, "tool content")
+    except SerializationError:
+        return text
 
 
 def approval_document(approval: Approval) -> dict[str, Any]:
-    return _decoded(approval.model_dump(), APPROVAL_JSON_FIELDS, f"approval {approval.id}", strict=True)
+    document = _decoded(approval.model_dump(), APPROVAL_JSON_FIELDS, f"approval {approval.id}", strict=True)
+    document["context"] = _contents_nested(document.get("context"))
+    return document
 
 
 def log_document(line: LogRecord) -> dict[str, Any]:

@@ -60,4 +60,7 @@ for a in history:
     rows.append({"id": a.id[:12], "action": a.action, "status": a.status, "decided by": a.decided_by or "-",
                  "decided at": when(a.decided_at), "message": decision.get("message") or "",
                  "arguments": decision.get("args", a.args), "run": (a.run_id or "")[:12]})
-st.dataframe(rows, hide_index=True, key="approvals-history", width="stretch")
+if rows:
+    st.dataframe(rows, hide_index=True, key="approvals-history", width="stretch")
+else:
+    st.caption("No decided or expired requests yet." if status == "all decided" else f"None {status} yet.")

@@ -29,6 +29,7 @@ events = service.audit_search(actor=actor.strip() or None, action=action.strip()
                               run_id=run_id.strip() or None, since=since, limit=500)
 st.caption(f"{len(events)} most recent matching events (of {service.audit_count()} in the ledger)")
 st.dataframe([{"seq": e.seq, "time": when(e.ts), "actor": e.actor, "action": e.action,
-               "run": (e.run_id or "")[:12], "step": e.step_no, "approval": (e.approval_id or "")[:12],
+               "run": (e.run_id or "")[:12], "step": "" if e.step_no is None else str(e.step_no),
+               "approval": (e.approval_id or "")[:12],
                "payload": e.payload, "hash": e.hash[:16]} for e in events],
              hide_index=True, width="stretch", key="audit-events")
