@@ -92,6 +92,16 @@ def test_the_polling_worker_and_queued_runs_never_import_celery(sqlite_project: 
     assert not {"celery", "kombu"} & set(report["heavy"])
 
 
+def test_reading_runs_and_approvals_imports_no_model_ui_or_data_library(sqlite_project: Path) -> None:
+    (sqlite_project / "flows" / "greeter.py").write_text(GREETER)
+    output, report = _cli_reporting_imports("run", "greeter", "--json")
+    run_id = json.loads(output)["run_id"]
+    for command in (("runs", "list"), ("runs", "show", run_id), ("approvals", "list"), ("flows", "list")):
+        output, report = _cli_reporting_imports(*command)
+        assert report["exit"] in (0, None), (command, output)
+        assert not {"langchain_core", "streamlit", "pandas", "pandasai", "celery"} & set(report["heavy"]), command
+
+
 def test_the_polling_worker_on_postgresql_with_a_broker_set_imports_celery_only_to_send(project: Path) -> None:
     """With dispatch on, nothing loads Celery until a commit has a run to send: a worker with nothing to
     recover drains the queue without it."""

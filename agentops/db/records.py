@@ -76,6 +76,7 @@ class LogRecord:
     message: str
     id: int | None = None
     step_no: int | None = None
+    line_key: str | None = None
 
 
 @cache

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentops.agents.models.factory import price_known
+from agentops.core.model_prices import price_known
 from agentops.core.states import State
 from agentops.db.records import StepRecord
 from agentops.service.links import approval_url

@@ -15,12 +15,11 @@ from langchain_core.runnables import Runnable
 from agentops.agents.models.playbook import NAME as PLAYBOOK
 from agentops.agents.models.playbook import PlaybookChatModel
 from agentops.agents.models.replies import check_reply, check_stream, describe, unreachable
+from agentops.core.model_prices import cost_usd
 from agentops.errors import ModelReplyError
 from agentops.settings import get_settings
 
 DEFAULT_OPENAI_MODEL = "openai:gpt-4.1-mini"
-PRICES_PER_MILLION = {"gpt-4.1-mini": (0.40, 1.60), "gpt-4.1": (2.0, 8.0), "gpt-4o-mini": (0.15, 0.60)}
-"""USD per million input/output tokens, for the per-run cost budget (unknown models cost 0)."""
 CLIENT_RETRIES = 2
 """The provider client's own retries of one request (connection errors, 408/409/429/5xx), before a turn fails."""
 
@@ -55,19 +54,6 @@ def _usage(message: AIMessage) -> dict[str, int]:
     meta = getattr(message, "usage_metadata", None) or {}
     return {"input_tokens": int(meta.get("input_tokens", 0)), "output_tokens": int(meta.get("output_tokens", 0)),
             "total_tokens": int(meta.get("total_tokens", 0))}
-
-
-def _cost(model_name: str, usage: dict[str, int]) -> float:
-    for prefix, (cin, cout) in PRICES_PER_MILLION.items():
-        if model_name.split(":")[-1].startswith(prefix):
-            return (usage["input_tokens"] * cin + usage["output_tokens"] * cout) / 1_000_000
-    return 0.0
-
-
-def price_known(model_name: str) -> bool:
-    """Whether a model's cost can be worked out: a priced model, or the playbook model (local, free)."""
-    bare = model_name.split(":")[-1]
-    return bare == PLAYBOOK or any(bare.startswith(prefix) for prefix in PRICES_PER_MILLION)
 
 
 def call_model(model: BaseChatModel, messages: list[BaseMessage], tools: list[Any], *,
@@ -107,7 +93,8 @@ def call_model(model: BaseChatModel, messages: list[BaseMessage], tools: list[An
     if fallback:
         name = PLAYBOOK
     usage = _usage(message)
-    return ModelCallResult(message, str(name), latency, usage, fallback, error, _cost(str(name), usage))
+    cost = cost_usd(str(name), usage["input_tokens"], usage["output_tokens"])
+    return ModelCallResult(message, str(name), latency, usage, fallback, error, cost)
 
 
 def _streamed(runnable: Runnable[Any, Any], messages: list[BaseMessage]) -> AIMessage:
