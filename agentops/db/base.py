@@ -20,6 +20,7 @@ everything else is built with SQLAlchemy Core on the SQLModel tables, imported o
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from agentops.core.deferred import DeferredModule
 from agentops.core.ledger import Event
 from agentops.core.states import CLAIMABLE
+from agentops.errors import LedgerError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -40,7 +42,7 @@ else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
 
-from agentops.db.sql import SqlText, connect_sqlite, sqlite_path
+from agentops.db.sql import PsycopgText, SqlText, connect_sqlite, sqlite_path
 from agentops.db.wakeups import LocalWakeups, wake_all, wake_dir
 
 log = logging.getLogger("agentops.db")
@@ -71,6 +73,86 @@ class RunnableWakeups:
         self._conn.close()
 
 
+class PgConnections:
+    """The engine path's own psycopg connections to PostgreSQL, in autocommit, the idle ones kept for the next
+    caller: a read is its one statement, a write transaction sends its own BEGIN and COMMIT. Plain psycopg, as
+    plain sqlite3 serves SQLite: on this path SQLAlchemy's checkout, isolation-level reset and result wrapping
+    cost several times the round trip itself. psycopg prepares a statement once a connection has run it five
+    times. An idle connection is pinged (and replaced if gone) only after PING_AFTER_IDLE_SECONDS."""
+
+    def __init__(self, dsn: str, keep: int = 16) -> None:
+        self._dsn = dsn
+        self._keep = keep
+        self._idle: list[tuple[Any, float]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _take(self) -> Any:
+        import psycopg
+
+        while True:
+            with self._lock:
+                if self._pid != os.getpid():  # forked: the parent's connections are not ours to use or close
+                    self._idle.clear()
+                    self._pid = os.getpid()
+                if not self._idle:
+                    break
+                conn, since = self._idle.pop()
+            if time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
+                return conn
+            try:
+                conn.execute("SELECT 1")
+                return conn
+            except Exception:
+                conn.close()
+        return psycopg.connect(self._dsn, autocommit=True)
+
+    def _give(self, conn: Any) -> None:
+        from psycopg.pq import TransactionStatus
+
+        if not conn.closed and not conn.broken and conn.pgconn.transaction_status == TransactionStatus.IDLE:
+            with self._lock:
+                if self._pid == os.getpid() and len(self._idle) < self._keep:
+                    self._idle.append((conn, time.monotonic()))
+                    return
+        conn.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        conn = self._take()
+        try:
+            yield conn
+        finally:
+            self._give(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqlText]:
+        """One write transaction: BEGIN, the caller's statements, COMMIT; rolled back if anything fails."""
+        with self.connection() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield PsycopgText(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed and not conn.broken:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        conn.close()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's connections without closing them (see forget_stores_after_fork)."""
+        with self._lock:
+            self._idle = []
+
+
 class StoreBase:
     """Connections and transactions on SQLite or PostgreSQL. The Store in agentops.db.store adds the statements."""
 
@@ -93,8 +175,11 @@ class StoreBase:
         """The database's clock in epoch seconds, in SQL text (on SQLite the `:now` parameter: this machine's)."""
         self.share_lock = "" if self.is_sqlite else " FOR SHARE"
         """Appended to a read that must not interleave with a concurrent claim (SQLite serialises writers)."""
+        self._pg: PgConnections | None = None
         if not self.is_sqlite:
             self._engine = self._create_engine(url)
+            self._pg = PgConnections(self._engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False))
 
     @property
     def engine(self) -> Engine:
@@ -181,9 +266,9 @@ class StoreBase:
     @contextmanager
     def _write_sql(self) -> Iterator[SqlText]:
         """A write transaction for SQL text: plain sqlite3 under the write lock, or SQLAlchemy on PostgreSQL."""
-        if self._write_lock is None:
-            with self.write() as conn:
-                yield SqlText(conn)
+        if self._pg is not None:
+            with self._tracking_runnable(), self._pg.transaction() as tx:
+                yield tx
             return
         with self._tracking_runnable(), self._write_lock:
             if self._raw_writer is None:
@@ -202,10 +287,10 @@ class StoreBase:
     def _read_sql(self) -> Iterator[SqlText]:
         """Reads for SQL text, one statement each (so each sees one snapshot): a pooled sqlite3 connection or a
         pooled PostgreSQL one, both in autocommit."""
-        if not self.is_sqlite:
+        if self._pg is not None:
             # One statement is its own snapshot: in autocommit it costs no BEGIN and no ROLLBACK round trip.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                yield SqlText(conn)
+            with self._pg.connection() as conn:
+                yield PsycopgText(conn)
             return
         with self._lock:
             reader = self._idle_readers.pop() if self._idle_readers else None
@@ -227,8 +312,17 @@ class StoreBase:
                 if self._raw_writer is not None:
                     self._raw_writer.close()
                     self._raw_writer = None
+        if self._pg is not None:
+            self._pg.close()
         if self._engine is not None:
             self._engine.dispose()
+
+    def forget_connections(self) -> None:
+        """In a forked child: drop the parent's connections without closing them; the child opens its own."""
+        if self._pg is not None:
+            self._pg.forget()
+        if self._engine is not None:
+            self._engine.dispose(close=False)
 
 
     def schema_revision(self) -> str | None:
@@ -238,6 +332,19 @@ class StoreBase:
         except Exception:
             return None
         return found["version_num"] if found else None
+
+
+HEAD_GONE = ("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can be appended: "
+             "run `agentops audit verify` to see what else was changed")
+
+
+def ledger_error(exc: BaseException) -> LedgerError | None:
+    """The ledger's own error for an append refused on PostgreSQL: its one statement inserts a NULL seq when the
+    head row (ledger_head) is gone, which the table refuses (see db/ledger.py)."""
+    diag = getattr(getattr(exc, "orig", exc), "diag", None)
+    if getattr(diag, "table_name", None) == "ledger" and getattr(diag, "column_name", None) == "seq":
+        return LedgerError(HEAD_GONE)
+    return None
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
-from agentops.db.base import NOTIFY_RUNNABLE, StoreBase
+from agentops.db.base import HEAD_GONE, RUNNABLE_CHANNEL, StoreBase, ledger_error
 from agentops.db.sql import SqlText, as_row, connect_sqlite, insert_sql
 
 LEDGER_COLUMNS = "seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, hash"
@@ -38,18 +38,35 @@ CHECKPOINT_COLUMNS = ("seq", "hash", "count", "ts", "key_fingerprint", "signatur
 _LEDGER_INSERT = insert_sql("ledger", LEDGER_COLUMNS.split(", "))
 _HEAD = "SELECT seq, hash FROM ledger_head WHERE id = 1"
 _MOVE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
-_COLUMNS = LEDGER_COLUMNS.split(", ")
 
 
-def _insert_and_move_head(rows: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """PostgreSQL: the events' rows inserted and the head moved to the last of them, as one statement."""
-    params: dict[str, Any] = {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
-    values = []
-    for i, row in enumerate(rows):
-        values.append("(" + ", ".join(f":{c}_{i}" for c in _COLUMNS) + ")")
-        params |= {f"{c}_{i}": row[c] for c in _COLUMNS}
-    return (f"WITH appended AS (INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES {', '.join(values)}) "
-            f"{_MOVE_HEAD}", params)
+def _append_statement(events: Sequence[Event], *, notify: bool) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: the whole append as one statement. It locks the head, links each event to the one before by
+    sha256 over (previous hash + the event's material, see core.ledger.event_material), inserts the rows and moves
+    the head; with `notify`, it also wakes the workers LISTENing. The head row stays locked only for this
+    statement and the commit after it, and costs no round trip of its own. When the head is gone the first
+    row's seq is NULL, which the table refuses (db.base.ledger_error names it)."""
+    params: dict[str, Any] = {}
+    links = ["head AS (SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE)"]
+    inserts = []
+    prev = "head"
+    for i, ev in enumerate(events):
+        payload = ev.payload_text()
+        params |= {f"ts_{i}": ev.ts, f"actor_{i}": ev.actor, f"action_{i}": ev.action, f"run_id_{i}": ev.run_id,
+                   f"step_no_{i}": ev.step_no, f"approval_id_{i}": ev.approval_id, f"payload_{i}": payload,
+                   f"policy_hash_{i}": ev.policy_hash,
+                   f"material_{i}": ledger.event_material(ev.ts, ev.actor, ev.action, ev.run_id, ev.step_no,
+                                                          ev.approval_id, payload, ev.policy_hash)}
+        links.append(f"e{i} AS (SELECT seq + 1 AS seq, hash AS prev_hash, "
+                     f"encode(sha256(convert_to(hash || CAST(:material_{i} AS TEXT), 'UTF8')), 'hex') AS hash "
+                     f"FROM {prev})")
+        inserts.append(f"i{i} AS (INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES ((SELECT seq FROM e{i}), :ts_{i}, "
+                       f":actor_{i}, :action_{i}, :run_id_{i}, :step_no_{i}, :approval_id_{i}, :payload_{i}, "
+                       f":policy_hash_{i}, (SELECT prev_hash FROM e{i}), (SELECT hash FROM e{i})))")
+        prev = f"e{i}"
+    sources = f"{prev}" + (f", (SELECT pg_notify('{RUNNABLE_CHANNEL}', '')) AS notified" if notify else "")
+    return (f"WITH {', '.join(links + inserts)} UPDATE ledger_head SET seq = {prev}.seq, hash = {prev}.hash "
+            f"FROM {sources} WHERE ledger_head.id = 1", params)
 
 
 class LedgerSnapshot:
@@ -83,20 +100,23 @@ class LedgerSQL(StoreBase):
         """Append events to the hash chain inside the caller's transaction."""
         if not events:
             return
-        if self._note_states(events) and not self.is_sqlite:
-            tx.execute(NOTIFY_RUNNABLE)
-        head = tx.first(_HEAD if self.is_sqlite else _HEAD + " FOR UPDATE")
-        if head is None:
-            raise LedgerError("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can "
-                              "be appended: run `agentops audit verify` to see what else was changed")
-        rows = ledger.chain(head["hash"], events, head["seq"] + 1)
-        if self.is_sqlite:
-            tx.execute_many(_LEDGER_INSERT, rows)
-            tx.execute(_MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+        runnable = self._note_states(events)
+        if not self.is_sqlite:
+            sql, params = _append_statement(events, notify=runnable)
+            try:
+                tx.execute(sql, params)
+            except Exception as exc:
+                found = ledger_error(exc)
+                if found is not None:
+                    raise found from None
+                raise
             return
-        # One round trip: every row and the head's move in one statement.
-        sql, params = _insert_and_move_head(rows)
-        tx.execute(sql, params)
+        head = tx.first(_HEAD)
+        if head is None:
+            raise LedgerError(HEAD_GONE)
+        rows = ledger.chain(head["hash"], events, head["seq"] + 1)
+        tx.execute_many(_LEDGER_INSERT, rows)
+        tx.execute(_MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
 
     @staticmethod
     def _bind_runs(events: Sequence[Event], rows: Sequence[dict[str, Any]]) -> Sequence[Event]:

@@ -177,7 +177,7 @@ class RunsSQL(LedgerSQL):
                     return None
                 return self._take(tx, RunRecord(**found), worker_id, time.time(), events_for)
         except Exception as exc:
-            if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03":  # lock_not_available
+            if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "55P03":  # lock_not_available
                 raise RunBusy(f"run {run_id} stayed locked for {lock_timeout}s") from None
             raise
 
