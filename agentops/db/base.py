@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from agentops.core.deferred import DeferredModule
 from agentops.core.ledger import Event
 from agentops.core.states import CLAIMABLE
-from agentops.errors import LedgerError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -166,6 +165,7 @@ class StoreBase:
         self._raw_writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
         self.after_commit: list[RunnableListener] = []
+        self._unstarted: set[tuple[str, int]] = set()
         self._transactions = threading.local()
         self._wake_dir = wake_dir(self._sqlite_path) if self.is_sqlite and self._sqlite_path not in ("", ":memory:") \
             else None
@@ -229,6 +229,12 @@ class StoreBase:
         if stack:
             stack[-1].update(moved)
         return any(state in CLAIMABLE for state in moved.values())
+
+    def _forget_states(self) -> None:
+        """The write in progress changed nothing after all: it made no run runnable."""
+        stack = self._transactions.__dict__.get("stack")
+        if stack:
+            stack[-1].clear()
 
     def listen_runnable(self) -> RunnableWakeups | LocalWakeups | None:
         """Wake-ups for an idle worker whenever a transaction makes a run runnable: on PostgreSQL a connection
@@ -332,19 +338,6 @@ class StoreBase:
         except Exception:
             return None
         return found["version_num"] if found else None
-
-
-HEAD_GONE = ("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can be appended: "
-             "run `agentops audit verify` to see what else was changed")
-
-
-def ledger_error(exc: BaseException) -> LedgerError | None:
-    """The ledger's own error for an append refused on PostgreSQL: its one statement inserts a NULL seq when the
-    head row (ledger_head) is gone, which the table refuses (see db/ledger.py)."""
-    diag = getattr(getattr(exc, "orig", exc), "diag", None)
-    if getattr(diag, "table_name", None) == "ledger" and getattr(diag, "column_name", None) == "seq":
-        return LedgerError(HEAD_GONE)
-    return None
 
 
 PING_AFTER_IDLE_SECONDS = 1.0

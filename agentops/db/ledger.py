@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
-from agentops.db.base import HEAD_GONE, RUNNABLE_CHANNEL, StoreBase, ledger_error
+from agentops.db.base import RUNNABLE_CHANNEL, StoreBase
 from agentops.db.sql import SqlText, as_row, connect_sqlite, insert_sql
 
 LEDGER_COLUMNS = "seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, hash"
@@ -38,17 +38,19 @@ CHECKPOINT_COLUMNS = ("seq", "hash", "count", "ts", "key_fingerprint", "signatur
 _LEDGER_INSERT = insert_sql("ledger", LEDGER_COLUMNS.split(", "))
 _HEAD = "SELECT seq, hash FROM ledger_head WHERE id = 1"
 _MOVE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
+HEAD_GONE = ("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can be appended: "
+             "run `agentops audit verify` to see what else was changed")
 
 
-def _append_statement(events: Sequence[Event], *, notify: bool) -> tuple[str, dict[str, Any]]:
-    """PostgreSQL: the whole append as one statement. It locks the head, links each event to the one before by
-    sha256 over (previous hash + the event's material, see core.ledger.event_material), inserts the rows and moves
-    the head; with `notify`, it also wakes the workers LISTENing. The head row stays locked only for this
-    statement and the commit after it, and costs no round trip of its own. When the head is gone the first
-    row's seq is NULL, which the table refuses (db.base.ledger_error names it)."""
+def append_ctes(events: Sequence[Event], *, notify: bool, guard: str | None = None) -> tuple[list[str], dict[str, Any]]:
+    """PostgreSQL: the whole append as common table expressions of one statement. They lock the head, link each
+    event to the one before by sha256 over (previous hash + the event's material, see core.ledger.event_material),
+    insert the rows and move the head (`moved` returns a row when it did); with `notify` they also wake the
+    workers LISTENing. The head stays locked only for this statement and its commit, and costs no round trip of
+    its own. With `guard` (the name of an earlier CTE), nothing is appended unless that CTE returned a row."""
     params: dict[str, Any] = {}
-    links = ["head AS (SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE)"]
-    inserts = []
+    only_if = f" AND EXISTS (SELECT 1 FROM {guard})" if guard else ""
+    ctes = [f"head AS (SELECT seq, hash FROM ledger_head WHERE id = 1{only_if} FOR UPDATE)"]
     prev = "head"
     for i, ev in enumerate(events):
         payload = ev.payload_text()
@@ -57,16 +59,34 @@ def _append_statement(events: Sequence[Event], *, notify: bool) -> tuple[str, di
                    f"policy_hash_{i}": ev.policy_hash,
                    f"material_{i}": ledger.event_material(ev.ts, ev.actor, ev.action, ev.run_id, ev.step_no,
                                                           ev.approval_id, payload, ev.policy_hash)}
-        links.append(f"e{i} AS (SELECT seq + 1 AS seq, hash AS prev_hash, "
-                     f"encode(sha256(convert_to(hash || CAST(:material_{i} AS TEXT), 'UTF8')), 'hex') AS hash "
-                     f"FROM {prev})")
-        inserts.append(f"i{i} AS (INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES ((SELECT seq FROM e{i}), :ts_{i}, "
-                       f":actor_{i}, :action_{i}, :run_id_{i}, :step_no_{i}, :approval_id_{i}, :payload_{i}, "
-                       f":policy_hash_{i}, (SELECT prev_hash FROM e{i}), (SELECT hash FROM e{i})))")
+        ctes.append(f"e{i} AS (SELECT seq + 1 AS seq, hash AS prev_hash, "
+                    f"encode(sha256(convert_to(hash || CAST(:material_{i} AS TEXT), 'UTF8')), 'hex') AS hash "
+                    f"FROM {prev})")
+        ctes.append(f"i{i} AS (INSERT INTO ledger ({LEDGER_COLUMNS}) SELECT seq, :ts_{i}, :actor_{i}, :action_{i}, "
+                    f":run_id_{i}, :step_no_{i}, :approval_id_{i}, :payload_{i}, :policy_hash_{i}, prev_hash, hash "
+                    f"FROM e{i})")
         prev = f"e{i}"
-    sources = f"{prev}" + (f", (SELECT pg_notify('{RUNNABLE_CHANNEL}', '')) AS notified" if notify else "")
-    return (f"WITH {', '.join(links + inserts)} UPDATE ledger_head SET seq = {prev}.seq, hash = {prev}.hash "
-            f"FROM {sources} WHERE ledger_head.id = 1", params)
+    sources = prev + (f", (SELECT pg_notify('{RUNNABLE_CHANNEL}', '')) AS notified" if notify else "")
+    ctes.append(f"moved AS (UPDATE ledger_head SET seq = {prev}.seq, hash = {prev}.hash FROM {sources} "
+                "WHERE ledger_head.id = 1 RETURNING 1)")
+    return ctes, params
+
+
+HEAD_CHECK = "1 / (SELECT count(*) FROM moved)"
+"""SQL text that fails the statement (division by zero, so nothing it wrote stays) when the head did not move:
+the head row is gone. `ledger_error` turns that failure into the ledger's own error."""
+
+
+def _append_statement(events: Sequence[Event], *, notify: bool) -> tuple[str, dict[str, Any]]:
+    ctes, params = append_ctes(events, notify=notify)
+    return f"WITH {', '.join(ctes)} SELECT {HEAD_CHECK} AS appended", params
+
+
+def ledger_error(exc: BaseException) -> LedgerError | None:
+    """The ledger's error for an append whose HEAD_CHECK failed (PostgreSQL), else None."""
+    if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "22012":  # division_by_zero
+        return LedgerError(HEAD_GONE)
+    return None
 
 
 class LedgerSnapshot:

@@ -26,8 +26,17 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
-from agentops.db.ledger import LedgerSQL
-from agentops.db.sql import SqlText, as_row, in_list, insert_sql, insert_where_sql, update_sql, with_defaults
+from agentops.db.ledger import HEAD_CHECK, LedgerSQL, append_ctes, ledger_error
+from agentops.db.sql import (
+    PsycopgText,
+    SqlText,
+    as_row,
+    in_list,
+    insert_sql,
+    insert_where_sql,
+    update_sql,
+    with_defaults,
+)
 
 _LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message")
 _LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS)
@@ -38,6 +47,10 @@ STEP_COLUMNS = ", ".join(column_names(StepRecord))
 LOG_COLUMNS = ", ".join(column_names(LogRecord))
 
 
+MAX_UNSTARTED_NOTED = 10_000
+"""At most this many claims of never-started runs remembered for steps_of_claim (an execution asks at once)."""
+
+
 class RunsSQL(LedgerSQL):
     def create_run(self, values: dict[str, Any], events: Sequence[Event]) -> None:
         self.create_runs([values], events)
@@ -45,14 +58,18 @@ class RunsSQL(LedgerSQL):
     def create_runs(self, rows: Sequence[dict[str, Any]], events: Sequence[Event]) -> None:
         """Insert runs and their events in one transaction (an import, a backfill)."""
         complete = [with_defaults(RunRecord, row) for row in rows]
+        events = self._bind_runs(events, complete)
+        sql = insert_sql("flow_runs", complete[0]) if complete else ""
+        if complete and not self.is_sqlite:  # a run created claimed heartbeats by the database's clock
+            sql = sql.replace(":heartbeat_at", "CASE WHEN CAST(:heartbeat_at AS DOUBLE PRECISION) IS NULL "
+                                               f"THEN NULL ELSE {self.now_sql} END")
+            if len(complete) == 1:
+                self._guarded_write(sql, complete[0], events)
+                return
         with self._write_sql() as tx:
             if complete:
-                sql = insert_sql("flow_runs", complete[0])
-                if not self.is_sqlite:  # a run created claimed heartbeats by the database's clock
-                    sql = sql.replace(":heartbeat_at", "CASE WHEN CAST(:heartbeat_at AS DOUBLE PRECISION) IS NULL "
-                                                       f"THEN NULL ELSE {self.now_sql} END")
                 tx.execute_many(sql, complete)
-            self._chain(tx, self._bind_runs(events, complete))
+            self._chain(tx, events)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._read_sql() as tx:
@@ -92,11 +109,14 @@ class RunsSQL(LedgerSQL):
             expected, expected_params = in_list("expect_", expect)
             sql += f" AND state IN {expected}"
             params |= expected_params
+        events = self._bind_runs(events, [{"id": run_id, **values}])
+        if not self.is_sqlite:
+            return self._guarded_write(sql, params, events, logs) == 1
         with self._write_sql() as tx:
             if tx.execute(sql, params) != 1:
                 return False
             tx.execute_many(_LOG_INSERT, logs)
-            self._chain(tx, self._bind_runs(events, [{"id": run_id, **values}]))
+            self._chain(tx, events)
         return True
 
     def _run_filters(self, query: Any, state: str | None, flow: str | None, trigger: str | None,
@@ -209,10 +229,23 @@ class RunsSQL(LedgerSQL):
         return (f"state = 'RUNNING', epoch = {own}epoch + 1, worker_id = :worker_id, heartbeat_at = {self.now_sql}, "
                 f"updated_at = :now, started_at = COALESCE({own}started_at, :now), ended_at = NULL, error = NULL")
 
-    @staticmethod
-    def _claimed(run: RunRecord, worker_id: str, now: float) -> RunRecord:
+    def _claimed(self, run: RunRecord, worker_id: str, now: float) -> RunRecord:
+        if run.started_at is None:  # never started, so no step of it is recorded (see steps_of_claim)
+            with self._lock:
+                self._unstarted.add((run.id, run.epoch + 1))
+                while len(self._unstarted) > MAX_UNSTARTED_NOTED:
+                    self._unstarted.pop()
         return replace(run, state=State.RUNNING.value, worker_id=worker_id, epoch=run.epoch + 1,
                        started_at=run.started_at or now, ended_at=None, error=None)
+
+    def steps_of_claim(self, run: RunRecord) -> list[StepRecord]:
+        """The recorded steps of a run as claimed here: none, without a read, when this store's claim found the run
+        never started (a run's start is set by the claim or creation that first executes it, and every step is
+        written by an execution)."""
+        with self._lock:
+            unstarted = (run.id, run.epoch) in self._unstarted
+            self._unstarted.discard((run.id, run.epoch))
+        return [] if unstarted else self.steps_for_run(run.id)
 
     def has_claimable(self, now: float) -> bool:
         with self._read_sql() as tx:
@@ -301,14 +334,26 @@ class RunsSQL(LedgerSQL):
                     logs: Sequence[dict[str, Any]] = ()) -> None:
         """Insert or update the step row, with its audit events and buffered log lines, atomically, while the run
         is at `epoch`; otherwise nothing is written and LeaseLost is raised."""
+        events = self._bind_step(events, values, exists=exists)
+        if not self.is_sqlite:
+            sql, params = self._step_statement(values, exists=exists, epoch=epoch)
+            if self._guarded_write(sql, params, events, logs) != 1:
+                raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
+            return
         with self._write_sql() as tx:
             self._put_step(tx, values, exists=exists, epoch=epoch)
             tx.execute_many(_LOG_INSERT, logs)
-            self._chain(tx, self._bind_step(events, values, exists=exists))
+            self._chain(tx, events)
 
     def _put_step(self, tx: SqlText, values: dict[str, Any], *, exists: bool, epoch: int | None) -> None:
         """Write the step row; with `epoch`, only while the run is at it (else LeaseLost). Without, the caller's
         transaction has checked the lease already."""
+        sql, params = self._step_statement(values, exists=exists, epoch=epoch)
+        if tx.execute(sql, params) != 1 and epoch is not None:
+            raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
+
+    def _step_statement(self, values: dict[str, Any], *, exists: bool, epoch: int | None
+                        ) -> tuple[str, dict[str, Any]]:
         if exists:
             changed = [c for c in values if c not in ("run_id", "step_no")]
             where = "run_id = :run_id AND step_no = :step_no"
@@ -317,9 +362,41 @@ class RunsSQL(LedgerSQL):
         else:
             row = with_defaults(StepRecord, values)
             sql = insert_sql("step_runs", row) if epoch is None else insert_where_sql("step_runs", row, self._fence)
-        params = row if epoch is None else {**row, "fence_run": values["run_id"], "fence_epoch": epoch}
-        if tx.execute(sql, params) != 1 and epoch is not None:
-            raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
+        return sql, (row if epoch is None else {**row, "fence_run": values["run_id"], "fence_epoch": epoch})
+
+    def _guarded_write(self, body: str, params: dict[str, Any], events: Sequence[Event],
+                       logs: Sequence[dict[str, Any]] = ()) -> int:
+        """PostgreSQL: one INSERT or UPDATE (`body`), its log lines and its events, as one statement in
+        autocommit, so one round trip and one transaction: the lines and events are written only if the body
+        changed a row. Returns how many rows the body changed."""
+        ctes = [f"body AS ({body} RETURNING 1)"]
+        if logs:
+            ctes.append(f"lines AS (INSERT INTO log_lines ({', '.join(_LOG_COLUMNS)}) SELECT * FROM unnest("
+                        "CAST(:log_run_id AS TEXT[]), CAST(:log_step_no AS INTEGER[]), "
+                        "CAST(:log_ts AS DOUBLE PRECISION[]), CAST(:log_level AS TEXT[]), "
+                        "CAST(:log_message AS TEXT[])) WHERE EXISTS (SELECT 1 FROM body))")
+            params = {**params, **{f"log_{c}": [line.get(c) for line in logs] for c in _LOG_COLUMNS}}
+        assert self._pg is not None
+        with self._tracking_runnable():
+            check = "1"
+            if events:
+                chained, chain_params = append_ctes(events, notify=self._note_states(events), guard="body")
+                ctes += chained
+                params = {**params, **chain_params}
+                check = f"CASE WHEN EXISTS (SELECT 1 FROM body) THEN {HEAD_CHECK} END"
+            sql = f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM body) AS changed, {check} AS appended"
+            try:
+                with self._pg.connection() as conn:
+                    found = PsycopgText(conn).first(sql, params)
+            except Exception as exc:
+                error = ledger_error(exc)
+                if error is not None:
+                    raise error from None
+                raise
+            changed = int(found["changed"]) if found else 0
+            if not changed:
+                self._forget_states()
+        return changed
 
     def pause_at_step(self, step: dict[str, Any], events: Sequence[Event], *, epoch: int, message: str) -> None:
         """Store the row of a step that waits (AWAITING_APPROVAL) and pause its run there, freeing its worker,
