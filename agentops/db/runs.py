@@ -40,7 +40,9 @@ from agentops.db.sql import (
 
 _LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message")
 _LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS)
-_CLAIMABLE, _CLAIMABLE_PARAMS = in_list("claimable_", sorted(CLAIMABLE))
+_CLAIMABLE = "(" + ", ".join(f"'{state}'" for state in sorted(CLAIMABLE)) + ")"
+"""The claimable states as literals, so the planner can use the partial index ix_flow_runs_claimable (a
+parameter could be anything, so a prepared statement's generic plan could not)."""
 
 RUN_COLUMNS = ", ".join(column_names(RunRecord))
 STEP_COLUMNS = ", ".join(column_names(StepRecord))
@@ -167,7 +169,7 @@ class RunsSQL(LedgerSQL):
         now = time.time()
         pick = (f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
                 f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT :limit")
-        params = {**_CLAIMABLE_PARAMS, "now": now, "limit": max(1, limit)}
+        params = {"now": now, "limit": max(1, limit)}
         with self._write_sql() as tx:
             if self.is_sqlite:  # the write lock is held: nobody else is claiming
                 return [self._take(tx, RunRecord(**found), worker_id, now, events_for)
@@ -212,7 +214,7 @@ class RunsSQL(LedgerSQL):
         """Queued and crashed runs, oldest first: the ones a worker should claim and has not yet."""
         with self._read_sql() as tx:
             rows = tx.rows(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} ORDER BY created_at LIMIT :limit",
-                           {**_CLAIMABLE_PARAMS, "limit": limit})
+                           {"limit": limit})
         return [row["id"] for row in rows]
 
     def _take(self, tx: SqlText, run: RunRecord, worker_id: str, now: float,
@@ -251,7 +253,7 @@ class RunsSQL(LedgerSQL):
         with self._read_sql() as tx:
             return tx.first(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} "
                             f"AND (wake_at IS NULL OR wake_at <= :now) LIMIT 1",
-                            {**_CLAIMABLE_PARAMS, "now": now}) is not None
+                            {"now": now}) is not None
 
     def holds_lease(self, run_id: str, epoch: int) -> bool:
         """Whether the run is still at `epoch` (the caller's execution still holds it)."""
