@@ -125,10 +125,11 @@ class PgConnections:
             self._give(conn)
 
     @contextmanager
-    def transaction(self) -> Iterator[SqlText]:
-        """One write transaction: BEGIN, the caller's statements, COMMIT; rolled back if anything fails."""
+    def transaction(self, setup: str = "") -> Iterator[SqlText]:
+        """One write transaction: BEGIN (with `setup`, in the same round trip), the caller's statements, COMMIT;
+        rolled back if anything fails."""
         with self.connection() as conn:
-            conn.execute("BEGIN")
+            conn.execute(f"BEGIN; {setup}" if setup else "BEGIN")  # no parameters: one simple query
             try:
                 yield PsycopgText(conn)
                 conn.execute("COMMIT")
@@ -270,10 +271,12 @@ class StoreBase:
             yield conn
 
     @contextmanager
-    def _write_sql(self) -> Iterator[SqlText]:
-        """A write transaction for SQL text: plain sqlite3 under the write lock, or SQLAlchemy on PostgreSQL."""
+    def _write_sql(self, *, setup: str = "") -> Iterator[SqlText]:
+        """A write transaction for SQL text: plain sqlite3 under the write lock, or the engine's own psycopg
+        connections on PostgreSQL, where `setup` (SQL text without parameters, e.g. SET LOCAL) is sent with the
+        BEGIN."""
         if self._pg is not None:
-            with self._tracking_runnable(), self._pg.transaction() as tx:
+            with self._tracking_runnable(), self._pg.transaction(setup) as tx:
                 yield tx
             return
         with self._tracking_runnable(), self._write_lock:

@@ -189,15 +189,27 @@ class RunsSQL(LedgerSQL):
         """Take this run for this worker if it is in one of `states`, waiting for a concurrent claimer's row lock
         on PostgreSQL (never skipping it: a skipped delivery would be lost); None if it is not there or not in
         those states. Returns the run as claimed. With `lock_timeout`, a wait longer than that raises RunBusy."""
-        lock = "" if self.is_sqlite else " FOR UPDATE"
-        try:
+        if self.is_sqlite:
             with self._write_sql() as tx:
-                if lock_timeout is not None and not self.is_sqlite:
-                    tx.execute(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'")
-                found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id{lock}", {"id": run_id})
+                found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
                 if found is None or found["state"] not in set(states):
                     return None
                 return self._take(tx, RunRecord(**found), worker_id, time.time(), events_for)
+        wanted, params = in_list("state_", sorted(set(states)))
+        now = time.time()
+        setup = f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'" if lock_timeout is not None else ""
+        try:
+            with self._write_sql(setup=setup) as tx:
+                # Lock (waiting), check and take in one statement; RETURNING gives the row as it was.
+                found = tx.first(f"WITH old AS (SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id FOR UPDATE) "
+                                 f"UPDATE flow_runs AS f SET {self._claim_set('f')} FROM old "
+                                 f"WHERE f.id = old.id AND old.state IN {wanted} RETURNING old.*",
+                                 {**params, "id": run_id, "worker_id": worker_id, "now": now})
+                if found is None:
+                    return None
+                run = RunRecord(**found)
+                self._chain(tx, events_for(run))
+                return self._claimed(run, worker_id, now)
         except Exception as exc:
             if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "55P03":  # lock_not_available
                 raise RunBusy(f"run {run_id} stayed locked for {lock_timeout}s") from None
