@@ -2,7 +2,8 @@
 
 SQLite (WAL, the embedded default) and PostgreSQL share every statement here. Write transactions on
 SQLite start with BEGIN IMMEDIATE and are serialised in-process by a lock, so no thread sleeps in
-SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by an advisory lock.
+SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by its head row's lock
+(`ledger_head`, FOR UPDATE), held for one statement and its commit (see agentops/db/ledger.py).
 Every state change appends its audit events in the same transaction, so the ledger never disagrees
 with the tables. That is also how a store knows, once a write transaction has committed, which runs it made
 runnable (their last `run.state` event in it is PENDING or CRASHED): it passes their ids to each of its
@@ -13,8 +14,10 @@ Times that decide who holds a run (heartbeats, staleness) come from the database
 share one machine, that machine's clock (`time.time()`) is the database's clock.
 
 The engine's own path (runs, steps, logs, cache, the ledger) is written as SQL text that both databases
-accept. On SQLite it runs on plain sqlite3 connections, so `agentops run` never imports SQLAlchemy;
-everything else is built with SQLAlchemy Core on the SQLModel tables, imported on first use.
+accept. It runs on plain driver connections: sqlite3 on SQLite, so `agentops run` never imports SQLAlchemy,
+and psycopg on PostgreSQL (`PgConnections`, in autocommit: a read is one round trip, and a state change with
+its events is one statement where it can be, see `RunsSQL._guarded_write`). Everything else is built with
+SQLAlchemy Core on the SQLModel tables, imported on first use.
 """
 
 from __future__ import annotations
