@@ -282,6 +282,7 @@ class StoreBase:
             with self._tracking_runnable(), self._pg.transaction(setup) as tx:
                 yield tx
             return
+        assert self._write_lock is not None  # SQLite
         with self._tracking_runnable(), self._write_lock:
             if self._raw_writer is None:
                 self._raw_writer = connect_sqlite(self._sqlite_path)

@@ -68,7 +68,7 @@ class SqlText:
     Both take `:name` parameters, so one statement serves SQLite and PostgreSQL.
     """
 
-    def __init__(self, conn: sqlite3.Connection | Connection | Any) -> None:
+    def __init__(self, conn: sqlite3.Connection | Connection) -> None:
         self.conn = conn
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
@@ -113,23 +113,26 @@ def pyformat(sql: str) -> str:
 
 
 class PsycopgText(SqlText):
-    """The engine's SQL text on a plain psycopg connection (PostgreSQL; see StoreBase._pg)."""
+    """The engine's SQL text on a plain psycopg connection (PostgreSQL; see db/base.py: PgConnections)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.psycopg = conn
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
-        return int(self.conn.execute(pyformat(sql), params or {}).rowcount)
+        return int(self.psycopg.execute(pyformat(sql), params or {}).rowcount)
 
     def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            self.conn.cursor().executemany(pyformat(sql), list(rows))
+            self.psycopg.cursor().executemany(pyformat(sql), list(rows))
 
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         from psycopg.rows import dict_row
 
-        cursor = self.conn.cursor(row_factory=dict_row)
+        cursor = self.psycopg.cursor(row_factory=dict_row)
         return list(cursor.execute(pyformat(sql), params or {}).fetchall())
 
     def tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return list(self.conn.execute(pyformat(sql), params or {}).fetchall())
+        return list(self.psycopg.execute(pyformat(sql), params or {}).fetchall())
 
 
 def sqlite_path(url: str) -> str:
