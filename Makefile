@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 UV_VERSION := 0.13.9
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo demo-prometheus test lint bench setup clean
 
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ setup: $(STAMP)
 PORT ?= 8501
 demo: $(STAMP)
 	$(VENV)/bin/agentops demo --port $(PORT)
+
+# The same with Debian's prometheus and prometheus-alertmanager on loopback (apt-get install them first).
+demo-prometheus: $(STAMP)
+	$(VENV)/bin/agentops demo --with-prometheus --port $(PORT)
 
 # Most of the suite waits on servers and subprocesses, so four workers on two cores halve its time; a test file
 # stays on one worker, so its module-scoped servers start once.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from agentops.errors import ConfigError
 
@@ -23,6 +24,15 @@ def find_project_root(start: Path | None = None) -> Path:
 
 
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+"""A broker queue's name: letters, digits and _ . : - (no spaces, nothing a broker or a shell reads specially)."""
+
+
+def check_queue_name(name: object) -> str:
+    """`name` if it is a queue name, else ConfigError naming it."""
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        raise ConfigError(f"queue name {name!r}: use 1 to 200 letters, digits and _ . : - only")
+    return name
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -70,6 +80,9 @@ class Settings(BaseSettings):
     --celery`. Needs PostgreSQL (workers on other hosts share its state). Unset: polling workers only."""
     broker_queue: str = Field(default="agentops", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     """The broker queue runs are sent to (`agentops worker --celery -Q` consumes it by default)."""
+    flow_queues: dict[str, str] = Field(default_factory=dict)
+    """Per-flow queues, as JSON: {"flow name": "queue"}. A run of a flow named here is sent to that queue (this
+    overrides `@flow(queue=...)`); any other run to AGENTOPS_BROKER_QUEUE. Consume one with `agentops worker -Q`."""
     broker_visibility_timeout_seconds: float | None = Field(default=None, gt=0)
     """Redis: seconds an unacknowledged message waits before Redis delivers it again. Default: an hour, or 20
     stale intervals if longer. It must be at least twice the stale interval: a run that outlasts it is
@@ -221,6 +234,14 @@ class Settings(BaseSettings):
             raise ValueError(f"a broker URL starts with one of {', '.join(s + '://' for s in BROKER_SCHEMES)}")
         return value
 
+    @field_validator("flow_queues")
+    @classmethod
+    def _flow_queue_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for flow, queue in value.items():
+            if not QUEUE_NAME.fullmatch(queue):
+                raise ValueError(f"flow {flow!r}: queue name {queue!r}: use 1 to 200 letters, digits and _ . : - only")
+        return value
+
     @model_validator(mode="after")
     def _visibility_above_staleness(self) -> Settings:
         timeout = self.broker_visibility_timeout_seconds
@@ -263,6 +284,10 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(describe_setting_error(exc)) from None
+    except SettingsError as exc:  # a JSON setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"AGENTOPS_{field.group(1).upper()}" if field else "an AGENTOPS_ setting"
+        raise ConfigError(f"setting {name}: not valid JSON") from None
 
 
 def describe_setting_error(exc: ValidationError) -> str:

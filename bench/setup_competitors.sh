@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Optional: separate venvs with DBOS and Prefect so bench/engine.py can compare side by side.
+# Optional: separate venvs with DBOS and Prefect so bench/engine.py and bench/scale_out.py can compare side by side.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=$(command -v python3.11 || command -v python3)

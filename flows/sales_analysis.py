@@ -12,6 +12,7 @@ from pydantic import Field
 
 from agentops import flow, get_run_logger, task
 from agentops.agents import Agent
+from agentops.data import format_value
 from agentops.data.names import KnownDataset
 
 Address = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
@@ -32,7 +33,8 @@ def write_report(dataset: str, findings: list[dict]) -> dict:
         lines.append(f"* {finding['question']}")
         lines.append(f"  {finding['answer']}")
         for row in finding.get("rows", [])[:12]:
-            lines.append("    " + ", ".join(f"{k}: {_cell(v)}" for k, v in row.items()))
+            formats = finding.get("formats") or {}
+            lines.append("    " + ", ".join(f"{k}: {_cell(v, formats.get(k))}" for k, v in row.items()))
         lines.append("")
     lines.append("Answers come from the data (DuckDB over the dataset); the SQL is recorded on each run step.")
     charts = [{"name": f"chart-{n}.png", "chart": f["chart"]["sha256"]}
@@ -42,7 +44,10 @@ def write_report(dataset: str, findings: list[dict]) -> dict:
             "attachments": charts}
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, fmt: str | None) -> str:
+    """A cell as the answer's sentence and the app's table write it (money 2 decimals, integers, months)."""
+    if fmt in ("money", "integer", "number", "percent", "date", "month", "text"):
+        return format_value(value, fmt)  # type: ignore[arg-type]
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
@@ -59,7 +64,8 @@ def sales_analysis(dataset: KnownDataset = "sales",
         answered = bool(record) and record.get("method") != "unanswerable"
         findings.append({"question": question, "answered": answered,
                          "answer": record.get("answer") or f"not answered ({outcome.status}): {outcome.content[:300]}",
-                         "rows": record.get("table", []), "chart": record.get("chart")})
+                         "rows": record.get("table", []), "formats": record.get("formats", {}),
+                         "chart": record.get("chart")})
         log.info("%s -> %s", question, findings[-1]["answer"])
     report = write_report(dataset, findings)
     sent = analyst.use("send_email", to=recipients or DEFAULT_RECIPIENTS, subject=report["subject"],

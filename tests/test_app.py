@@ -248,3 +248,59 @@ def test_an_approver_who_started_the_run_from_the_chat_page_cannot_approve_it_in
     assert any("'ada' started the run behind" in e.value and "maker-checker" in e.value for e in at.error)
     assert service.get_approval(pending.id).status == "pending" and service.audit_search(
         action="approval.decided") == []
+
+
+def test_a_waiting_runs_page_draws_its_conversation_cards_badges_and_approval_link(incident: PendingIncident) -> None:
+    at = logged_in("vera")
+    at.switch_page("app_pages/runs.py").run()
+    at.text_input(key="runs-open").input(incident.run_id).run()
+    assert not at.exception, at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "assistant"]
+    assert any(e.label == "System prompt" for e in at.expander), "the system prompt is folded away"
+    shown = [m.value.replace("\\", "") for m in at.markdown]  # as read, markdown escapes undone
+    assert any(":green-badge[allow · tools.get_metrics]" in v for v in shown)
+    assert any(":orange-badge[require_approval · tools.scale_deployment.when[0]]" in v for v in shown)
+    link = f"(/approvals?request={incident.approval_id})"
+    assert sum(link in v for v in shown) == 2, "on the scale card, and where the result would be"
+    assert not any("'input_tokens'" in v or "{'" in v for v in shown + [c.value for c in at.caption])
+    assert any("playbook · 0 input · 0 output · 0 total tokens" in c.value for c in at.caption)
+    assert not any(c.value == "-" for c in at.code), "a waiting run shows its approval, not a dash"
+    assert "run-cancel" not in keys(at), "a viewer reads the run but gets no actions"
+
+
+def test_the_runs_list_says_which_runs_had_calls_refused(ops_project: Path) -> None:
+    app_fixtures.add_users()
+    from agentops.engine.project import load_project
+
+    load_project()
+    run_id = service.start_run("incident_response", {"deployment": "web-app", "note": "95% CPU"}, user="otto")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    service.decide(pending.id, "reject", user="ada", message="not now")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    at = logged_in("otto")
+    at.switch_page("app_pages/runs.py").run()
+    listed = at.dataframe(key="runs-table").value
+    assert list(listed["governed calls"]) == ["⚠ 1 rejected call"]
+    at.text_input(key="runs-open").input(run_id).run()
+    assert not at.exception, at.exception
+    assert any("1 rejected call" in w.value for w in at.warning)
+    assert any("rejected by ada" in m.value and "not now" in m.value for m in at.markdown)
+
+
+def test_a_flows_own_request_is_drawn_as_a_card_with_its_link(ops_project: Path) -> None:
+    from agentops.engine.runner import create_run
+    from tests.test_run_view import run_view_asks_itself
+
+    app_fixtures.add_users()
+    run_id = create_run(run_view_asks_itself, {"n": 2}, store=open_store())
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    [pending] = service.pending_approvals_for(run_id)
+    at = logged_in("otto")
+    at.switch_page("app_pages/runs.py").run()
+    at.text_input(key="runs-open").input(run_id).run()
+    assert not at.exception, at.exception
+    shown = [m.value.replace("\\", "") for m in at.markdown]
+    assert any(":gray-badge[asked for by the flow]" in v and "run_view_release" in v for v in shown)
+    assert sum(f"(/approvals?request={pending.id})" in v for v in shown) == 2
+    assert at.chat_message.len == 0

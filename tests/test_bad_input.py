@@ -73,6 +73,10 @@ def database_of(project: Path) -> Path:
     ({"AGENTOPS_BROKER_URL": "redis://127.0.0.1:6379/0"}, "AGENTOPS_BROKER_URL needs PostgreSQL"),
     ({"AGENTOPS_BROKER_URL": "http://127.0.0.1:6379/0"}, "a broker URL starts with one of redis://"),
     ({"AGENTOPS_BROKER_QUEUE": "two words"}, "AGENTOPS_BROKER_QUEUE='two words'"),
+    ({"AGENTOPS_FLOW_QUEUES": '{"doubler": "two words"}'}, "flow 'doubler': queue name 'two words'"),
+    ({"AGENTOPS_FLOW_QUEUES": '{"doubler": ""}'}, "flow 'doubler': queue name ''"),
+    ({"AGENTOPS_FLOW_QUEUES": '["reports"]'}, "AGENTOPS_FLOW_QUEUES=['reports']: Input should be a valid dict"),
+    ({"AGENTOPS_FLOW_QUEUES": '{"doubler": '}, "setting AGENTOPS_FLOW_QUEUES: not valid JSON"),
     ({"AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "50"}, "=50 is below twice AGENTOPS_STALE_AFTER_SECONDS=30"),
 ])
 def test_a_bad_setting_is_one_line_and_no_run(cli_project: Path, env: dict[str, str], expected: str) -> None:
@@ -98,13 +102,24 @@ def test_a_password_in_a_bad_broker_url_is_never_shown(cli_project: Path) -> Non
 
 @pytest.mark.parametrize(("args", "env", "expected"), [
     (("worker", "--celery"), {}, "agentops worker --celery needs AGENTOPS_BROKER_URL"),
-    (("worker", "-Q", "agentops"), {}, "--queue needs --celery"),
+    (("worker", "-Q", "two words"), {}, "queue name 'two words'"),
+    (("worker", "--burst", "-Q", "ok", "-Q", "a/b"), {}, "queue name 'a/b'"),
+    (("worker", "--celery", "-Q", "x" * 201), {"AGENTOPS_BROKER_URL": "redis://127.0.0.1:1/0"}, "queue name 'xxx"),
     (("worker", "--celery", "--burst"), {}, "--burst is for the polling worker"),
     (("worker", "--celery"), {"AGENTOPS_BROKER_URL": "redis://127.0.0.1:1/0"}, "needs PostgreSQL"),
 ])
 def test_a_worker_that_cannot_take_runs_from_a_broker_says_why(cli_project: Path, args: tuple[str, ...],
                                                                env: dict[str, str], expected: str) -> None:
     assert_one_error_line(agentops(*args, **env), expected)
+
+
+def test_a_flow_routed_to_a_bad_queue_name_is_one_line_and_no_run(cli_project: Path) -> None:
+    assert agentops("run", "doubler").returncode == 0
+    before = run_count(database_of(cli_project))
+    (cli_project / "flows" / "routed.py").write_text(
+        'from agentops import flow\n\n\n@flow(queue="reports; rm -rf /")\ndef badly_routed() -> int:\n    return 1\n')
+    assert_one_error_line(agentops("run", "doubler", "--queue"), "queue name 'reports; rm -rf /'")
+    assert run_count(database_of(cli_project)) == before
 
 
 def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(cli_project: Path, tmp_path: Path) -> None:

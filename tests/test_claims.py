@@ -102,7 +102,7 @@ def test_the_claim_index_covers_crashed_runs_and_migrates_down_and_up(store) -> 
     with store.write() as conn:
         conn.execute(sa.text("UPDATE flow_runs SET state = 'CRASHED' WHERE id = :id"), {"id": crashed})
     config = alembic_config(store)
-    for target in ("0014_hooks_tokens", HEAD_REVISION):
+    for target in ("0016_log_line_keys", HEAD_REVISION):
         with store.write() as conn:
             config.attributes["connection"] = conn
             (command.downgrade if target != HEAD_REVISION else command.upgrade)(config, target)

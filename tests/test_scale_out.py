@@ -66,6 +66,12 @@ def scaled(tag: str) -> str:
     return effect(tag)
 
 
+@flow(queue="reports")
+def scale_routed(tag: str) -> str:
+    first(tag)
+    return effect(tag)
+
+
 @flow
 def celery_gated(tag: str) -> str:
     first(tag)
@@ -122,9 +128,12 @@ class Cluster:
         self.workers: list[subprocess.Popen[bytes]] = []
         self._sweeping: tuple[threading.Event, threading.Thread] | None = None
 
-    def start_worker(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
+    def start_worker(self, concurrency: int = 2, *, queues: tuple[str, ...] = (),
+                     celery: bool = True) -> subprocess.Popen[bytes]:
         log = open(self.marks / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115 (the process owns it)
-        worker = subprocess.Popen([sys.executable, "-m", "agentops.cli", "worker", "--celery", "-c", str(concurrency)],
+        kind = ["--celery"] if celery else []
+        worker = subprocess.Popen([sys.executable, "-m", "agentops.cli", "worker", *kind, "-c", str(concurrency),
+                                   *(arg for q in queues for arg in ("-Q", q))],
                                   cwd=self.root, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
         self.workers.append(worker)
@@ -389,3 +398,57 @@ def test_serve_with_a_broker_runs_the_sweeper_and_an_embedded_celery_worker(clus
     os.killpg(serve.pid, signal.SIGTERM)  # serve only: it stops its worker itself
     assert serve.wait(60) == 0
     assert not Path(f"/proc/{worker_pid}").exists() or "zombie" in Path(f"/proc/{worker_pid}/status").read_text()
+
+
+def test_a_run_routed_to_a_queue_waits_for_a_worker_of_that_queue(cluster: Cluster) -> None:
+    cluster.start_worker(concurrency=1)  # the default queue only
+    routed = cluster.queue("scale_routed", "rq")
+    plain = cluster.queue("scaled", "pq")  # queued after the routed run, so a worker taking both takes it first
+    cluster.wait_completed(plain)
+    assert cluster.state(routed) == "PENDING", "the default queue's worker did not take the run routed elsewhere"
+    assert cluster.broker.command("LLEN", "reports") == ":1"
+    assert cluster.broker.command("LLEN", "agentops") == ":0"
+    cluster.start_worker(concurrency=1, queues=("reports",))
+    cluster.wait_completed(routed)
+    cluster.check_once("rq", "pq")
+    assert [cluster.store.get_run(r).queue for r in (routed, plain)] == ["reports", None]  # type: ignore[union-attr]
+
+
+def test_the_sweeper_sends_a_lost_run_again_to_its_own_queue(cluster: Cluster,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.settings import reset_settings
+
+    # The setting routes a flow, and overrides the queue its decorator names.
+    monkeypatch.setenv("AGENTOPS_FLOW_QUEUES", '{"scaled": "batch", "scale_routed": "batch"}')
+    reset_settings()
+    run_ids = [cluster.queue("scaled", "sb"), cluster.queue("scale_routed", "sr")]
+    assert cluster.broker.command("LLEN", "batch") == ":2"
+    cluster.broker.restart()  # both messages are lost
+    monkeypatch.delenv("AGENTOPS_FLOW_QUEUES")  # the mapping changes; the runs keep the queue they were created with
+    reset_settings()
+    cluster.start_worker(concurrency=1, queues=("batch",))  # nobody consumes the default queue or "reports"
+    cluster.start_sweeper()
+    cluster.wait_completed(*run_ids)
+    cluster.check_once("sb", "sr")
+
+
+def test_a_polling_worker_with_queues_takes_only_the_runs_routed_to_them(cluster: Cluster,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTOPS_BROKER_URL")  # polling workers only
+    routed = cluster.queue("scale_routed", "wr")
+    plain = cluster.queue("scaled", "wp")
+
+    def burst(*queues: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "agentops.cli", "worker", "--burst", "-c", "1",
+                               *(arg for q in queues for arg in ("-Q", q))],
+                              cwd=cluster.root, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "after 0 runs" in burst("nightly"), "no run is routed to that queue"
+    assert [cluster.state(r) for r in (routed, plain)] == ["PENDING", "PENDING"]
+    assert "after 1 runs" in burst("agentops")  # a run with no queue of its own is in the default queue
+    assert [cluster.state(r) for r in (routed, plain)] == ["PENDING", "COMPLETED"]
+    assert "after 1 runs" in burst("nightly", "reports")
+    assert cluster.state(routed) == "COMPLETED"
+    cluster.check_once("wr", "wp")

@@ -1,4 +1,4 @@
-"""create_ticket, update_ticket, list_tickets: the embedded ticket table, or a REST ticket API over httpx."""
+"""create_ticket, update_ticket, list_tickets, get_ticket: the embedded ticket table, or a REST ticket API."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ class UpdateTicketArgs(BaseModel):
 
 class ListTicketsArgs(BaseModel):
     status: str | None = None
+
+
+class GetTicketArgs(BaseModel):
+    ticket_id: int
 
 
 def _api() -> httpx.Client | None:
@@ -95,6 +99,21 @@ def list_tickets(status: str | None = None) -> dict[str, Any]:
     return {"tickets": [{"id": t.id, "title": t.title, "priority": t.priority, "status": t.status} for t in rows]}
 
 
+def get_ticket(ticket_id: int) -> dict[str, Any]:
+    """One ticket with its description (what an agent reads is data, and the approval cards say so)."""
+    client = _api()
+    if client is not None:
+        with client:
+            response = client.get(f"/tickets/{int(ticket_id)}")
+            response.raise_for_status()
+            return {"ticket": response.json()}
+    found = open_store().ticket(ticket_id)
+    if found is None:
+        raise ValueError(f"no ticket #{ticket_id}")
+    return {"ticket": {"id": found.id, "title": found.title, "description": found.description,
+                       "priority": found.priority, "status": found.status}}
+
+
 TOOLS = [
     StructuredTool.from_function(func=create_ticket, name="create_ticket", args_schema=CreateTicketArgs,
                                  metadata={"side_effect": True},
@@ -105,4 +124,6 @@ TOOLS = [
                                  description="Update a ticket's status or priority, or add a comment."),
     StructuredTool.from_function(func=list_tickets, name="list_tickets", args_schema=ListTicketsArgs,
                                  description="List tickets, optionally by status (open, in_progress, resolved)."),
+    StructuredTool.from_function(func=get_ticket, name="get_ticket", args_schema=GetTicketArgs,
+                                 description="Read one ticket: title, description, priority and status."),
 ]

@@ -28,6 +28,7 @@ from agentops.engine.project import project_root
 from agentops.engine.tasks import StepFacts, Task
 from agentops.engine.toolkit import ToolCallInfo, current_tool_call, key_for, load_tools
 from agentops.errors import AgentOpsError, ModelReplyError
+from agentops.governance import provenance
 from agentops.governance import screening as governance
 from agentops.governance.approvals import request_approval
 from agentops.governance.budgets import RunBudget
@@ -42,6 +43,8 @@ MAX_INPUT_ROUNDS = 3
 """How many times one MCP call may ask for input (each question a `respond` approval) before it is an error."""
 MODEL_RETRY = "model.retry"
 """The action of the approval that asks a person whether to send a turn again (AGENTOPS_MODEL_ON_ERROR=ask)."""
+_DATA_TRIGGERS = {"alert": "the alert that started the run", "hook": "the webhook that started the run"}
+"""Runs whose parameters are data from outside, not a person's words."""
 _NOT_APPROVED = {"reject": "rejected", "expired": "left to expire", "respond": "answered, not approved"}
 
 
@@ -360,7 +363,8 @@ class _Loop:
             decision = request_approval(
                 name, clean, reason=_reason_for(conversation, name), requester=self.actor,
                 expires_in=self.agent.approval_expires_in, verdict=screening["verdict"],
-                policy_hash=screening["policy_hash"], context={"messages": self._as_dicts(conversation)})
+                policy_hash=screening["policy_hash"], context={"messages": self._as_dicts(conversation)},
+                provenance=lambda: provenance.trace(clean, self._sources(conversation)))
             approval_id = decision.approval_id
             span.set({"agentops.approval.id": approval_id, "agentops.approval.decision": decision.kind,
                       "agentops.approval.decided_by": ",".join(decision.decided_by) or None})
@@ -384,6 +388,27 @@ class _Loop:
                        f"running the call. Result: {content}")
         return ToolOutcome(name, clean, done["status"], content, screening["verdict"], approval_id, edited,
                            done.get("result"))
+
+    def _sources(self, conversation: list[Any]) -> list[provenance.Source]:
+        """What a proposed call's values may have come from: the run's parameters (a person's, unless an alert or
+        a webhook started the run), then each tool or task output of the run and each tool message the model
+        read, in order."""
+        store, run_id = self.ctx.store, self.ctx.run_id
+        run = store.get_run(run_id)
+        sources = []
+        if run is not None:
+            started_by = _DATA_TRIGGERS.get(run.trigger)
+            sources.append(provenance.Source(started_by or "the run's parameters",
+                                             provenance.source_text(run.parameters), person=started_by is None))
+        for step in store.steps_for_run(run_id):
+            if step.kind in ("task", "tool") and step.state == "COMPLETED" and step.output:
+                label = step.name.rsplit(".tool:", 1)[-1]
+                sources.append(provenance.Source(f"{label} output", provenance.source_text(step.output)))
+        for message in conversation:
+            if getattr(message, "type", None) == "tool":
+                sources.append(provenance.Source(f"{getattr(message, 'name', None) or 'a tool'} output",
+                                                 provenance.source_text(_as_text(message.content))))
+        return sources
 
     def run(self, task_text: str) -> AgentResult:
         from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage, messages_from_dict

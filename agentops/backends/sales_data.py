@@ -54,10 +54,30 @@ def write_sales_csv(path: Path, seed: int = SEED) -> int:
     return len(rows)
 
 
+DECLARATIONS = """\
+# How each measure of sales.csv aggregates when a question groups rows. Undeclared numeric columns are summed.
+measures:
+  units: sum
+  revenue: sum
+  unit_price: avg
+# How columns read in answers, tables and charts (money: 2 decimals; integer; number; percent; date; text).
+# Undeclared columns go by their type.
+formats:
+  revenue: money
+  unit_price: money
+  units: integer
+"""
+"""data/sales.yaml: unit prices are averaged, not summed; money reads with 2 decimals."""
+
+
 def ensure_sample_data(root: Path) -> Path | None:
-    """Write <root>/data/sales.csv unless it exists; the path written, or None. Safe to call repeatedly."""
+    """Write <root>/data/sales.csv unless it exists, with its sales.yaml beside it (unless that exists); the CSV's
+    path when written, or None. Safe to call repeatedly."""
     path = root / "data" / "sales.csv"
     if path.exists():
         return None
     write_sales_csv(path)
+    declarations = path.with_suffix(".yaml")
+    if not declarations.exists():
+        declarations.write_text(DECLARATIONS)
     return path

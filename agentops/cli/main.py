@@ -16,6 +16,7 @@ from rich.markup import escape
 from agentops import service
 from agentops.cli import api as cli_api
 from agentops.cli import demo as demo_mod
+from agentops.cli import demo_prometheus as demo_prom
 from agentops.cli import governance as cli_governance
 from agentops.cli import ops as cli_ops
 from agentops.cli.mcp import mcp_app
@@ -211,8 +212,9 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c")] = 4,
     celery: Annotated[bool, typer.Option("--celery", help="Take runs from AGENTOPS_BROKER_URL's queue (Celery, "
                                          "-c processes) instead of polling the database.")] = False,
-    queues: Annotated[list[str] | None, typer.Option("--queue", "-Q", help="With --celery: a queue to consume "
-                                                     "(repeatable; default AGENTOPS_BROKER_QUEUE).")] = None,
+    queues: Annotated[list[str] | None, typer.Option("--queue", "-Q", help="A queue to take runs from (repeatable). "
+                                                     "Celery default: AGENTOPS_BROKER_QUEUE; polling default: "
+                                                     "every queue.")] = None,
 ) -> None:
     """Claim and execute queued runs; recover runs whose worker died."""
     service.project_path()
@@ -221,11 +223,10 @@ def worker(
             raise AgentOpsError("--burst is for the polling worker; a Celery worker runs until it is stopped")
         service.run_celery_worker(concurrency=concurrency, queues=queues)
         return
-    if queues:
-        raise AgentOpsError("--queue needs --celery (the polling worker takes every queued run)")
-    w = service.new_worker(concurrency=concurrency,
-               on_outcome=lambda o: console.print(f"run {o.run_id} {styled_state(o.state)}"))
-    console.print(f"worker {w.id} started{' (burst)' if burst else ''}")
+    w = service.new_worker(concurrency=concurrency, queues=service.queue_names(queues),
+                           on_outcome=lambda o: console.print(f"run {o.run_id} {styled_state(o.state)}"))
+    only = f" on queues {', '.join(w.queues.names)}" if w.queues else ""
+    console.print(f"worker {w.id} started{only}{' (burst)' if burst else ''}")
     try:
         count = w.run(burst=burst)
     except KeyboardInterrupt:
@@ -310,11 +311,23 @@ def demo(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8501,
     exit_after_setup: Annotated[bool, typer.Option("--exit", help="Set up and trigger, then stop.")] = False,
+    no_app: Annotated[bool, typer.Option("--no-app", help="Run without the Streamlit app.")] = False,
+    with_prometheus: Annotated[bool, typer.Option(
+        "--with-prometheus", help="Start Debian's prometheus (and prometheus-alertmanager) on loopback: metrics "
+        "read through it, and a CPU alert starts the incident.")] = False,
+    api_port: Annotated[int, typer.Option("--api-port", help="The API's port (with --with-prometheus).")] = 8502,
 ) -> None:
     """The full loop on a demo database laid anew: users, seeds, a schedule, serve, an incident awaiting approval."""
     say = console.print
-    if not exit_after_setup:
+    with_app = not (exit_after_setup or no_app)
+    if with_app:
         require_free_port(host, port)
+    alerts = False
+    if with_prometheus:
+        alerts = demo_prom.alertmanager_installed()
+        if with_app and api_port == port:
+            raise ConfigError(f"--api-port {api_port} is the app's --port; choose another")
+        require_free_port(host, api_port)
     laid = lay_demo_database()
     say(f"demo database {laid.url.removeprefix('sqlite:///')}: laid anew for this demo (the project's own database "
         "is not touched); from another terminal, use it with:", highlight=False)
@@ -325,14 +338,36 @@ def demo(
     demo_mod.create_demo_users(say)
     demo_mod.seed_schedules(say)
     sales_run = demo_mod.start_sales_run(say)
-    services = Services(host=host, port=port, with_app=not exit_after_setup, on_event=say)
-    services.start()
+    stack = demo_prom.PrometheusStack.prepare(laid.folder, host, api_port, alerts) if with_prometheus else None
+    services = Services(host=host, port=port, with_app=with_app, api_port=api_port if with_prometheus else None,
+                        on_event=say)
     try:
-        state = demo_mod.trigger_incident(say)
+        if stack is not None:
+            stack.start(lambda line: say(line, highlight=False, soft_wrap=True))
+        _demo_services(services, stack, sales_run, exit_after_setup)
+    finally:
+        stopped = stack.stop() if stack is not None else []
+        if stopped:
+            say(f"stopped {' and '.join(stopped)}", highlight=False)
+
+
+def _demo_services(services: Services, stack: demo_prom.PrometheusStack | None, sales_run: str,
+                   exit_after_setup: bool) -> None:
+    say = console.print
+    try:
+        services.start()
+        if stack is not None:
+            say(f"API {services.host}:{services.api_port} (Alertmanager's and Prometheus' tokens are in "
+                f"{stack.prometheus.dir.parent})", highlight=False, soft_wrap=True)
+            stack.wait_for_metrics(say)
+        if stack is not None and stack.alertmanager is not None:
+            state = demo_prom.wait_for_alert_run(say)
+        else:
+            state = demo_mod.trigger_incident(say)
         if exit_after_setup:
             demo_mod.wait_settled(sales_run)
             say(f"run {sales_run} (sales_analysis): {service.run_outcome(sales_run).words}", highlight=False)
-    except Exception:
+    except BaseException:
         services.stop()
         raise
     say(checkpoint_line())
@@ -340,7 +375,10 @@ def demo(
         services.stop()
         return
     next_step = "to decide the waiting approval" if state.approval_ids else "to follow the runs"
-    say(f"\n[bold]open {services.url}[/bold] and log in as ada (approver) {next_step}")
+    if services.with_app:
+        say(f"\n[bold]open {services.url}[/bold] and log in as ada (approver) {next_step}")
+    else:
+        say(f"the app is off (--no-app): `agentops approvals list` {next_step}")
     say("Ctrl-C stops the demo; `agentops audit verify` checks the ledger")
     services.wait()
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from agentops.data.datasets import Dataset, DatasetReadError, UnknownDatasetError, list_datasets, resolve_dataset
 from agentops.data.query import answer_question, load_chart, save_chart
-from agentops.data.result import QueryResult
+from agentops.data.result import ChartSpec, QueryResult, format_value
 from agentops.data.sandbox import SandboxError, SandboxLimits, SandboxOutput, run_sandboxed
 from agentops.data.shapes import SUPPORTED_SHAPES, Shape, parse_question
 
 __all__ = [
     "SUPPORTED_SHAPES",
+    "ChartSpec",
     "Dataset",
     "DatasetReadError",
     "QueryResult",
@@ -26,6 +27,7 @@ __all__ = [
     "Shape",
     "UnknownDatasetError",
     "answer_question",
+    "format_value",
     "list_datasets",
     "load_chart",
     "parse_question",

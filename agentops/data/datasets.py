@@ -14,6 +14,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from agentops.core.yaml_files import parse_yaml
+from agentops.data.result import DeclaredFormat
 from agentops.errors import AgentOpsError, NotFoundError
 
 DATA_DIR = "data"
@@ -65,15 +66,31 @@ class Column:
         return self.type.upper().startswith(NUMERIC_TYPES)
 
     @property
+    def is_integer(self) -> bool:
+        return self.is_numeric and "INT" in self.type.upper()
+
+    @property
     def is_temporal(self) -> bool:
         return self.type.upper().startswith(TEMPORAL_TYPES)
 
 
 class MeasuresFile(BaseModel):
-    """`data/<dataset>.yaml`: how each measure aggregates when a question groups rows (sum unless declared)."""
+    """`data/<dataset>.yaml`: how each measure aggregates when a question groups rows (sum unless declared), and
+    how columns read (`formats: {revenue: money}`; undeclared ones by their type)."""
 
     model_config = ConfigDict(extra="forbid")
     measures: dict[str, Aggregate] = {}
+    formats: dict[str, DeclaredFormat] = {}
+
+
+def dataset_declarations(dataset: Dataset) -> MeasuresFile:
+    """`<dataset>.yaml` beside the dataset's file, validated; empty when there is none."""
+    path = dataset.path.parent / f"{dataset.name}.yaml"
+    if not path.is_file():
+        return MeasuresFile()
+    label = f"{DATA_DIR}/{path.name}"
+    return parse_yaml(path.read_text(), label, MeasuresFile,
+                      not_mapping="expected a mapping with `measures:` or `formats:`")[0]
 
 
 def measure_aggregates(dataset: Dataset) -> dict[str, str]:
@@ -82,12 +99,12 @@ def measure_aggregates(dataset: Dataset) -> dict[str, str]:
     A price or a rate must be declared `avg` (summing unit prices answers nothing); an undeclared numeric
     column is summed, which is right for amounts and counts.
     """
-    path = dataset.path.parent / f"{dataset.name}.yaml"
-    if not path.is_file():
-        return {}
-    label = f"{DATA_DIR}/{path.name}"
-    return dict(parse_yaml(path.read_text(), label, MeasuresFile,
-                           not_mapping="expected a mapping with `measures:`")[0].measures)
+    return dict(dataset_declarations(dataset).measures)
+
+
+def declared_formats(dataset: Dataset) -> dict[str, DeclaredFormat]:
+    """The declared format of each column (`formats:` in `<dataset>.yaml`); {} when there is none."""
+    return dict(dataset_declarations(dataset).formats)
 
 
 def quote_identifier(name: str) -> str:

@@ -23,11 +23,12 @@ from agentops.data.datasets import (
     Dataset,
     DatasetReadError,
     connect,
+    declared_formats,
     describe,
     quote_identifier,
     resolve_dataset,
 )
-from agentops.data.result import QueryResult, rows_as_records
+from agentops.data.result import Format, QueryResult, format_value, json_safe, rows_as_records, table_formats
 from agentops.data.sandbox import SandboxError, run_sandboxed
 from agentops.data.shapes import SUPPORTED_SHAPES, answer_shape, parse_question
 from agentops.engine.project import project_root
@@ -121,12 +122,13 @@ def answer_with_model(question: str, dataset: Dataset, con: duckdb.DuckDBPyConne
     except SandboxError as exc:
         return result(answer=f"Could not answer: {exc}", code=generated.code, model=generated.model, error=str(exc))
     table_rows = rows_as_records(output.columns, [tuple(r) for r in output.value]) if output.kind == "dataframe" else []
-    return result(answer=_describe_output(output), code=generated.code, sql=";\n".join(output.sql) or None,
-                  table=table_rows, columns=output.columns, chart_png=output.chart_png, model=generated.model,
-                  refusals=output.refusals)
+    formats = table_formats(output.columns, table_rows, declared_formats(dataset))
+    return result(answer=_describe_output(output, formats), code=generated.code, sql=";\n".join(output.sql) or None,
+                  table=table_rows, columns=output.columns, formats=formats, chart_png=output.chart_png,
+                  model=generated.model, refusals=output.refusals)
 
 
-def _describe_output(output: SandboxOutput) -> str:
+def _describe_output(output: SandboxOutput, formats: dict[str, Format]) -> str:
     if output.kind == "plot":
         return "A chart (attached)."
     if output.kind == "number":
@@ -136,13 +138,16 @@ def _describe_output(output: SandboxOutput) -> str:
         rows = output.records()
         if not rows:
             return "No rows."
-        shown = "; ".join(", ".join(f"{k}: {_short(v)}" for k, v in row.items()) for row in rows[:5])
+        shown = "; ".join(", ".join(f"{k}: {_cell(v, formats.get(k))}" for k, v in row.items()) for row in rows[:5])
         more = f" (and {output.row_count - 5} more rows)" if output.row_count > 5 else ""
         return f"{output.row_count} row{'s' if output.row_count != 1 else ''}: {shown}{more}."
     return str(output.value)
 
 
-def _short(value: Any) -> str:
+def _cell(value: Any, fmt: Format | None) -> str:
+    """A cell as the table shows it: its column's format, or 2 decimals for a float of no known column."""
+    if fmt is not None:
+        return format_value(json_safe(value), fmt)
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 

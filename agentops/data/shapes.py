@@ -14,8 +14,16 @@ from typing import Literal
 import duckdb
 
 from agentops.data import charts
-from agentops.data.datasets import AGGREGATE_SQL, AGGREGATE_WORDS, Column, Dataset, measure_aggregates, quote_identifier
-from agentops.data.result import QueryResult, rows_as_records
+from agentops.data.datasets import (
+    AGGREGATE_SQL,
+    AGGREGATE_WORDS,
+    Column,
+    Dataset,
+    declared_formats,
+    measure_aggregates,
+    quote_identifier,
+)
+from agentops.data.result import ChartSpec, Format, QueryResult, format_value, rows_as_records
 
 SUPPORTED_SHAPES = (
     "top N <things> by <measure>, e.g. 'top 5 products by revenue' (or 'bottom 3 regions by units')",
@@ -205,7 +213,7 @@ def _date_column(columns: list[Column]) -> Column:
 
 
 def shape_sql(shape: Shape, dataset: Dataset, columns: list[Column]) -> str:
-    """The one SQL statement that answers the shape; identifiers come from `columns` and are quoted."""
+    """The one SQL statement that answers the shape, one clause a line; identifiers come from `columns`, quoted."""
     known = {c.name for c in columns}
     if shape.measure not in known or (shape.dimension is not None and shape.dimension not in known):
         raise ValueError(f"shape names a column the dataset does not have: {shape}")
@@ -214,18 +222,20 @@ def shape_sql(shape: Shape, dataset: Dataset, columns: list[Column]) -> str:
     if shape.kind == "top_n":
         dim = quote_identifier(shape.dimension or "")
         order = "DESC" if shape.descending else "ASC"
-        return (f"SELECT {dim}, {grouped} AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
-                f"GROUP BY 1 ORDER BY 2 {order}, 1 LIMIT {int(shape.limit or DEFAULT_LIMIT)}")
+        return "\n".join([f"SELECT {dim}, {grouped} AS {measure}", f"FROM {table}", f"WHERE {dim} IS NOT NULL",
+                          "GROUP BY 1", f"ORDER BY 2 {order}, 1", f"LIMIT {int(shape.limit or DEFAULT_LIMIT)}"])
     if shape.kind == "by_month":
         date = quote_identifier(_date_column(columns).name)
-        return (f"SELECT CAST(date_trunc('month', {date}) AS DATE) AS \"month\", {grouped} AS {measure} "
-                f"FROM {table} WHERE {date} IS NOT NULL GROUP BY 1 ORDER BY 1")
+        return "\n".join([f"SELECT CAST(date_trunc('month', {date}) AS DATE) AS \"month\", {grouped} AS {measure}",
+                          f"FROM {table}", f"WHERE {date} IS NOT NULL", "GROUP BY 1", "ORDER BY 1"])
     dim = quote_identifier(shape.dimension or "")
     average = quote_identifier(f"average_{shape.measure}")
-    return (f"WITH totals AS (SELECT {dim}, {grouped} AS {measure} FROM {table} WHERE {dim} IS NOT NULL "
-            f"GROUP BY 1) SELECT {dim}, {measure}, AVG({measure}) OVER () AS {average}, "
-            f"round(100 * ({measure} / AVG({measure}) OVER () - 1), 1) AS \"vs_average_pct\" FROM totals "
-            f"QUALIFY {measure} < AVG({measure}) OVER () ORDER BY 2, 1")
+    return "\n".join([
+        "WITH totals AS (", f"  SELECT {dim}, {grouped} AS {measure}", f"  FROM {table}", f"  WHERE {dim} IS NOT NULL",
+        "  GROUP BY 1", ")",
+        f"SELECT {dim}, {measure}, AVG({measure}) OVER () AS {average}, "
+        f"round(100 * ({measure} / AVG({measure}) OVER () - 1), 1) AS \"vs_average_pct\"",
+        "FROM totals", f"QUALIFY {measure} < AVG({measure}) OVER ()", "ORDER BY 2, 1"])
 
 
 def _aggregate(shape: Shape, dataset: Dataset) -> str:
@@ -236,12 +246,23 @@ def _measure_label(shape: Shape, dataset: Dataset) -> str:
     return AGGREGATE_WORDS[_aggregate(shape, dataset)] + _label(shape.measure)
 
 
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+def measure_format(shape: Shape, dataset: Dataset, columns: list[Column]) -> Format:
+    """How the grouped measure reads: as declared, else integer for a count or a sum/min/max of integers."""
+    declared = declared_formats(dataset).get(shape.measure)
+    if declared is not None:
+        return declared
+    aggregate = _aggregate(shape, dataset)
+    column = next(c for c in columns if c.name == shape.measure)
+    return "integer" if aggregate == "count" or (column.is_integer and aggregate != "avg") else "number"
+
+
+def shape_formats(shape: Shape, dataset: Dataset, columns: list[Column], names: list[str]) -> dict[str, Format]:
+    """Each result column's format: the measure's, an average of it (never integer), percent, month, or text."""
+    measure = measure_format(shape, dataset, columns)
+    declared = declared_formats(dataset)
+    special: dict[str, Format] = {shape.measure: measure, "month": "month", "vs_average_pct": "percent",
+                                  f"average_{shape.measure}": "number" if measure == "integer" else measure}
+    return {name: special.get(name) or declared.get(name) or "text" for name in names}
 
 
 def _label(name: str) -> str:
@@ -250,48 +271,61 @@ def _label(name: str) -> str:
 
 def answer_shape(shape: Shape, dataset: Dataset, columns: list[Column], con: duckdb.DuckDBPyConnection,
                  question: str, *, chart: bool = True) -> QueryResult:
-    """Run the shape's SQL and describe the result in a sentence, with a chart unless `chart` is False."""
+    """Run the shape's SQL and describe the result in a sentence, with its chart spec (and PNG unless `chart` is
+    False)."""
     sql = shape_sql(shape, dataset, columns)
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]
     table = rows_as_records(names, cursor.fetchall())
+    formats = shape_formats(shape, dataset, columns, names)
     measure = _measure_label(shape, dataset)
-    png: bytes | None = None
+    fmt = formats[shape.measure]
+    spec: ChartSpec | None = None
     if shape.kind == "top_n":
         which = "Top" if shape.descending else "Bottom"
-        things = f"{shape.dimension}s" if len(table) != 1 else str(shape.dimension)
-        listing = ", ".join(f"{row[shape.dimension or '']} ({_fmt(row[shape.measure])})" for row in table)
+        dim = shape.dimension or ""
+        things = f"{dim}s" if len(table) != 1 else dim
+        listing = ", ".join(f"{row[dim]} ({format_value(row[shape.measure], fmt)})" for row in table)
         answer = f"{which} {len(table)} {_label(things)} by {measure}: {listing}." if table else "No rows to rank."
-        if table and chart:
-            png = charts.bar_chart([str(r[shape.dimension or ""]) for r in table],
-                                     [float(r[shape.measure] or 0) for r in table],
-                                     title=f"{which} {len(table)} {_label(things)} by {measure}", ylabel=measure)
+        if table:
+            spec = ChartSpec(kind="bar", title=f"{which} {len(table)} {_label(things)} by {measure}",
+                             x_title=_label(dim).capitalize(), y_title=measure.capitalize(), y_format=fmt,
+                             labels=[str(r[dim]) for r in table], values=[float(r[shape.measure] or 0) for r in table])
     elif shape.kind == "by_month":
-        answer, png = _by_month_answer(table, shape.measure, measure, chart)
+        answer, spec = _by_month_answer(table, shape.measure, measure, fmt)
     else:
-        answer, png = _below_average_answer(table, shape, dataset, con, chart)
+        answer, spec = _below_average_answer(table, shape, dataset, con, fmt)
     return QueryResult(question=question, dataset=dataset.name, method="duckdb-shape", answer=answer, sql=sql,
-                       table=table, columns=names, chart_png=png)
+                       table=table, columns=names, formats=formats, chart=spec,
+                       headers=_headers(shape, measure),
+                       chart_png=charts.render_png(spec) if spec is not None and chart else None)
+
+
+def _headers(shape: Shape, measure: str) -> dict[str, str]:
+    per = f" per {_label(shape.dimension)}" if shape.dimension else ""
+    return {shape.measure: measure.capitalize(), f"average_{shape.measure}": f"Mean{per}",
+            "vs_average_pct": "Vs mean", "month": "Month"}
 
 
 def _by_month_answer(table: list[dict[str, object]], measure_column: str, measure: str,
-                     chart: bool) -> tuple[str, bytes | None]:
+                     fmt: Format) -> tuple[str, ChartSpec | None]:
     if not table:
         return f"No dated rows, so no {measure} by month.", None
     months = [str(r["month"])[:7] for r in table]
     values = [float(r[measure_column] or 0) for r in table]  # type: ignore[arg-type]
     high, low = max(range(len(values)), key=values.__getitem__), min(range(len(values)), key=values.__getitem__)
     answer = (f"{measure.capitalize()} by month, {months[0]} to {months[-1]}: highest in {months[high]} "
-              f"({_fmt(table[high][measure_column])}), lowest in {months[low]} ({_fmt(table[low][measure_column])})")
+              f"({format_value(values[high], fmt)}), lowest in {months[low]} ({format_value(values[low], fmt)})")
     if len(values) > 1 and values[0]:
         change = 100 * (values[-1] / values[0] - 1)
         answer += f"; {months[-1]} is {abs(change):.0f}% {'above' if change >= 0 else 'below'} {months[0]}"
-    png = charts.line_chart(months, values, title=f"{measure.capitalize()} by month", ylabel=measure) if chart else None
-    return answer + ".", png
+    spec = ChartSpec(kind="line", title=f"{measure.capitalize()} by month", x_title="Month",
+                     y_title=measure.capitalize(), y_format=fmt, labels=months, values=values)
+    return answer + ".", spec
 
 
 def _below_average_answer(table: list[dict[str, object]], shape: Shape, dataset: Dataset,
-                          con: duckdb.DuckDBPyConnection, chart: bool) -> tuple[str, bytes | None]:
+                          con: duckdb.DuckDBPyConnection, fmt: Format) -> tuple[str, ChartSpec | None]:
     dim, measure = shape.dimension or "", _measure_label(shape, dataset)
     dim_sql, measure_sql = quote_identifier(dim), quote_identifier(shape.measure)
     grouped = f"{AGGREGATE_SQL[_aggregate(shape, dataset)]}({measure_sql})"
@@ -299,16 +333,17 @@ def _below_average_answer(table: list[dict[str, object]], shape: Shape, dataset:
                          f"WHERE {dim_sql} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
     values = [float(total or 0) for _, total in totals]
     average = sum(values) / len(values) if values else 0.0
-    title = f"{measure.capitalize()} by {_label(dim)} (below average in red)"
-    png = charts.bar_chart([str(name) for name, _ in totals], values, reference=average, ylabel=measure,
-                           title=title) if totals and chart else None
+    average_fmt: Format = "number" if fmt == "integer" else fmt
+    spec = ChartSpec(kind="bar", title=f"{measure.capitalize()} by {_label(dim)} (below average in red)",
+                     x_title=_label(dim).capitalize(), y_title=measure.capitalize(), y_format=fmt,
+                     labels=[str(name) for name, _ in totals], values=values, reference=average) if totals else None
     averaged = measure.startswith("average ")
     versus = f"the mean {measure.removeprefix('average ')}" if averaged else f"the average {measure}"
+    mean = format_value(average, average_fmt)
     if not table:
-        return f"No {_label(dim)} is below {versus} of {_fmt(average)} per {_label(dim)}.", png
-    listing = ", ".join(f"{r[dim]} ({_fmt(r[shape.measure])}, {r['vs_average_pct']}% vs average)" for r in table)
+        return f"No {_label(dim)} is below {versus} of {mean} per {_label(dim)}.", spec
+    listing = ", ".join(f"{r[dim]} ({format_value(r[shape.measure], fmt)}, "
+                        f"{format_value(r['vs_average_pct'], 'percent')} vs average)" for r in table)
     things = _label(dim) if len(table) == 1 else f"{_label(dim)}s"
     verb = "is" if len(table) == 1 else "are"
-    answer = (f"{len(table)} {things} {verb} below {versus} of {_fmt(average)} per {_label(dim)}: "
-              f"{listing}.")
-    return answer, png
+    return f"{len(table)} {things} {verb} below {versus} of {mean} per {_label(dim)}: {listing}.", spec

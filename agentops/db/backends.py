@@ -100,6 +100,11 @@ class BackendsSQL(LedgerSQL):
             rows = conn.execute(query.order_by(schema.TICKETS.c.id.desc()).limit(limit))
             return [as_row(schema.Ticket, r._mapping) for r in rows]
 
+    def ticket(self, ticket_id: int) -> Ticket | None:
+        with self.read() as conn:
+            row = conn.execute(sa.select(schema.TICKETS).where(schema.TICKETS.c.id == ticket_id)).first()
+        return as_row(schema.Ticket, row._mapping) if row else None
+
     def deployments(self) -> list[Deployment]:
         with self.read() as conn:
             rows = conn.execute(sa.select(schema.DEPLOYMENTS).order_by(schema.DEPLOYMENTS.c.name))
@@ -128,15 +133,18 @@ class BackendsSQL(LedgerSQL):
                 added = len(fresh)
         return added
 
-    def scale(self, values: dict[str, Any], metrics: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Record a scale action once per idempotency key and apply it to the simulated cluster."""
+    def scale(self, values: dict[str, Any], metrics: dict[str, Any], *, apply: bool = True
+              ) -> tuple[dict[str, Any], bool]:
+        """Record a scale action once per idempotency key and, with `apply`, set the simulated cluster's replicas
+        (a no-op is recorded with apply=False: the deployment's row is left as it is)."""
         with self.write() as conn:
             query = sa.select(schema.SCALES).where(schema.SCALES.c.idempotency_key == values["idempotency_key"])
             found = conn.execute(query).first()
             if found is not None:
                 return dict(found._mapping), False
-            conn.execute(sa.update(schema.DEPLOYMENTS).where(schema.DEPLOYMENTS.c.name == values["deployment"])
-                         .values(replicas=values["to_replicas"], **metrics))
+            if apply:
+                conn.execute(sa.update(schema.DEPLOYMENTS).where(schema.DEPLOYMENTS.c.name == values["deployment"])
+                             .values(replicas=values["to_replicas"], **metrics))
             row_id = conn.execute(sa.insert(schema.SCALES).returning(schema.SCALES.c.id), values).scalar_one()
             return {**values, "id": row_id}, True
 

@@ -36,6 +36,8 @@ class RunRecord:
     wake_at: float | None = None
     result: str | None = None
     error: str | None = None
+    queue: str | None = None
+    """The broker queue the run is sent to (None: AGENTOPS_BROKER_QUEUE)."""
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from agentops.core.deferred import DeferredModule
@@ -38,8 +38,10 @@ from agentops.db.sql import (
     with_defaults,
 )
 
-_LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message")
-_LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS)
+_LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message", "line_key")
+_KEPT_ONCE = " ON CONFLICT DO NOTHING"
+"""A line whose (run, line_key) is stored already (logged again by a replay) is not inserted twice."""
+_LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS) + _KEPT_ONCE
 _CLAIMABLE = "(" + ", ".join(f"'{state}'" for state in sorted(CLAIMABLE)) + ")"
 """The claimable states as literals, so the planner can use the partial index ix_flow_runs_claimable (a
 parameter could be anything, so a prepared statement's generic plan could not)."""
@@ -51,6 +53,22 @@ LOG_COLUMNS = ", ".join(column_names(LogRecord))
 
 MAX_UNSTARTED_NOTED = 10_000
 """At most this many claims of never-started runs remembered for steps_of_claim (an execution asks at once)."""
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """The queues a worker takes runs from; `default` is the one a run without a queue of its own belongs to."""
+
+    names: tuple[str, ...]
+    default: str
+
+
+def _queue_clause(queues: QueueFilter | None) -> tuple[str, dict[str, Any]]:
+    """` AND <the run's queue is one of them>` and its parameters; nothing without a filter."""
+    if queues is None:
+        return "", {}
+    names, params = in_list("queue_", list(queues.names))
+    return f" AND COALESCE(queue, :default_queue) IN {names}", {**params, "default_queue": queues.default}
 
 
 class RunsSQL(LedgerSQL):
@@ -117,7 +135,7 @@ class RunsSQL(LedgerSQL):
         with self._write_sql() as tx:
             if tx.execute(sql, params) != 1:
                 return False
-            tx.execute_many(_LOG_INSERT, logs)
+            tx.execute_many(_LOG_INSERT, _log_rows(logs))
             self._chain(tx, events)
         return True
 
@@ -154,22 +172,25 @@ class RunsSQL(LedgerSQL):
         with self.read() as conn:
             return list(conn.execute(sa.select(schema.RUNS.c.flow_name).distinct()).scalars())
 
-    def claim_run(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]]) -> RunRecord | None:
+    def claim_run(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]], *,
+                  queues: QueueFilter | None = None) -> RunRecord | None:
         """Take the oldest queued (or crashed) run for this worker, skipping rows another worker is claiming.
 
         `events_for(run)` builds the claim's audit events from the run as it was. Returns the run as claimed.
         """
-        claimed = self.claim_runs(worker_id, events_for, limit=1)
+        claimed = self.claim_runs(worker_id, events_for, limit=1, queues=queues)
         return claimed[0] if claimed else None
 
     def claim_runs(self, worker_id: str, events_for: Callable[[RunRecord], Sequence[Event]], *,
-                   limit: int) -> list[RunRecord]:
+                   limit: int, queues: QueueFilter | None = None) -> list[RunRecord]:
         """Take up to `limit` of the oldest queued (or crashed) runs in one transaction, oldest first, skipping rows
-        another worker is claiming; each under its next epoch, with its claim's events."""
+        another worker is claiming; each under its next epoch, with its claim's events. With `queues`, only runs
+        routed to one of them."""
         now = time.time()
+        routed, routed_params = _queue_clause(queues)
         pick = (f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
-                f"AND (wake_at IS NULL OR wake_at <= :now) ORDER BY created_at LIMIT :limit")
-        params = {"now": now, "limit": max(1, limit)}
+                f"AND (wake_at IS NULL OR wake_at <= :now){routed} ORDER BY created_at LIMIT :limit")
+        params = {**routed_params, "now": now, "limit": max(1, limit)}
         with self._write_sql() as tx:
             if self.is_sqlite:  # the write lock is held: nobody else is claiming
                 return [self._take(tx, RunRecord(**found), worker_id, now, events_for)
@@ -261,11 +282,21 @@ class RunsSQL(LedgerSQL):
             self._unstarted.discard((run.id, run.epoch))
         return [] if unstarted else self.steps_for_run(run.id)
 
-    def has_claimable(self, now: float) -> bool:
+    def has_claimable(self, now: float, queues: QueueFilter | None = None) -> bool:
+        routed, routed_params = _queue_clause(queues)
         with self._read_sql() as tx:
             return tx.first(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} "
-                            f"AND (wake_at IS NULL OR wake_at <= :now) LIMIT 1",
-                            {"now": now}) is not None
+                            f"AND (wake_at IS NULL OR wake_at <= :now){routed} LIMIT 1",
+                            {**routed_params, "now": now}) is not None
+
+    def run_queues(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each run's queue (None: the default queue); runs that are not there are left out."""
+        if not run_ids:
+            return {}
+        ids, params = in_list("run_", list(run_ids))
+        with self._read_sql() as tx:
+            return {row["id"]: row["queue"] for row in tx.rows(f"SELECT id, queue FROM flow_runs WHERE id IN {ids}",
+                                                               params)}
 
     def holds_lease(self, run_id: str, epoch: int) -> bool:
         """Whether the run is still at `epoch` (the caller's execution still holds it)."""
@@ -356,7 +387,7 @@ class RunsSQL(LedgerSQL):
             return
         with self._write_sql() as tx:
             self._put_step(tx, values, exists=exists, epoch=epoch)
-            tx.execute_many(_LOG_INSERT, logs)
+            tx.execute_many(_LOG_INSERT, _log_rows(logs))
             self._chain(tx, events)
 
     def _put_step(self, tx: SqlText, values: dict[str, Any], *, exists: bool, epoch: int | None) -> None:
@@ -388,8 +419,9 @@ class RunsSQL(LedgerSQL):
             ctes.append(f"lines AS (INSERT INTO log_lines ({', '.join(_LOG_COLUMNS)}) SELECT * FROM unnest("
                         "CAST(:log_run_id AS TEXT[]), CAST(:log_step_no AS INTEGER[]), "
                         "CAST(:log_ts AS DOUBLE PRECISION[]), CAST(:log_level AS TEXT[]), "
-                        "CAST(:log_message AS TEXT[])) WHERE EXISTS (SELECT 1 FROM body))")
-            params = {**params, **{f"log_{c}": [line.get(c) for line in logs] for c in _LOG_COLUMNS}}
+                        "CAST(:log_message AS TEXT[]), CAST(:log_line_key AS TEXT[])) "
+                        f"WHERE EXISTS (SELECT 1 FROM body){_KEPT_ONCE})")
+            params = {**params, **{f"log_{c}": [line[c] for line in _log_rows(logs)] for c in _LOG_COLUMNS}}
         assert self._pg is not None
         with self._tracking_runnable():
             check = "1"
@@ -433,10 +465,10 @@ class RunsSQL(LedgerSQL):
             return
         with self._write_sql() as tx:
             if epoch is None:
-                tx.execute_many(_LOG_INSERT, logs)
+                tx.execute_many(_LOG_INSERT, _log_rows(logs))
             else:
-                tx.execute_many(insert_where_sql("log_lines", _LOG_COLUMNS, self._fence),
-                                [{**line, "fence_run": line["run_id"], "fence_epoch": epoch} for line in logs])
+                rows = [{**line, "fence_run": line["run_id"], "fence_epoch": epoch} for line in _log_rows(logs)]
+                tx.execute_many(insert_where_sql("log_lines", _LOG_COLUMNS, self._fence) + _KEPT_ONCE, rows)
 
     def logs_for_run(self, run_id: str, limit: int = 5000) -> list[LogRecord]:
         with self._read_sql() as tx:
@@ -456,3 +488,7 @@ class RunsSQL(LedgerSQL):
             tx.execute("DELETE FROM task_cache WHERE key = :key", {"key": key})
             tx.execute(insert_sql("task_cache", ("key", "value", "created_at", "expires_at")),
                        {"key": key, "value": value, "created_at": now, "expires_at": expires_at})
+
+
+def _log_rows(logs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"line_key": None, **line} for line in logs]

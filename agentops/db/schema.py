@@ -44,6 +44,8 @@ class FlowRun(SQLModel, table=True):
     wake_at: float | None = None
     result: str | None = Field(default=None, sa_column=Column(Text))
     error: str | None = Field(default=None, sa_column=Column(Text))
+    queue: str | None = Field(default=None, max_length=200)
+    """The broker queue the run is sent to, chosen from its flow when it was created; None: AGENTOPS_BROKER_QUEUE."""
 
 
 class StepRun(SQLModel, table=True):
@@ -74,7 +76,8 @@ class StepRun(SQLModel, table=True):
 
 class LogLine(SQLModel, table=True):
     __tablename__ = "log_lines"
-    __table_args__ = (Index("ix_log_lines_run", "run_id", "id"),)
+    __table_args__ = (Index("ix_log_lines_run", "run_id", "id"),
+                      Index("uq_log_lines_key", "run_id", "line_key", unique=True))
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: str = Field(max_length=32)
@@ -82,6 +85,8 @@ class LogLine(SQLModel, table=True):
     ts: float
     level: str = Field(max_length=16)
     message: str = Field(sa_column=Column(Text, nullable=False))
+    line_key: str | None = Field(default=None, max_length=64)
+    """The line's place in the flow (see agentops.engine.logs): a replay that logs it again inserts nothing."""
 
 
 class CacheEntry(SQLModel, table=True):

@@ -112,10 +112,10 @@ def _execute_task(task: Task, run_id: object) -> str:
     return str(done.outcome.state)
 
 
-def send(run_id: str) -> None:
-    """Publish "execute run `run_id`" on the configured queue (Celery retries the publish a few times), with the
-    W3C traceparent of the run's trace, which the executing worker continues."""
-    celery_app().send_task(TASK_NAME, args=[run_id], queue=get_settings().broker_queue, ignore_result=True,
+def send(run_id: str, queue: str | None = None) -> None:
+    """Publish "execute run `run_id`" on `queue` (default AGENTOPS_BROKER_QUEUE; Celery retries the publish a few
+    times), with the W3C traceparent of the run's trace, which the executing worker continues."""
+    celery_app().send_task(TASK_NAME, args=[run_id], queue=queue or get_settings().broker_queue, ignore_result=True,
                            headers={"traceparent": tracing.traceparent(run_id)})
 
 

@@ -55,6 +55,8 @@ class RunContext:
     """Per-run state of higher layers (the policy in force, ...)."""
     _usage: BudgetUsage = field(default_factory=BudgetUsage)
     _usage_lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_step_no: int = 0
+    _lines_at: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for step in self.recorded.values():
@@ -79,7 +81,19 @@ class RunContext:
 
     def next_step_no(self) -> int:
         with self._counter_lock:
-            return next(self._counter)
+            self._last_step_no = next(self._counter)
+            return self._last_step_no
+
+    def line_key(self, step_no: int | None) -> str:
+        """A log line's place in the run, the same when a replay logs it again. Between steps (in the flow's own
+        code, which every execution runs again from the top): after which step, and the how-manieth line there.
+        Inside a step (whose body runs only when it is not replayed): the step, this execution's epoch and the
+        line's number, so a step that runs again after a crash keeps the lines of both tries."""
+        with self._counter_lock:
+            anchor = f"f{self._last_step_no}" if step_no is None else f"s{step_no}.e{self.epoch}"
+            seq = self._lines_at.get(anchor, 0)
+            self._lines_at[anchor] = seq + 1
+        return f"{anchor}.{seq}"
 
     def add_log(self, line: dict[str, Any]) -> None:
         with self._logs_lock:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from agentops.engine import registry
 from agentops.engine.runner import call_flow
 from agentops.errors import ParameterError
+from agentops.settings import check_queue_name, get_settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,12 +26,14 @@ class Flow(Generic[P, R]):
     """
 
     def __init__(self, fn: Callable[P, R], *, name: str | None = None, description: str | None = None,
-                 log_prints: bool = False, tags: tuple[str, ...] = ()) -> None:
+                 log_prints: bool = False, tags: tuple[str, ...] = (), queue: str | None = None) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.description = description or inspect.getdoc(fn) or ""
         self.log_prints = log_prints
         self.tags = tags
+        self.queue = None if queue is None else check_queue_name(queue)
+        """The broker queue its runs are sent to (AGENTOPS_FLOW_QUEUES overrides it); None: AGENTOPS_BROKER_QUEUE."""
         self.is_async = inspect.iscoroutinefunction(fn)
         self._params_model: type[BaseModel] | None = None
         functools.update_wrapper(self, fn)
@@ -54,6 +57,10 @@ class Flow(Generic[P, R]):
                 f"{self.name}_parameters", __config__=ConfigDict(extra="forbid"), **fields
             )
         return self._params_model
+
+    def run_queue(self) -> str | None:
+        """The queue a new run of this flow goes to: AGENTOPS_FLOW_QUEUES' entry, else `queue`; None: the default."""
+        return get_settings().flow_queues.get(self.name, self.queue)
 
     def parameter_schema(self) -> dict[str, Any]:
         return self.params_model.model_json_schema()
@@ -86,9 +93,9 @@ def describe_validation_error(exc: ValidationError) -> str:
 def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
 @overload
 def flow(*, name: str | None = None, description: str | None = None, log_prints: bool = False,
-         tags: tuple[str, ...] = ()) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+         tags: tuple[str, ...] = (), queue: str | None = None) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 def flow(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a flow: `@flow` or `@flow(name="...", log_prints=True)`."""
+    """Declare a flow: `@flow` or `@flow(name="...", log_prints=True, queue="reports")`."""
     if fn is not None:
         return Flow(fn)
     return lambda f: Flow(f, **options)

@@ -1,4 +1,8 @@
-"""`get_run_logger()` and `log_prints`: lines stored per step with the step's record."""
+"""`get_run_logger()` and `log_prints`: lines stored per step with the step's record.
+
+A resumed run executes its flow function again from the top, so the flow's own code logs its lines again; each
+line carries its place in the run (`RunContext.line_key`), and the store keeps the first line at each place.
+"""
 
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ def _store_line(level: str, message: str) -> bool:
     if ctx is None:
         return False
     step = current_step.get()
-    ctx.add_log({"run_id": ctx.run_id, "step_no": step.step_no if step else None, "ts": time.time(),
-                 "level": level, "message": default_redactor().text(message)})
+    step_no = step.step_no if step else None
+    ctx.add_log({"run_id": ctx.run_id, "step_no": step_no, "ts": time.time(), "level": level,
+                 "message": default_redactor().text(message), "line_key": ctx.line_key(step_no)})
     return True
 
 

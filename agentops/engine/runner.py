@@ -79,7 +79,7 @@ def prepare_run(flow: Flow[Any, Any], parameters: dict[str, Any], *, trigger: st
     now = time.time() if now is None else now
     values = {"id": run_id, "flow_name": flow.name, "parameters": params_text, "trigger": trigger,
               "created_by": created_by, "created_at": now, "updated_at": now, "parent_run_id": parent_run_id,
-              "state": State.PENDING.value, **extra}
+              "state": State.PENDING.value, "queue": flow.run_queue(), **extra}
     actor = f"user:{created_by}" if created_by else transitions.ENGINE
     events = [transitions.run_state(run_id, State.PENDING.value, actor=actor, ts=now, flow=flow.name,
                                     trigger=trigger, parameters=params)]

@@ -206,7 +206,7 @@ def _after_failure(ctx: RunContext, task: Task[Any, Any], prep: _Prepared, exc: 
         raise exc
     delay = task.retry_delay(attempt)
     _record(ctx, task, prep, State.AWAITING_RETRY, error=_error_text(exc), attempts=attempt,
-            meta={"retry_in_seconds": round(delay, 3)})
+            meta={"retry_in_seconds": round(delay, 3)}, facts=StepFacts(payload={"retry_in_seconds": round(delay, 3)}))
     return delay
 
 

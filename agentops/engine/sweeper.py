@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from agentops.db import Store
 from agentops.engine.dispatch import send_runs
@@ -39,7 +40,8 @@ class Sweeper:
     """Seconds between sweeps (`maybe_sweep`)."""
     housekeeping: Sequence[Callable[[Store], object]] = ()
     """Jobs run with each sweep (the service passes approval expiry and ledger checkpoints)."""
-    send: Callable[[Sequence[str]], None] = send_runs
+    send: Callable[[Sequence[str]], None] | None = None
+    """Default: each run to its own queue (see agentops/engine/dispatch.py)."""
     _waiting: dict[str, _Waiting] = field(default_factory=dict)
     _last: float = float("-inf")
 
@@ -65,5 +67,5 @@ class Sweeper:
             waiting.interval = min(self.max_resend_after, waiting.interval * 2)
             waiting.due = now + waiting.interval
         if resend:
-            self.send(resend)
+            (self.send or partial(send_runs, store=self.store))(resend)
         return recovered, resend

@@ -15,6 +15,7 @@ from agentops.core.ledger import Event
 from agentops.core.states import State
 from agentops.db import Store, open_store
 from agentops.db.records import RunRecord
+from agentops.db.runs import QueueFilter
 from agentops.engine import transitions
 from agentops.engine.runner import RunOutcome, execute_run
 from agentops.settings import get_settings
@@ -47,7 +48,8 @@ class Worker:
 
     def __init__(self, store: Store | None = None, *, concurrency: int = 4, poll_seconds: float | None = None,
                  stale_after: float | None = None, on_outcome: Callable[[RunOutcome], None] | None = None,
-                 housekeeping: Sequence[Callable[[Store], object]] = ()) -> None:
+                 housekeeping: Sequence[Callable[[Store], object]] = (),
+                 queues: Sequence[str] | None = None) -> None:
         settings = get_settings()
         self.store = store or open_store()
         self.id = f"worker:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -55,6 +57,8 @@ class Worker:
         self.poll_seconds = settings.worker_poll_seconds if poll_seconds is None else poll_seconds
         self.stale_after = settings.stale_after_seconds if stale_after is None else stale_after
         self.on_outcome = on_outcome
+        self.queues = QueueFilter(tuple(queues), settings.broker_queue) if queues else None
+        """With queues, only runs routed to one of them (a run with no queue of its own is in the default one)."""
         self._jobs = tuple(housekeeping)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agentops-run")
         self._running: set[Future[RunOutcome]] = set()
@@ -101,11 +105,11 @@ class Worker:
                                       epoch=run.epoch + 1)]
 
     def claim_one(self) -> RunRecord | None:
-        return self.store.claim_run(self.id, self._claim_events)
+        return self.store.claim_run(self.id, self._claim_events, queues=self.queues)
 
     def claim_batch(self, free: int) -> list[RunRecord]:
         """Up to `free` runs in one claim transaction (one per free slot)."""
-        return self.store.claim_runs(self.id, self._claim_events, limit=free)
+        return self.store.claim_runs(self.id, self._claim_events, limit=free, queues=self.queues)
 
     def _execute(self, run: RunRecord) -> RunOutcome:
         outcome = execute_run(run.id, worker_id=self.id, epoch=run.epoch, store=self.store, claimed=run)
@@ -149,7 +153,7 @@ class Worker:
                         self._submit(run)
                     if claimed:
                         continue
-                if burst and not self._running and not self.store.has_claimable(time.time()):
+                if burst and not self._running and not self.store.has_claimable(time.time(), self.queues):
                     break
                 if max_seconds is not None and time.time() - started > max_seconds:
                     break

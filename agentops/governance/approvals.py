@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
@@ -87,12 +88,15 @@ def request_approval(
     context: dict[str, Any] | None = None,
     quorum: int = 1,
     kind: Literal["approve", "respond"] = "approve",
+    provenance: Callable[[], dict[str, Any]] | None = None,
 ) -> Decision:
     """Ask a person to approve `action(args)`; the run pauses (freeing its worker) until they decide.
 
     Call it inside a flow. It is a step: on resume it returns the recorded decision. `kind="respond"` asks for
     input instead (an MCP server's elicitation): `args["requested_schema"]` is the JSON Schema of the answer, and
-    the decision is a `respond` whose `args` are the answer (or a `reject`, or `expired`).
+    the decision is a `respond` whose `args` are the answer (or a `reject`, or `expired`). `provenance` is called
+    once, when the request is opened: the argument values it names as read from data (governance/provenance.py)
+    are stored in the request's context and its `approval.requested` event.
     """
     if current_run.get() is None:
         raise AgentOpsError("request_approval() must be called inside a running flow")
@@ -103,7 +107,7 @@ def request_approval(
         if step.record is None:
             _open_request(step, action, args, reason=reason, expires_in=expires_in,
                           requester=requester or f"flow:{ctx.flow_name}", verdict=verdict, policy_hash=policy_hash,
-                          context=context, quorum=quorum, kind=kind)
+                          context=context, quorum=quorum, kind=kind, provenance=provenance)
         appr = ctx.store.approval_for_step(ctx.run_id, step.step_no)
         if appr is None:
             raise NotFoundError(f"run {ctx.run_id}: step {step.step_no} awaits an approval that does not exist")
@@ -129,9 +133,13 @@ def request_approval(
 
 def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reason: str, expires_in: float | None,
                   requester: str, verdict: dict[str, Any] | None, policy_hash: str | None,
-                  context: dict[str, Any] | None, quorum: int, kind: str = "approve") -> NoReturn:
+                  context: dict[str, Any] | None, quorum: int, kind: str = "approve",
+                  provenance: Callable[[], dict[str, Any]] | None = None) -> NoReturn:
     """Store the request with its step and the run's pause (one transaction, fenced), then pause the run."""
     ctx, step_no = step.ctx, step.step_no
+    marks = redact(provenance()) if provenance else None
+    if marks:
+        context = {**(context or {}), "provenance": marks}
     now = time.time()
     approval_id = uuid.uuid4().hex
     digest = serialization.digest(args)
@@ -150,7 +158,7 @@ def _open_request(step: PausingStep, action: str, args: dict[str, Any], *, reaso
               approval_id=approval_id, policy_hash=policy_hash, ts=now,
               payload={"action": action, "args": args, "args_digest": digest, "reason": reason,
                        "verdict": verdict, "expires_at": approval["expires_at"], "quorum": approval["quorum"],
-                       "kind": kind}),
+                       "kind": kind, **({"provenance": marks} if marks else {})}),
         transitions.step_state(ctx.run_id, step_no, name, State.AWAITING_APPROVAL.value, ts=now,
                                approval_id=approval_id),
         transitions.run_state(ctx.run_id, State.AWAITING_APPROVAL.value, ts=now, approval_id=approval_id),

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from agentops.core.times import format_time, iso_time
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
-from agentops.service import alerts, chat, links, schedules, sessions, tokens, views
+from agentops.service import alerts, chat, effects, links, run_view, schedules, sessions, tokens, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
-from agentops.service.approvals import decide, get_approval, list_approvals
+from agentops.service.approvals import decide, decide_group, get_approval, list_approvals
 from agentops.service.audit import (
     audit_checkpoint,
     audit_count,
@@ -26,6 +26,7 @@ from agentops.service.processes import (
     celery_worker_command,
     new_scheduler,
     new_worker,
+    queue_names,
     run_celery_worker,
 )
 from agentops.service.runs import (
@@ -87,6 +88,8 @@ __all__ = [
     "conversation_owner",
     "count_runs",
     "decide",
+    "decide_group",
+    "effects",
     "execute_here",
     "find_flow",
     "follow_run",
@@ -111,6 +114,7 @@ __all__ = [
     "open_database",
     "pending_approvals_for",
     "project_path",
+    "queue_names",
     "requeue",
     "rerun",
     "resolve_run_id",
@@ -125,6 +129,7 @@ __all__ = [
     "run_now",
     "run_outcome",
     "run_steps",
+    "run_view",
     "schedules",
     "sessions",
     "start_run",

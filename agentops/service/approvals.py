@@ -1,12 +1,15 @@
-"""Approvals for every face: list, look up by id or prefix, decide."""
+"""Approvals for every face: list, look up by id or prefix, decide one, decide a group."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentops.db import open_store
-from agentops.errors import NotFoundError
+from agentops.errors import AgentOpsError, ApprovalError, NotFoundError
 from agentops.governance import approvals
+from agentops.service import effects
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval
@@ -34,3 +37,60 @@ def decide(approval_id: str, kind: str, *, user: str | None, args_digest: str | 
     appr = get_approval(approval_id)
     return approvals.decide(open_store(), appr.id, kind, user=user, args_digest=args_digest, edited_args=edited_args,
                             message=message, response=response)
+
+
+GroupChoice = Literal["approve_all", "reject_all", "approve_latest"]
+
+
+@dataclass(frozen=True)
+class GroupOutcome:
+    """One group decision: each request decided on its own (its own digest, its own `approval.decided`)."""
+
+    decided: list[tuple[str, str]] = field(default_factory=list)
+    """(approval id, decision kind) for each request decided."""
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(approval id, why) for each request the decision was refused on; the others stand."""
+
+
+def decide_group(members: list[tuple[str, str]], choice: GroupChoice, *, user: str | None,
+                 message: str | None = None) -> GroupOutcome:
+    """Decide the requests of a group as the reviewer saw them: `members` are (id, args digest) pairs as drawn,
+    so a request that joined the group since is left pending. Approving all of a group whose members ask for
+    different states of one target (scale web-app to 12 and to 14) is refused: `approve_latest` approves the
+    newest and rejects the others, and only once the newest is approved."""
+    group = [get_approval(approval_id) for approval_id, _ in members]
+    digests = dict(members)
+    summary = effects.summarize_group(group)
+    if choice not in summary.choices:
+        if choice == "approve_all" and summary.contradictory:
+            raise ApprovalError(f"these {len(group)} requests ask for different states of {summary.target} "
+                                f"({', '.join(sorted({k for d in summary.differing.values() for k in d}))}); "
+                                "approve the latest and reject the others, or decide them one by one")
+        raise ApprovalError(f"unknown group decision '{choice}' (choose one of: {', '.join(summary.choices)})")
+    outcome = GroupOutcome()
+    if choice == "approve_latest":
+        latest = next(a for a in group if a.id == summary.latest)
+        if not _decide_one(outcome, latest, "approve", user, digests[latest.id], None):
+            return outcome
+        chosen = ", ".join(f"{k}={json.dumps(v)}" for k, v in summary.differing.get(latest.id, {}).items())
+        message = message or f"superseded by the later request {latest.id[:12]} ({chosen}) for {summary.target}"
+        rest = [a for a in group if a.id != latest.id]
+        kind = "reject"
+    else:
+        rest, kind = group, ("approve" if choice == "approve_all" else "reject")
+        if kind == "reject":
+            message = message or "rejected with its group"
+    for appr in rest:
+        _decide_one(outcome, appr, kind, user, digests[appr.id], message if kind == "reject" else None)
+    return outcome
+
+
+def _decide_one(outcome: GroupOutcome, appr: Approval, kind: str, user: str | None, digest: str,
+                message: str | None) -> bool:
+    try:
+        approvals.decide(open_store(), appr.id, kind, user=user, args_digest=digest, message=message)
+    except AgentOpsError as exc:
+        outcome.failed.append((appr.id, str(exc)))
+        return False
+    outcome.decided.append((appr.id, kind))
+    return True

@@ -3,7 +3,7 @@ housekeeping), and a scheduler (with the sweeper when dispatch is on)."""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from typing import Any
 
 from agentops.db import Store, open_store
@@ -15,15 +15,18 @@ from agentops.governance.approvals import expire_due
 from agentops.scheduling.scheduler import Scheduler
 from agentops.service.audit import Checkpointer
 from agentops.service.notifications import Notifier
-from agentops.settings import get_settings
-
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+from agentops.settings import check_queue_name, get_settings
 
 
 def _housekeeping() -> list[Any]:
     """Closing approvals past their expiry, telling approvers of requests (in a thread of its own) and signing ledger
     checkpoints, which the engine knows nothing of."""
     return [expire_due, Notifier(), Checkpointer()]
+
+
+def queue_names(queues: Sequence[str] | None) -> list[str] | None:
+    """The queues a worker was asked to take runs from, each checked (ConfigError names a bad one)."""
+    return [check_queue_name(q) for q in queues] if queues else None
 
 
 def new_worker(**options: Any) -> Worker:
@@ -62,9 +65,7 @@ def run_celery_worker(*, concurrency: int, queues: list[str] | None = None) -> N
         raise ConfigError("agentops worker --celery needs AGENTOPS_BROKER_URL (redis://... or amqp://...)")
     if concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
-    bad = [q for q in queues or [] if not QUEUE_NAME.fullmatch(q)]
-    if bad:
-        raise ConfigError(f"queue name {bad[0]!r}: use letters, digits and _ . : - only")
+    queues = queue_names(queues)
     from agentops.engine.celery_app import worker_main  # Celery only here
 
     worker_main(concurrency=concurrency, queues=queues or [get_settings().broker_queue])

@@ -11,6 +11,7 @@ from agentops.core import serialization
 from agentops.db import open_store
 from agentops.db.records import StepRecord
 from agentops.engine.project import project_root
+from agentops.errors import SerializationError
 from agentops.service.effects import Effect, duplicate_groups, effect_of
 
 if TYPE_CHECKING:
@@ -90,22 +91,8 @@ def decoded(text: str | None) -> Any:
         return None
     try:
         return serialization.loads(text)
-    except (ValueError, TypeError):
+    except (SerializationError, ValueError, TypeError):
         return text
-
-
-def timeline_rows(steps: list[StepRecord], now: float | None = None) -> list[dict[str, Any]]:
-    """One bar per step for the Gantt chart; a running step extends to now."""
-    now = time.time() if now is None else now
-    rows = []
-    for step in steps:
-        if step.started_at is None:
-            continue
-        end = step.ended_at or now
-        rows.append({"step": f"{step.step_no:>3} {step.name}", "kind": step.kind, "state": step.state,
-                     "start": step.started_at * 1000, "end": max(end, step.started_at + 0.001) * 1000,
-                     "duration_ms": step.duration_ms or (end - step.started_at) * 1000})
-    return rows
 
 
 def chart_image(sha256: str) -> bytes | None:

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 from ui_kit.session import current_user
 
 from agentops import service
 from agentops.errors import AgentOpsError
+
+# printf formats for st.column_config.NumberColumn, as the answer's sentence writes numbers (a bare string here
+# would be drawn on the page by Streamlit's magic).
+NUMBER_FORMATS = {"money": "%,.2f", "integer": "%,d", "number": "%,.2f", "percent": "%.1f%%"}
+DATE_FORMATS = {"date": "YYYY-MM-DD", "month": "YYYY-MM"}
+
+
+def column_config(formats: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for name, fmt in formats.items():
+        label = headers.get(name, name)
+        if fmt in NUMBER_FORMATS:
+            config[name] = st.column_config.NumberColumn(label, format=NUMBER_FORMATS[fmt])
+        elif fmt in DATE_FORMATS:
+            config[name] = st.column_config.DateColumn(label, format=DATE_FORMATS[fmt])
+        else:
+            config[name] = st.column_config.TextColumn(label)
+    return config
+
 
 user = current_user()
 assert user is not None
@@ -28,11 +49,17 @@ if asked:
         st.error(str(exc))
         st.stop()
     st.markdown(f"**{result['answer']}**")
-    if result.get("table"):
-        st.dataframe(result["table"], hide_index=True, width="stretch", key="data-table")
-    if result.get("chart_png"):
+    if result.get("altair_chart") is not None:
+        st.altair_chart(result["altair_chart"], width="stretch", key="data-chart")
+    elif result.get("chart_png"):
         st.image(result["chart_png"], caption="chart")
+    if result.get("dated_table"):
+        st.dataframe(result["dated_table"], hide_index=True, width="stretch", key="data-table",
+                     column_order=result["columns"],
+                     column_config=column_config(result.get("formats", {}), result.get("headers", {})))
+        if result.get("truncated"):
+            st.caption(f"The first {len(result['dated_table']):,} of {result['rows']:,} rows.")
     if result.get("sql"):
-        st.code(result["sql"], language="sql")
+        st.code(result["sql"], language="sql", wrap_lines=True)
     if result.get("code"):
-        st.code(result["code"], language="python")
+        st.code(result["code"], language="python", wrap_lines=True)

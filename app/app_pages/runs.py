@@ -1,19 +1,20 @@
-"""Runs: a filtered, paginated list, and one run's timeline, steps, model and tool calls, and actions."""
+"""Runs: a filtered, paginated list, and one run as people read it: its conversation, each governed call as a
+card, a timeline whose waits are waits, its logs and steps, and actions. The view is built in service.run_view."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 
-import altair as alt
 import streamlit as st
-from ui_kit.render import pretty, state_label, when
+from ui_kit import run_parts
+from ui_kit.render import md_text, state_label, when
 from ui_kit.session import SessionUser, current_user, database_key, still_logged_in
 
 from agentops import service
 from agentops.core.states import STOPPED_SHORT, State, is_terminal
 from agentops.errors import AgentOpsError
-from agentops.service import views
+from agentops.service import run_view as rv
 
 PAGE_SIZE = 50
 ALL = "all"
@@ -29,7 +30,9 @@ def runs_page(database: str, state: str | None, flow: str | None, trigger: str |
     filters = {"state": state, "flow": flow, "trigger": trigger, "since": since}
     total = service.count_runs(**filters)
     runs = service.list_runs(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    return total, [{"run": r.id, "flow": r.flow_name, "state": state_label(r.state), "trigger": r.trigger,
+    notes = service.run_notes(runs)
+    return total, [{"run": r.id, "flow": r.flow_name, "state": state_label(r.state),
+                    "governed calls": f"⚠ {notes[r.id]}" if notes[r.id] else "", "trigger": r.trigger,
                     "by": r.created_by or "", "created": when(r.created_at),
                     "duration": f"{(r.ended_at - r.started_at):.2f} s" if r.ended_at and r.started_at else ""}
                    for r in runs]
@@ -59,58 +62,85 @@ def run_list() -> str | None:
 
 def run_detail(run_id: str, user: SessionUser) -> None:
     try:
-        detail = service.run_detail(run_id)
+        view = service.run_view.run_view(run_id)
     except AgentOpsError as exc:
         st.error(str(exc))
         return
-    run = detail.run
+    run = view.run
     st.query_params["run"] = run.id
     live_state(run.id)
     st.caption(f"run `{run.id}` · trigger {run.trigger} · by {run.created_by or 'system'} · "
                f"created {when(run.created_at)}")
-    if run.state_message:
+    if view.outcome.note:
+        st.warning(f"Governed calls that did not go through: {view.outcome.note}", icon=":material/block:")
+    if run.state_message and run.state != "AWAITING_APPROVAL":
         st.info(run.state_message)
-    for waiting in service.pending_approvals_for(run.id):
-        st.markdown(f"[Open the approval it waits for: `{waiting.action}` · {waiting.id[:12]}]"
-                    f"(/approvals?request={waiting.id})")
     if user.can_operate:
         run_actions(run.id, run.state, user)
     left, right = st.columns(2)
-    left.markdown("**Parameters**")
-    left.code(pretty(views.decoded(run.parameters)), language="json")
-    right.markdown("**Result**" if run.state == "COMPLETED" else "**Error**" if run.error else "**Result**")
-    right.code(pretty(views.decoded(run.result) if run.result else run.error or "-"), language="json")
-    timeline = views.timeline_rows(detail.steps)
-    if timeline:
-        chart = alt.Chart(alt.Data(values=timeline)).mark_bar().encode(
-            x=alt.X("start:T", title="time"), x2="end:T", y=alt.Y("step:N", sort=None, title=None),
-            color=alt.Color("state:N"), tooltip=["step:N", "kind:N", "state:N", "duration_ms:Q"])
-        st.altair_chart(chart.properties(height=max(80, 24 * len(timeline))), width="stretch",
-                        key="run-timeline")
-    for step in detail.steps:
-        facts = views.step_facts(step)
-        label = f"{step.step_no}. {step.name} · {step.kind} · {state_label(step.state)}"
-        with st.expander(label):
-            st.caption(f"attempts {step.attempts} · {step.duration_ms or 0:.1f} ms · tokens {step.tokens} · "
-                       f"started {when(step.started_at)}")
-            meta = facts["meta"]
-            if step.kind == "model":
-                st.markdown(f"**Model** {meta.get('model', '?')} · usage {meta.get('usage', {})}")
-                for line in views.conversation_lines(meta.get("messages_in", []) if isinstance(meta, dict)
-                                                       else []):
-                    st.markdown(f"**{line['role']}**: {line['text']}")
-            if isinstance(meta, dict) and meta.get("verdict"):
-                st.markdown(f"**Verdict** `{pretty(meta['verdict'])}`")
-            st.markdown("**Inputs**")
-            st.code(pretty(facts["inputs"]), language="json")
-            st.markdown("**Output**" if not step.error else "**Error**")
-            st.code(step.error or pretty(facts["output"]))
-            logs = [line for line in detail.logs if line.step_no == step.step_no]
-            if logs:
-                st.code("\n".join(f"{when(x.ts)} {x.level:<7} {x.message}" for x in logs))
+    with left.expander("Parameters", expanded=True):
+        st.code(rv.pretty(view.parameters), language="json")
+    with right.container(border=True, key="run-result"):
+        result_box(view)
+    if view.timeline.bars:
+        st.markdown("**Timeline**")
+        st.altair_chart(run_parts.timeline_chart(view.timeline), width="stretch", key="run-timeline")
+    for i, conv in enumerate(view.conversations):
+        run_parts.conversation(conv, view.cards, key=f"c{i}")
+    if view.loose_cards:
+        st.markdown("**Governed calls the flow made itself**" if not view.conversations else "**Other calls**")
+        for index in view.loose_cards:
+            run_parts.tool_card(view.cards[index], f"loose-{index}")
+    logs = view.run_logs + [line for step in view.steps for line in step.logs]
+    if logs:
+        with st.expander(f"Log lines ({len(logs)})", expanded=True):
+            st.code("\n".join(f"{when(x.ts)} {x.level:<7} {'step ' + str(x.step_no) if x.step_no else 'flow':<8} "
+                              f"{x.message}" for x in sorted(logs, key=lambda x: (x.ts, x.id or 0))), language="text")
+    st.markdown("**Steps**")
+    for step in view.steps:
+        step_detail(step)
     with st.expander("State history (from the audit ledger)"):
         st.dataframe([{"seq": e.seq, "time": when(e.ts), "actor": e.actor, "action": e.action, "step": e.step_no,
-                       "payload": e.payload[:200]} for e in detail.history], hide_index=True, width="stretch")
+                       "payload": e.payload[:200]} for e in view.history], hide_index=True, width="stretch")
+
+
+def result_box(view: rv.RunView) -> None:
+    """What the run returned, its error, or the approval it waits for (linked), never a bare "-"."""
+    run = view.run
+    if view.waiting:
+        st.markdown("**Waiting for**")
+        for link in view.waiting:
+            st.markdown(f"`{link.action}` · {run_parts.approval_words(link)}")
+    elif run.error:
+        st.markdown("**Error**")
+        st.error(run.error)
+    elif run.state == "COMPLETED":
+        st.markdown("**Result**")
+        if isinstance(view.result, str):
+            st.markdown(md_text(view.result))
+        else:
+            st.code(rv.pretty(view.result), language="json")
+    else:
+        st.markdown("**Result**")
+        st.caption(view.outcome.words)
+
+
+def step_detail(line: rv.StepLine) -> None:
+    step = line.step
+    label = f"{line.label} · {step.kind} · {state_label(step.state)}"
+    with st.expander(label):
+        st.caption(f"attempts {step.attempts} · {rv.duration_words((step.duration_ms or 0) / 1000)} · "
+                   f"started {when(step.started_at)}")
+        if step.error:
+            st.error(step.error)
+        if line.agent_step:
+            st.caption("shown in the conversation and the call cards above")
+            return
+        st.markdown("**Inputs**")
+        st.code(rv.pretty(line.inputs), language="json")
+        if not step.error:
+            st.markdown("**Output**")
+            st.code(rv.pretty(line.output), language="json")
 
 
 @st.fragment(run_every=2)

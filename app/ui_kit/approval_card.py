@@ -8,9 +8,9 @@ import streamlit as st
 
 from agentops import service
 from agentops.errors import AgentOpsError
-from agentops.service import views
+from agentops.service import effects, views
 from ui_kit.effect_view import show_effect
-from ui_kit.render import args_diff, countdown, pretty, when
+from ui_kit.render import args_diff, countdown, md_text, pretty, when
 from ui_kit.session import SessionUser, still_logged_in
 
 
@@ -19,7 +19,7 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
     a = view.approval
     with st.container(border=True, key=f"approval-{scope}-{a.id}"):
         st.markdown(f"#### `{a.action}`")
-        show_effect(view.effect, view.args, key=f"{scope}-{a.id}")
+        show_effect(view.effect, view.args, key=f"{scope}-{a.id}", marks=effects.provenance_of(a))
         left, middle, right = st.columns(3)
         left.markdown(f"**Requested by** {a.requester}")
         middle.markdown(f"**Policy rule** `{view.rule or '-'}`")
@@ -49,41 +49,71 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
 
 
 def approval_group(group: list[views.ApprovalView], user: SessionUser) -> None:
-    """Identical pending requests (same action, same arguments): the first as a card, the rest listed, each
-    still decidable (and recorded) on its own; an approver can decide them all at once."""
-    first, others = group[0], group[1:]
-    if others:
-        st.markdown(f"**{len(group)} identical requests** for `{first.approval.action}`: "
-                    + ", ".join(f"`{v.approval.id}`" for v in group))
-    approval_card(first, user)
-    if not others:
+    """Pending requests on one target (same action; the same deployment, recipients or ticket), or identical
+    ones: the newest as a card, each member's differing arguments listed, every member still decidable (and
+    recorded) on its own. Group decisions: Approve all / Reject all, or, when the members ask for different
+    states of the target, Approve the latest and reject the others."""
+    if len(group) == 1:
+        approval_card(group[0], user)
         return
+    summary = effects.summarize_group([v.approval for v in group])
+    first = group[0]
+    ids = ", ".join(f"`{v.approval.id}`" for v in group)
+    if summary.identical:
+        st.markdown(f"**{len(group)} identical requests** for `{first.approval.action}`: {ids}")
+    else:
+        st.markdown(f"**{len(group)} requests** for `{first.approval.action}` on {md_text(summary.target or '')}, "
+                    "differing in their arguments:")
+        for view in group:
+            differs = ", ".join(f"{md_text(k)} = **{md_text(_short(v))}**"
+                                for k, v in summary.differing[view.approval.id].items())
+            latest = " (latest)" if view.approval.id == summary.latest else ""
+            st.markdown(f"- `{view.approval.id}`{latest}: {differs}")
+    shown = next(v for v in group if v.approval.id == summary.latest) if not summary.identical else first
+    approval_card(shown, user)
     if user.can_decide:
-        left, right = st.columns(2)
-        if left.button(f"Approve all {len(group)}", key=f"approve-group-{first.approval.id}"):
-            _decide_all(group, "approve", user)
-        if right.button(f"Reject all {len(group)}", key=f"reject-group-{first.approval.id}"):
-            _decide_all(group, "reject", user)
-    with st.expander(f"The other {len(others)} identical requests"):
+        _group_buttons(group, summary, user)
+    others = [v for v in group if v is not shown]
+    with st.expander(f"The other {len(others)} {'identical ' if summary.identical else ''}requests"):
         for view in others:
-            approval_card(view, user, scope="group")
+            approval_card(view, user, scope="member")
 
 
-def _decide_all(group: list[views.ApprovalView], kind: str, user: SessionUser) -> None:
-    """One decision per request, each bound to its own digest and recorded on its own."""
+def _short(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _group_buttons(group: list[views.ApprovalView], summary: effects.GroupSummary, user: SessionUser) -> None:
+    key = group[0].approval.id
+    if "approve_latest" in summary.choices:
+        chosen = ", ".join(f"{k} {_short(v)}" for k, v in summary.differing[summary.latest].items())
+        st.caption("These requests set one target to different states, so they cannot all be approved.")
+        left, right = st.columns(2)
+        if left.button(f"Approve the latest ({chosen}), reject the others", key=f"approve-latest-{key}"):
+            _decide_group(group, "approve_latest", user)
+    else:
+        left, right = st.columns(2)
+        if left.button(f"Approve all {len(group)}", key=f"approve-group-{key}"):
+            _decide_group(group, "approve_all", user)
+    if right.button(f"Reject all {len(group)}", key=f"reject-group-{key}"):
+        _decide_group(group, "reject_all", user)
+
+
+def _decide_group(group: list[views.ApprovalView], choice: str, user: SessionUser) -> None:
+    """One decision per request, each bound to the digest it was drawn with and recorded on its own."""
     if not still_logged_in(user):
         return
-    done, failed = 0, []
-    for view in group:
-        a = view.approval
-        try:
-            service.decide(a.id, kind, user=user.name, args_digest=a.args_digest,  # type: ignore[arg-type]
-                           message="rejected with its identical requests" if kind == "reject" else None)
-            done += 1
-        except AgentOpsError as exc:
-            failed.append(f"{a.id}: {exc}")
-    st.session_state["approvals_flash"] = f"{kind} recorded on {done} of {len(group)} requests by {user.name}" + (
-        "; " + "; ".join(failed) if failed else "")
+    members = [(v.approval.id, v.approval.args_digest) for v in group]
+    try:
+        outcome = service.decide_group(members, choice, user=user.name)  # type: ignore[arg-type]
+    except AgentOpsError as exc:
+        st.error(str(exc))
+        return
+    decided = ", ".join(f"{kind} {i[:12]}" for i, kind in outcome.decided)
+    st.session_state["approvals_flash"] = (
+        f"{len(outcome.decided)} of {len(group)} requests decided by {user.name}: {decided or 'none'}"
+        + ("; " + "; ".join(f"{i[:12]}: {why}" for i, why in outcome.failed) if outcome.failed else ""))
     st.rerun()
 
 

@@ -12,15 +12,20 @@ from agentops.service.views import chart_image
 from ui_kit.render import md_text, pretty
 
 
-def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str) -> None:
+def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str,
+                marks: list[effects.Provenance] | None = None) -> None:
+    """The effect, then each argument value that came from data the agent read (`marks`, bound when the request
+    was opened), then the arguments as JSON."""
+    marks = marks or []
     if isinstance(effect, effects.ScaleEffect):
         _scale(effect)
     elif isinstance(effect, effects.EmailEffect):
-        _email(effect, key)
+        _email(effect, key, {m.value.casefold() for m in marks})
     elif isinstance(effect, effects.TicketEffect):
         _ticket(effect)
     elif isinstance(effect, effects.HttpEffect):
         st.code(effect.curl, language="bash", wrap_lines=True)
+    _provenance(marks)
     if effect is None:
         st.code(pretty(args), language="json")
     else:
@@ -31,26 +36,54 @@ def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str) -
 def _scale(effect: effects.ScaleEffect) -> None:
     if effect.current is None:
         st.markdown(f"Scale **{md_text(effect.deployment)}** to **{effect.proposed}** replicas")
-        st.warning(f"The cluster has no deployment named {effect.deployment}.", icon=":material/help:")
+        if effect.problem:
+            st.warning(f"Kubernetes: {md_text(effect.problem)}", icon=":material/cloud_off:")
+        else:
+            st.warning(f"The cluster has no deployment named {md_text(effect.deployment)}.", icon=":material/help:")
         return
     st.markdown(f"Scale **{md_text(effect.deployment)}**: **{effect.current} → {effect.proposed}** replicas",
-                help="current replicas → proposed, read from the cluster now")
+                help=f"current replicas → proposed, read from the {effect.source} cluster now")
     if effect.metrics:
         cpu, errors, p95 = (effect.metrics[k] for k in ("cpu_percent", "error_rate", "p95_latency_ms"))
         st.caption(f"now: CPU {cpu:.0f}% · error rate {errors:.2%} · p95 {p95:,.0f} ms")
     if effect.changes_nothing:
-        st.info(f"{effect.deployment} already runs {effect.current} replicas: approving this changes nothing.",
-                icon=":material/block:")
+        st.info(f"{md_text(effect.deployment)} already runs {effect.current} replicas: approving this changes nothing "
+                "(it is recorded as a no-op).", icon=":material/block:")
+    _dry_run(effect.dry_run)
 
 
-def _addresses(recipients: list[effects.Recipient]) -> str:
-    return ", ".join(md_text(r.text) + (" ⚠" if r.problem else "") for r in recipients) or "-"
+def _dry_run(dry_run: effects.DryRun | None) -> None:
+    if dry_run is None:
+        return
+    if dry_run.outcome == "accepted":
+        would = f" and would set {dry_run.replicas} replicas" if dry_run.replicas is not None else ""
+        st.success(f"Kubernetes dry run (dryRun=All): the API server accepts the patch{would}.",
+                   icon=":material/check:")
+    elif dry_run.outcome == "refused":
+        st.error(f"Kubernetes dry run (dryRun=All) refused: {md_text(dry_run.message)}. "
+                 "Approving would fail the same way.",
+                 icon=":material/gpp_bad:")
+    else:
+        st.warning(f"Kubernetes dry run not made: {md_text(dry_run.message)}", icon=":material/cloud_off:")
 
 
-def _email(effect: effects.EmailEffect, key: str) -> None:
+def _provenance(marks: list[effects.Provenance]) -> None:
+    if not marks:
+        return
+    lines = [f"- {md_text(m.path)}: {md_text(m.value)} · from {md_text(m.source)}" for m in marks]
+    st.warning("**From data the agent read, not from a person:**\n" + "\n".join(lines), icon=":material/input:")
+
+
+def _addresses(recipients: list[effects.Recipient], from_data: set[str]) -> str:
+    return ", ".join(md_text(r.text) + (" ⚠" if r.problem else "")
+                     + (" ⚑ from data" if any(v in r.text.casefold() for v in from_data) else "")
+                     for r in recipients) or "-"
+
+
+def _email(effect: effects.EmailEffect, key: str, from_data: set[str]) -> None:
     with st.container(border=True, key=f"email-{key}"):
-        st.markdown(f"**From:** {md_text(effect.sender)}  \n**To:** {_addresses(effect.to)}  \n"
-                    + (f"**Cc:** {_addresses(effect.cc)}  \n" if effect.cc else "")
+        st.markdown(f"**From:** {md_text(effect.sender)}  \n**To:** {_addresses(effect.to, from_data)}  \n"
+                    + (f"**Cc:** {_addresses(effect.cc, from_data)}  \n" if effect.cc else "")
                     + f"**Subject:** {md_text(effect.subject)}")
         for recipient in [*effect.to, *effect.cc]:
             if recipient.problem:

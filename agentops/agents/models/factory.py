@@ -64,6 +64,12 @@ def _cost(model_name: str, usage: dict[str, int]) -> float:
     return 0.0
 
 
+def price_known(model_name: str) -> bool:
+    """Whether a model's cost can be worked out: a priced model, or the playbook model (local, free)."""
+    bare = model_name.split(":")[-1]
+    return bare == PLAYBOOK or any(bare.startswith(prefix) for prefix in PRICES_PER_MILLION)
+
+
 def call_model(model: BaseChatModel, messages: list[BaseMessage], tools: list[Any], *,
                bound: Runnable[Any, Any] | None = None) -> ModelCallResult:
     """One model turn, its reply checked (`replies.check_reply`).

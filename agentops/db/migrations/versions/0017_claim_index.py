@@ -1,8 +1,8 @@
 """claim index: the oldest claimable run (PENDING or CRASHED) by a partial index on created_at, so a claim reads
 one index entry instead of every queued run (the old index covered PENDING only, which the claim could not use)
 
-Revision ID: 0015_claim_index
-Revises: 0014_hooks_tokens
+Revision ID: 0017_claim_index
+Revises: 0016_log_line_keys
 Create Date: 2026-12-03 10:30:00
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0015_claim_index'
-down_revision = '0014_hooks_tokens'
+revision = '0017_claim_index'
+down_revision = '0016_log_line_keys'
 branch_labels = None
 depends_on = None
 
