@@ -76,6 +76,8 @@ class LogRecord:
     message: str
     id: int | None = None
     step_no: int | None = None
+    line_key: str | None = None
+    """The line's place in the flow (see agentops.engine.logs), so a replay stores it once."""
 
 
 @cache
