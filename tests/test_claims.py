@@ -78,3 +78,40 @@ def test_a_worker_with_free_slots_runs_every_queued_run_once(store) -> None:  # 
         run = store.get_run(run_id)
         assert run.state == "COMPLETED" and serialization.loads(run.result) == n
         assert run.epoch == 1, "claimed once"
+
+
+def test_the_claim_index_covers_crashed_runs_and_migrates_down_and_up(store) -> None:  # type: ignore[no-untyped-def]
+    """The claim's partial index covers both claimable states (the claim picks the oldest of either), as the
+    schema declares it; migrating down restores the PENDING-only index it replaced."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from agentops.db.migrate import HEAD_REVISION, alembic_config
+
+    def predicate(name: str) -> str | None:
+        found = [ix for ix in sa.inspect(store.engine).get_indexes("flow_runs") if ix["name"] == name]
+        if not found:
+            return None
+        options = found[0].get("dialect_options", {})
+        text = options.get("postgresql_where") or options.get("sqlite_where")
+        return str(text) if text is not None else ""
+
+    crashed = create_run(batch_claimed_flow, {"n": 1}, store=store)
+    time.sleep(0.002)
+    pending = create_run(batch_claimed_flow, {"n": 2}, store=store)
+    with store.write() as conn:
+        conn.execute(sa.text("UPDATE flow_runs SET state = 'CRASHED' WHERE id = :id"), {"id": crashed})
+    config = alembic_config(store)
+    for target in ("0016_log_line_keys", HEAD_REVISION):
+        with store.write() as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if target != HEAD_REVISION else command.upgrade)(config, target)
+        claimable, queued = predicate("ix_flow_runs_claimable"), predicate("ix_flow_runs_queued")
+        if target == HEAD_REVISION:
+            assert queued is None and claimable is not None
+            assert "CRASHED" in claimable and "PENDING" in claimable
+        else:
+            assert claimable is None and queued is not None and "PENDING" in queued
+    store.engine.dispose()
+    claimed = store.claim_runs("worker:index", _events("worker:index"), limit=2)
+    assert [r.id for r in claimed] == [crashed, pending]

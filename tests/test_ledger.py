@@ -21,7 +21,7 @@ from agentops import flow, request_approval, service, task
 from agentops.core.ledger import GENESIS, Anchor, Event, event_hash, verify_rows
 from agentops.core.redaction import REDACTED, reset_redactor
 from agentops.engine.runner import CREATED_EPOCH, create_run, execute_run
-from agentops.errors import AgentOpsError, LedgerError
+from agentops.errors import AgentOpsError, LeaseLost, LedgerError
 
 
 def fill(store, n: int = 10) -> None:
@@ -230,6 +230,42 @@ def test_appends_refuse_to_run_without_the_high_water_mark(store) -> None:
         fill(store, 1)
     report = service.audit_verify()
     assert not report.ok and "high-water mark" in report.problem
+
+
+def test_no_state_change_is_written_without_the_high_water_mark(store) -> None:
+    """A run's creation, a step's record and a run's end each write their rows and events together (on PostgreSQL
+    as one statement): with the mark gone each is refused whole, and nothing of it is left behind."""
+    run_id = create_run(ledger_flow, {"n": 1}, queue=False, store=store)
+    tamper(store, "DELETE FROM ledger_head")
+    with pytest.raises(LedgerError, match="high-water mark"):
+        create_run(ledger_flow, {"n": 2}, store=store)
+    with pytest.raises(LedgerError, match="high-water mark"):
+        store.record_step({"run_id": run_id, "step_no": 1, "name": "ledger_pick", "state": "COMPLETED"},
+                          [Event(actor="engine", action="step.state", run_id=run_id, step_no=1)], exists=False,
+                          epoch=CREATED_EPOCH, logs=[{"run_id": run_id, "step_no": None, "ts": 1.0, "level": "INFO",
+                                                      "message": "lost with its step"}])
+    with pytest.raises(LedgerError, match="high-water mark"):
+        store.set_run_state(run_id, "CANCELLED", [Event(actor="engine", action="run.state", run_id=run_id)])
+    assert [r.id for r in store.list_runs()] == [run_id]
+    assert store.get_run(run_id).state == "RUNNING"
+    assert store.steps_for_run(run_id) == [] and store.logs_for_run(run_id) == []
+
+
+def test_a_step_and_its_log_lines_are_written_together_and_fenced(store) -> None:
+    run_id = create_run(ledger_flow, {"n": 1}, queue=False, store=store)
+    lines = [{"run_id": run_id, "step_no": None, "ts": 1.5, "level": "INFO", "message": "100% done: 'quoted'"},
+             {"run_id": run_id, "step_no": 1, "ts": 2.5, "level": "WARNING", "message": "second"}]
+    step = {"run_id": run_id, "step_no": 1, "name": "ledger_pick", "state": "COMPLETED"}
+    with pytest.raises(LeaseLost):
+        store.record_step(step, [Event(actor="engine", action="step.state", run_id=run_id, step_no=1)],
+                          exists=False, epoch=CREATED_EPOCH + 1, logs=lines)
+    assert store.steps_for_run(run_id) == [] and store.logs_for_run(run_id) == []
+    store.record_step(step, [Event(actor="engine", action="step.state", run_id=run_id, step_no=1)], exists=False,
+                      epoch=CREATED_EPOCH, logs=lines)
+    assert [(log.step_no, log.ts, log.message) for log in store.logs_for_run(run_id)] == [
+        (None, 1.5, "100% done: 'quoted'"), (1, 2.5, "second")]
+    assert [s.state for s in store.steps_for_run(run_id)] == ["COMPLETED"]
+    assert service.audit_verify().ok
 
 
 def test_numbers_missing_before_a_checkpoint_are_vouched_for_by_its_count() -> None:

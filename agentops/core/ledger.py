@@ -59,11 +59,17 @@ def event_hash(
     payload: str,
     policy_hash: str | None,
 ) -> str:
-    material = "\x1f".join(
-        (prev_hash, repr(float(ts)), actor, action, run_id or "", "" if step_no is None else str(step_no),
-         approval_id or "", policy_hash or "", payload)
-    )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return hashlib.sha256((prev_hash + event_material(ts, actor, action, run_id, step_no, approval_id, payload,
+                                                      policy_hash)).encode()).hexdigest()
+
+
+def event_material(ts: float, actor: str, action: str, run_id: str | None, step_no: int | None,
+                   approval_id: str | None, payload: str, policy_hash: str | None) -> str:
+    """What an event's hash covers after the previous hash: `event_hash` is sha256(prev_hash + this), so a
+    database can link it to a head it reads under its own lock (see agentops/db/ledger.py)."""
+    return "\x1f" + "\x1f".join((repr(float(ts)), actor, action, run_id or "",
+                                  "" if step_no is None else str(step_no), approval_id or "", policy_hash or "",
+                                  payload))
 
 
 def chain(prev_hash: str, events: Iterable[Event], first_seq: int) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 SQLite (WAL, the embedded default) and PostgreSQL share every statement here. Write transactions on
 SQLite start with BEGIN IMMEDIATE and are serialised in-process by a lock, so no thread sleeps in
-SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by an advisory lock.
+SQLite's busy handler; on PostgreSQL the ledger's hash chain is serialised by its head row's lock
+(`ledger_head`, FOR UPDATE), held for one statement and its commit (see agentops/db/ledger.py).
 Every state change appends its audit events in the same transaction, so the ledger never disagrees
 with the tables. That is also how a store knows, once a write transaction has committed, which runs it made
 runnable (their last `run.state` event in it is PENDING or CRASHED): it passes their ids to each of its
@@ -13,13 +14,16 @@ Times that decide who holds a run (heartbeats, staleness) come from the database
 share one machine, that machine's clock (`time.time()`) is the database's clock.
 
 The engine's own path (runs, steps, logs, cache, the ledger) is written as SQL text that both databases
-accept. On SQLite it runs on plain sqlite3 connections, so `agentops run` never imports SQLAlchemy;
-everything else is built with SQLAlchemy Core on the SQLModel tables, imported on first use.
+accept. It runs on plain driver connections: sqlite3 on SQLite, so `agentops run` never imports SQLAlchemy,
+and psycopg on PostgreSQL (`PgConnections`, in autocommit: a read is one round trip, and a state change with
+its events is one statement where it can be, see `RunsSQL._guarded_write`). Everything else is built with
+SQLAlchemy Core on the SQLModel tables, imported on first use.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -40,7 +44,7 @@ else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
 
-from agentops.db.sql import SqlText, connect_sqlite, sqlite_path
+from agentops.db.sql import PsycopgText, SqlText, connect_sqlite, sqlite_path
 from agentops.db.wakeups import LocalWakeups, wake_all, wake_dir
 
 log = logging.getLogger("agentops.db")
@@ -71,6 +75,87 @@ class RunnableWakeups:
         self._conn.close()
 
 
+class PgConnections:
+    """The engine path's own psycopg connections to PostgreSQL, in autocommit, the idle ones kept for the next
+    caller: a read is its one statement, a write transaction sends its own BEGIN and COMMIT. Plain psycopg, as
+    plain sqlite3 serves SQLite: on this path SQLAlchemy's checkout, isolation-level reset and result wrapping
+    cost several times the round trip itself. psycopg prepares a statement once a connection has run it five
+    times. An idle connection is pinged (and replaced if gone) only after PING_AFTER_IDLE_SECONDS."""
+
+    def __init__(self, dsn: str, keep: int = 16) -> None:
+        self._dsn = dsn
+        self._keep = keep
+        self._idle: list[tuple[Any, float]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _take(self) -> Any:
+        import psycopg
+
+        while True:
+            with self._lock:
+                if self._pid != os.getpid():  # forked: the parent's connections are not ours to use or close
+                    self._idle.clear()
+                    self._pid = os.getpid()
+                if not self._idle:
+                    break
+                conn, since = self._idle.pop()
+            if time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
+                return conn
+            try:
+                conn.execute("SELECT 1")
+                return conn
+            except Exception:
+                conn.close()
+        return psycopg.connect(self._dsn, autocommit=True)
+
+    def _give(self, conn: Any) -> None:
+        from psycopg.pq import TransactionStatus
+
+        if not conn.closed and not conn.broken and conn.pgconn.transaction_status == TransactionStatus.IDLE:
+            with self._lock:
+                if self._pid == os.getpid() and len(self._idle) < self._keep:
+                    self._idle.append((conn, time.monotonic()))
+                    return
+        conn.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        conn = self._take()
+        try:
+            yield conn
+        finally:
+            self._give(conn)
+
+    @contextmanager
+    def transaction(self, setup: str = "") -> Iterator[SqlText]:
+        """One write transaction: BEGIN (with `setup`, in the same round trip), the caller's statements, COMMIT;
+        rolled back if anything fails."""
+        with self.connection() as conn:
+            conn.execute(f"BEGIN; {setup}" if setup else "BEGIN")  # no parameters: one simple query
+            try:
+                yield PsycopgText(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed and not conn.broken:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except Exception:
+                        conn.close()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            conn.close()
+
+    def forget(self) -> None:
+        """In a forked child: drop the parent's connections without closing them (see forget_stores_after_fork)."""
+        with self._lock:
+            self._idle = []
+
+
 class StoreBase:
     """Connections and transactions on SQLite or PostgreSQL. The Store in agentops.db.store adds the statements."""
 
@@ -84,6 +169,7 @@ class StoreBase:
         self._raw_writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
         self.after_commit: list[RunnableListener] = []
+        self._unstarted: set[tuple[str, int]] = set()
         self._transactions = threading.local()
         self._wake_dir = wake_dir(self._sqlite_path) if self.is_sqlite and self._sqlite_path not in ("", ":memory:") \
             else None
@@ -93,8 +179,11 @@ class StoreBase:
         """The database's clock in epoch seconds, in SQL text (on SQLite the `:now` parameter: this machine's)."""
         self.share_lock = "" if self.is_sqlite else " FOR SHARE"
         """Appended to a read that must not interleave with a concurrent claim (SQLite serialises writers)."""
+        self._pg: PgConnections | None = None
         if not self.is_sqlite:
             self._engine = self._create_engine(url)
+            self._pg = PgConnections(self._engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False))
 
     @property
     def engine(self) -> Engine:
@@ -145,6 +234,12 @@ class StoreBase:
             stack[-1].update(moved)
         return any(state in CLAIMABLE for state in moved.values())
 
+    def _forget_states(self) -> None:
+        """The write in progress changed nothing after all: it made no run runnable."""
+        stack = self._transactions.__dict__.get("stack")
+        if stack:
+            stack[-1].clear()
+
     def listen_runnable(self) -> RunnableWakeups | LocalWakeups | None:
         """Wake-ups for an idle worker whenever a transaction makes a run runnable: on PostgreSQL a connection
         LISTENing for their NOTIFY (see `_chain`), on SQLite a local socket (agentops/db/wakeups.py). None where
@@ -179,12 +274,15 @@ class StoreBase:
             yield conn
 
     @contextmanager
-    def _write_sql(self) -> Iterator[SqlText]:
-        """A write transaction for SQL text: plain sqlite3 under the write lock, or SQLAlchemy on PostgreSQL."""
-        if self._write_lock is None:
-            with self.write() as conn:
-                yield SqlText(conn)
+    def _write_sql(self, *, setup: str = "") -> Iterator[SqlText]:
+        """A write transaction for SQL text: plain sqlite3 under the write lock, or the engine's own psycopg
+        connections on PostgreSQL, where `setup` (SQL text without parameters, e.g. SET LOCAL) is sent with the
+        BEGIN."""
+        if self._pg is not None:
+            with self._tracking_runnable(), self._pg.transaction(setup) as tx:
+                yield tx
             return
+        assert self._write_lock is not None  # SQLite
         with self._tracking_runnable(), self._write_lock:
             if self._raw_writer is None:
                 self._raw_writer = connect_sqlite(self._sqlite_path)
@@ -202,10 +300,10 @@ class StoreBase:
     def _read_sql(self) -> Iterator[SqlText]:
         """Reads for SQL text, one statement each (so each sees one snapshot): a pooled sqlite3 connection or a
         pooled PostgreSQL one, both in autocommit."""
-        if not self.is_sqlite:
+        if self._pg is not None:
             # One statement is its own snapshot: in autocommit it costs no BEGIN and no ROLLBACK round trip.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                yield SqlText(conn)
+            with self._pg.connection() as conn:
+                yield PsycopgText(conn)
             return
         with self._lock:
             reader = self._idle_readers.pop() if self._idle_readers else None
@@ -227,8 +325,17 @@ class StoreBase:
                 if self._raw_writer is not None:
                     self._raw_writer.close()
                     self._raw_writer = None
+        if self._pg is not None:
+            self._pg.close()
         if self._engine is not None:
             self._engine.dispose()
+
+    def forget_connections(self) -> None:
+        """In a forked child: drop the parent's connections without closing them; the child opens its own."""
+        if self._pg is not None:
+            self._pg.forget()
+        if self._engine is not None:
+            self._engine.dispose(close=False)
 
 
     def schema_revision(self) -> str | None:

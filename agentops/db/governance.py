@@ -74,15 +74,16 @@ class GovernanceSQL(RunsSQL, NotificationsSQL):
             self._append(conn, self._bind_step(events, step, exists=False))
 
     def get_approval(self, approval_id: str) -> Approval | None:
-        with self.read() as conn:
-            found = conn.execute(sa.select(schema.APPROVALS).where(schema.APPROVALS.c.id == approval_id)).first()
-        return as_row(schema.Approval, found._mapping) if found else None
+        return self._approval_where("id = :id", {"id": approval_id})
 
     def approval_for_step(self, run_id: str, step_no: int) -> Approval | None:
-        with self.read() as conn:
-            found = conn.execute(sa.select(schema.APPROVALS).where(schema.APPROVALS.c.run_id == run_id,
-                                                         schema.APPROVALS.c.step_no == step_no)).first()
-        return as_row(schema.Approval, found._mapping) if found else None
+        return self._approval_where("run_id = :run_id AND step_no = :step_no", {"run_id": run_id, "step_no": step_no})
+
+    def _approval_where(self, where: str, params: dict[str, Any]) -> Approval | None:
+        """One approval by a unique key, read as SQL text (a resuming run reads its approval twice)."""
+        with self._read_sql() as tx:
+            found = tx.first(f"SELECT {', '.join(schema.APPROVALS.c.keys())} FROM approvals WHERE {where}", params)
+        return as_row(schema.Approval, found) if found else None
 
     def list_approvals(self, *, status: str | None = "pending", run_id: str | None = None,
                        limit: int = 200) -> list[Approval]:

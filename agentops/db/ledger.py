@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
-from agentops.db.base import NOTIFY_RUNNABLE, StoreBase
+from agentops.db.base import RUNNABLE_CHANNEL, StoreBase
 from agentops.db.sql import SqlText, as_row, connect_sqlite, insert_sql
 
 LEDGER_COLUMNS = "seq, ts, actor, action, run_id, step_no, approval_id, payload, policy_hash, prev_hash, hash"
@@ -38,18 +38,55 @@ CHECKPOINT_COLUMNS = ("seq", "hash", "count", "ts", "key_fingerprint", "signatur
 _LEDGER_INSERT = insert_sql("ledger", LEDGER_COLUMNS.split(", "))
 _HEAD = "SELECT seq, hash FROM ledger_head WHERE id = 1"
 _MOVE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
-_COLUMNS = LEDGER_COLUMNS.split(", ")
+HEAD_GONE = ("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can be appended: "
+             "run `agentops audit verify` to see what else was changed")
 
 
-def _insert_and_move_head(rows: Sequence[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """PostgreSQL: the events' rows inserted and the head moved to the last of them, as one statement."""
-    params: dict[str, Any] = {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]}
-    values = []
-    for i, row in enumerate(rows):
-        values.append("(" + ", ".join(f":{c}_{i}" for c in _COLUMNS) + ")")
-        params |= {f"{c}_{i}": row[c] for c in _COLUMNS}
-    return (f"WITH appended AS (INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES {', '.join(values)}) "
-            f"{_MOVE_HEAD}", params)
+def append_ctes(events: Sequence[Event], *, notify: bool, guard: str | None = None) -> tuple[list[str], dict[str, Any]]:
+    """PostgreSQL: the whole append as common table expressions of one statement. They lock the head, link each
+    event to the one before by sha256 over (previous hash + the event's material, see core.ledger.event_material),
+    insert the rows and move the head (`moved` returns a row when it did); with `notify` they also wake the
+    workers LISTENing. The head stays locked only for this statement and its commit, and costs no round trip of
+    its own. With `guard` (the name of an earlier CTE), nothing is appended unless that CTE returned a row."""
+    params: dict[str, Any] = {}
+    only_if = f" AND EXISTS (SELECT 1 FROM {guard})" if guard else ""
+    ctes = [f"head AS (SELECT seq, hash FROM ledger_head WHERE id = 1{only_if} FOR UPDATE)"]
+    prev = "head"
+    for i, ev in enumerate(events):
+        payload = ev.payload_text()
+        params |= {f"ts_{i}": ev.ts, f"actor_{i}": ev.actor, f"action_{i}": ev.action, f"run_id_{i}": ev.run_id,
+                   f"step_no_{i}": ev.step_no, f"approval_id_{i}": ev.approval_id, f"payload_{i}": payload,
+                   f"policy_hash_{i}": ev.policy_hash,
+                   f"material_{i}": ledger.event_material(ev.ts, ev.actor, ev.action, ev.run_id, ev.step_no,
+                                                          ev.approval_id, payload, ev.policy_hash)}
+        ctes.append(f"e{i} AS (SELECT seq + 1 AS seq, hash AS prev_hash, "
+                    f"encode(sha256(convert_to(hash || CAST(:material_{i} AS TEXT), 'UTF8')), 'hex') AS hash "
+                    f"FROM {prev})")
+        ctes.append(f"i{i} AS (INSERT INTO ledger ({LEDGER_COLUMNS}) SELECT seq, :ts_{i}, :actor_{i}, :action_{i}, "
+                    f":run_id_{i}, :step_no_{i}, :approval_id_{i}, :payload_{i}, :policy_hash_{i}, prev_hash, hash "
+                    f"FROM e{i})")
+        prev = f"e{i}"
+    sources = prev + (f", (SELECT pg_notify('{RUNNABLE_CHANNEL}', '')) AS notified" if notify else "")
+    ctes.append(f"moved AS (UPDATE ledger_head SET seq = {prev}.seq, hash = {prev}.hash FROM {sources} "
+                "WHERE ledger_head.id = 1 RETURNING 1)")
+    return ctes, params
+
+
+HEAD_CHECK = "1 / (SELECT count(*) FROM moved)"
+"""SQL text that fails the statement (division by zero, so nothing it wrote stays) when the head did not move:
+the head row is gone. `ledger_error` turns that failure into the ledger's own error."""
+
+
+def _append_statement(events: Sequence[Event], *, notify: bool) -> tuple[str, dict[str, Any]]:
+    ctes, params = append_ctes(events, notify=notify)
+    return f"WITH {', '.join(ctes)} SELECT {HEAD_CHECK} AS appended", params
+
+
+def ledger_error(exc: BaseException) -> LedgerError | None:
+    """The ledger's error for an append whose HEAD_CHECK failed (PostgreSQL), else None."""
+    if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "22012":  # division_by_zero
+        return LedgerError(HEAD_GONE)
+    return None
 
 
 class LedgerSnapshot:
@@ -83,20 +120,23 @@ class LedgerSQL(StoreBase):
         """Append events to the hash chain inside the caller's transaction."""
         if not events:
             return
-        if self._note_states(events) and not self.is_sqlite:
-            tx.execute(NOTIFY_RUNNABLE)
-        head = tx.first(_HEAD if self.is_sqlite else _HEAD + " FOR UPDATE")
-        if head is None:
-            raise LedgerError("the ledger's high-water mark (the row of table ledger_head) is gone, so nothing can "
-                              "be appended: run `agentops audit verify` to see what else was changed")
-        rows = ledger.chain(head["hash"], events, head["seq"] + 1)
-        if self.is_sqlite:
-            tx.execute_many(_LEDGER_INSERT, rows)
-            tx.execute(_MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
+        runnable = self._note_states(events)
+        if not self.is_sqlite:
+            sql, params = _append_statement(events, notify=runnable)
+            try:
+                tx.execute(sql, params)
+            except Exception as exc:
+                found = ledger_error(exc)
+                if found is not None:
+                    raise found from None
+                raise
             return
-        # One round trip: every row and the head's move in one statement.
-        sql, params = _insert_and_move_head(rows)
-        tx.execute(sql, params)
+        head = tx.first(_HEAD)
+        if head is None:
+            raise LedgerError(HEAD_GONE)
+        rows = ledger.chain(head["hash"], events, head["seq"] + 1)
+        tx.execute_many(_LEDGER_INSERT, rows)
+        tx.execute(_MOVE_HEAD, {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"]})
 
     @staticmethod
     def _bind_runs(events: Sequence[Event], rows: Sequence[dict[str, Any]]) -> Sequence[Event]:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
     from agentops.db.store import Store
 
-HEAD_REVISION = "0016_log_line_keys"
+HEAD_REVISION = "0017_claim_index"
 """The newest migration in agentops/migrations/versions; bump with every new migration."""
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

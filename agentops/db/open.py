@@ -77,8 +77,7 @@ def forget_stores_after_fork() -> None:
     uses (closing a shared socket would end the parent's session); the child opens its own."""
     with _stores_lock:
         for store in _stores.values():
-            if store._engine is not None:
-                store._engine.dispose(close=False)
+            store.forget_connections()
         _stores.clear()
 
 

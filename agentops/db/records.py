@@ -77,6 +77,7 @@ class LogRecord:
     id: int | None = None
     step_no: int | None = None
     line_key: str | None = None
+    """The line's place in the flow (see agentops.engine.logs), so a replay stores it once."""
 
 
 @cache

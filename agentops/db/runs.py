@@ -26,18 +26,33 @@ if TYPE_CHECKING:
 else:
     sa = DeferredModule("sqlalchemy")
     schema = DeferredModule("agentops.db.schema")
-from agentops.db.ledger import LedgerSQL
-from agentops.db.sql import SqlText, as_row, in_list, insert_sql, insert_where_sql, update_sql, with_defaults
+from agentops.db.ledger import HEAD_CHECK, LedgerSQL, append_ctes, ledger_error
+from agentops.db.sql import (
+    PsycopgText,
+    SqlText,
+    as_row,
+    in_list,
+    insert_sql,
+    insert_where_sql,
+    update_sql,
+    with_defaults,
+)
 
 _LOG_COLUMNS = ("run_id", "step_no", "ts", "level", "message", "line_key")
 _KEPT_ONCE = " ON CONFLICT DO NOTHING"
 """A line whose (run, line_key) is stored already (logged again by a replay) is not inserted twice."""
 _LOG_INSERT = insert_sql("log_lines", _LOG_COLUMNS) + _KEPT_ONCE
-_CLAIMABLE, _CLAIMABLE_PARAMS = in_list("claimable_", sorted(CLAIMABLE))
+_CLAIMABLE = "(" + ", ".join(f"'{state}'" for state in sorted(CLAIMABLE)) + ")"
+"""The claimable states as literals, so the planner can use the partial index ix_flow_runs_claimable (a
+parameter could be anything, so a prepared statement's generic plan could not)."""
 
 RUN_COLUMNS = ", ".join(column_names(RunRecord))
 STEP_COLUMNS = ", ".join(column_names(StepRecord))
 LOG_COLUMNS = ", ".join(column_names(LogRecord))
+
+
+MAX_UNSTARTED_NOTED = 10_000
+"""At most this many claims of never-started runs remembered for steps_of_claim (an execution asks at once)."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +78,18 @@ class RunsSQL(LedgerSQL):
     def create_runs(self, rows: Sequence[dict[str, Any]], events: Sequence[Event]) -> None:
         """Insert runs and their events in one transaction (an import, a backfill)."""
         complete = [with_defaults(RunRecord, row) for row in rows]
+        events = self._bind_runs(events, complete)
+        sql = insert_sql("flow_runs", complete[0]) if complete else ""
+        if complete and not self.is_sqlite:  # a run created claimed heartbeats by the database's clock
+            sql = sql.replace(":heartbeat_at", "CASE WHEN CAST(:heartbeat_at AS DOUBLE PRECISION) IS NULL "
+                                               f"THEN NULL ELSE {self.now_sql} END")
+            if len(complete) == 1:
+                self._guarded_write(sql, complete[0], events)
+                return
         with self._write_sql() as tx:
             if complete:
-                sql = insert_sql("flow_runs", complete[0])
-                if not self.is_sqlite:  # a run created claimed heartbeats by the database's clock
-                    sql = sql.replace(":heartbeat_at", "CASE WHEN CAST(:heartbeat_at AS DOUBLE PRECISION) IS NULL "
-                                                       f"THEN NULL ELSE {self.now_sql} END")
                 tx.execute_many(sql, complete)
-            self._chain(tx, self._bind_runs(events, complete))
+            self._chain(tx, events)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._read_sql() as tx:
@@ -110,11 +129,14 @@ class RunsSQL(LedgerSQL):
             expected, expected_params = in_list("expect_", expect)
             sql += f" AND state IN {expected}"
             params |= expected_params
+        events = self._bind_runs(events, [{"id": run_id, **values}])
+        if not self.is_sqlite:
+            return self._guarded_write(sql, params, events, logs) == 1
         with self._write_sql() as tx:
             if tx.execute(sql, params) != 1:
                 return False
             tx.execute_many(_LOG_INSERT, _log_rows(logs))
-            self._chain(tx, self._bind_runs(events, [{"id": run_id, **values}]))
+            self._chain(tx, events)
         return True
 
     def _run_filters(self, query: Any, state: str | None, flow: str | None, trigger: str | None,
@@ -168,7 +190,7 @@ class RunsSQL(LedgerSQL):
         routed, routed_params = _queue_clause(queues)
         pick = (f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE state IN {_CLAIMABLE} "
                 f"AND (wake_at IS NULL OR wake_at <= :now){routed} ORDER BY created_at LIMIT :limit")
-        params = {**_CLAIMABLE_PARAMS, **routed_params, "now": now, "limit": max(1, limit)}
+        params = {**routed_params, "now": now, "limit": max(1, limit)}
         with self._write_sql() as tx:
             if self.is_sqlite:  # the write lock is held: nobody else is claiming
                 return [self._take(tx, RunRecord(**found), worker_id, now, events_for)
@@ -188,17 +210,29 @@ class RunsSQL(LedgerSQL):
         """Take this run for this worker if it is in one of `states`, waiting for a concurrent claimer's row lock
         on PostgreSQL (never skipping it: a skipped delivery would be lost); None if it is not there or not in
         those states. Returns the run as claimed. With `lock_timeout`, a wait longer than that raises RunBusy."""
-        lock = "" if self.is_sqlite else " FOR UPDATE"
-        try:
+        if self.is_sqlite:
             with self._write_sql() as tx:
-                if lock_timeout is not None and not self.is_sqlite:
-                    tx.execute(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'")
-                found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id{lock}", {"id": run_id})
+                found = tx.first(f"SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
                 if found is None or found["state"] not in set(states):
                     return None
                 return self._take(tx, RunRecord(**found), worker_id, time.time(), events_for)
+        wanted, params = in_list("state_", sorted(set(states)))
+        now = time.time()
+        setup = f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout * 1000))}ms'" if lock_timeout is not None else ""
+        try:
+            with self._write_sql(setup=setup) as tx:
+                # Lock (waiting), check and take in one statement; RETURNING gives the row as it was.
+                found = tx.first(f"WITH old AS (SELECT {RUN_COLUMNS} FROM flow_runs WHERE id = :id FOR UPDATE) "
+                                 f"UPDATE flow_runs AS f SET {self._claim_set('f')} FROM old "
+                                 f"WHERE f.id = old.id AND old.state IN {wanted} RETURNING old.*",
+                                 {**params, "id": run_id, "worker_id": worker_id, "now": now})
+                if found is None:
+                    return None
+                run = RunRecord(**found)
+                self._chain(tx, events_for(run))
+                return self._claimed(run, worker_id, now)
         except Exception as exc:
-            if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03":  # lock_not_available
+            if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "55P03":  # lock_not_available
                 raise RunBusy(f"run {run_id} stayed locked for {lock_timeout}s") from None
             raise
 
@@ -213,7 +247,7 @@ class RunsSQL(LedgerSQL):
         """Queued and crashed runs, oldest first: the ones a worker should claim and has not yet."""
         with self._read_sql() as tx:
             rows = tx.rows(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} ORDER BY created_at LIMIT :limit",
-                           {**_CLAIMABLE_PARAMS, "limit": limit})
+                           {"limit": limit})
         return [row["id"] for row in rows]
 
     def _take(self, tx: SqlText, run: RunRecord, worker_id: str, now: float,
@@ -230,17 +264,30 @@ class RunsSQL(LedgerSQL):
         return (f"state = 'RUNNING', epoch = {own}epoch + 1, worker_id = :worker_id, heartbeat_at = {self.now_sql}, "
                 f"updated_at = :now, started_at = COALESCE({own}started_at, :now), ended_at = NULL, error = NULL")
 
-    @staticmethod
-    def _claimed(run: RunRecord, worker_id: str, now: float) -> RunRecord:
+    def _claimed(self, run: RunRecord, worker_id: str, now: float) -> RunRecord:
+        if run.started_at is None:  # never started, so no step of it is recorded (see steps_of_claim)
+            with self._lock:
+                self._unstarted.add((run.id, run.epoch + 1))
+                while len(self._unstarted) > MAX_UNSTARTED_NOTED:
+                    self._unstarted.pop()
         return replace(run, state=State.RUNNING.value, worker_id=worker_id, epoch=run.epoch + 1,
                        started_at=run.started_at or now, ended_at=None, error=None)
+
+    def steps_of_claim(self, run: RunRecord) -> list[StepRecord]:
+        """The recorded steps of a run as claimed here: none, without a read, when this store's claim found the run
+        never started (a run's start is set by the claim or creation that first executes it, and every step is
+        written by an execution)."""
+        with self._lock:
+            unstarted = (run.id, run.epoch) in self._unstarted
+            self._unstarted.discard((run.id, run.epoch))
+        return [] if unstarted else self.steps_for_run(run.id)
 
     def has_claimable(self, now: float, queues: QueueFilter | None = None) -> bool:
         routed, routed_params = _queue_clause(queues)
         with self._read_sql() as tx:
             return tx.first(f"SELECT id FROM flow_runs WHERE state IN {_CLAIMABLE} "
                             f"AND (wake_at IS NULL OR wake_at <= :now){routed} LIMIT 1",
-                            {**_CLAIMABLE_PARAMS, **routed_params, "now": now}) is not None
+                            {**routed_params, "now": now}) is not None
 
     def run_queues(self, run_ids: Sequence[str]) -> dict[str, str | None]:
         """Each run's queue (None: the default queue); runs that are not there are left out."""
@@ -332,14 +379,26 @@ class RunsSQL(LedgerSQL):
                     logs: Sequence[dict[str, Any]] = ()) -> None:
         """Insert or update the step row, with its audit events and buffered log lines, atomically, while the run
         is at `epoch`; otherwise nothing is written and LeaseLost is raised."""
+        events = self._bind_step(events, values, exists=exists)
+        if not self.is_sqlite:
+            sql, params = self._step_statement(values, exists=exists, epoch=epoch)
+            if self._guarded_write(sql, params, events, logs) != 1:
+                raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
+            return
         with self._write_sql() as tx:
             self._put_step(tx, values, exists=exists, epoch=epoch)
             tx.execute_many(_LOG_INSERT, _log_rows(logs))
-            self._chain(tx, self._bind_step(events, values, exists=exists))
+            self._chain(tx, events)
 
     def _put_step(self, tx: SqlText, values: dict[str, Any], *, exists: bool, epoch: int | None) -> None:
         """Write the step row; with `epoch`, only while the run is at it (else LeaseLost). Without, the caller's
         transaction has checked the lease already."""
+        sql, params = self._step_statement(values, exists=exists, epoch=epoch)
+        if tx.execute(sql, params) != 1 and epoch is not None:
+            raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
+
+    def _step_statement(self, values: dict[str, Any], *, exists: bool, epoch: int | None
+                        ) -> tuple[str, dict[str, Any]]:
         if exists:
             changed = [c for c in values if c not in ("run_id", "step_no")]
             where = "run_id = :run_id AND step_no = :step_no"
@@ -348,9 +407,42 @@ class RunsSQL(LedgerSQL):
         else:
             row = with_defaults(StepRecord, values)
             sql = insert_sql("step_runs", row) if epoch is None else insert_where_sql("step_runs", row, self._fence)
-        params = row if epoch is None else {**row, "fence_run": values["run_id"], "fence_epoch": epoch}
-        if tx.execute(sql, params) != 1 and epoch is not None:
-            raise LeaseLost(values["run_id"], epoch, f"recording step {values['step_no']}")
+        return sql, (row if epoch is None else {**row, "fence_run": values["run_id"], "fence_epoch": epoch})
+
+    def _guarded_write(self, body: str, params: dict[str, Any], events: Sequence[Event],
+                       logs: Sequence[dict[str, Any]] = ()) -> int:
+        """PostgreSQL: one INSERT or UPDATE (`body`), its log lines and its events, as one statement in
+        autocommit, so one round trip and one transaction: the lines and events are written only if the body
+        changed a row. Returns how many rows the body changed."""
+        ctes = [f"body AS ({body} RETURNING 1)"]
+        if logs:
+            ctes.append(f"lines AS (INSERT INTO log_lines ({', '.join(_LOG_COLUMNS)}) SELECT * FROM unnest("
+                        "CAST(:log_run_id AS TEXT[]), CAST(:log_step_no AS INTEGER[]), "
+                        "CAST(:log_ts AS DOUBLE PRECISION[]), CAST(:log_level AS TEXT[]), "
+                        "CAST(:log_message AS TEXT[]), CAST(:log_line_key AS TEXT[])) "
+                        f"WHERE EXISTS (SELECT 1 FROM body){_KEPT_ONCE})")
+            params = {**params, **{f"log_{c}": [line[c] for line in _log_rows(logs)] for c in _LOG_COLUMNS}}
+        assert self._pg is not None
+        with self._tracking_runnable():
+            check = "1"
+            if events:
+                chained, chain_params = append_ctes(events, notify=self._note_states(events), guard="body")
+                ctes += chained
+                params = {**params, **chain_params}
+                check = f"CASE WHEN EXISTS (SELECT 1 FROM body) THEN {HEAD_CHECK} END"
+            sql = f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM body) AS changed, {check} AS appended"
+            try:
+                with self._pg.connection() as conn:
+                    found = PsycopgText(conn).first(sql, params)
+            except Exception as exc:
+                error = ledger_error(exc)
+                if error is not None:
+                    raise error from None
+                raise
+            changed = int(found["changed"]) if found else 0
+            if not changed:
+                self._forget_states()
+        return changed
 
     def pause_at_step(self, step: dict[str, Any], events: Sequence[Event], *, epoch: int, message: str) -> None:
         """Store the row of a step that waits (AWAITING_APPROVAL) and pause its run there, freeing its worker,

@@ -14,8 +14,8 @@ from sqlmodel import Field, SQLModel
 class FlowRun(SQLModel, table=True):
     __tablename__ = "flow_runs"
     __table_args__ = (
-        Index("ix_flow_runs_queued", "created_at", sqlite_where=text("state = 'PENDING'"),
-              postgresql_where=text("state = 'PENDING'")),
+        Index("ix_flow_runs_claimable", "created_at", sqlite_where=text("state IN ('CRASHED', 'PENDING')"),
+              postgresql_where=text("state IN ('CRASHED', 'PENDING')")),
         Index("ix_flow_runs_state_created", "state", "created_at"),
         Index("ix_flow_runs_flow_created", "flow_name", "created_at"),
         Index("ix_flow_runs_created", "created_at"),

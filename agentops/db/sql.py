@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -98,6 +100,39 @@ class SqlText:
     def first(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         found = self.rows(sql, params)
         return found[0] if found else None
+
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@functools.lru_cache(maxsize=1024)
+def pyformat(sql: str) -> str:
+    """SQL text with `:name` parameters in psycopg's `%(name)s` style (a literal `%` doubled), as SQLAlchemy's
+    text() reads them."""
+    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+class PsycopgText(SqlText):
+    """The engine's SQL text on a plain psycopg connection (PostgreSQL; see db/base.py: PgConnections)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.psycopg = conn
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        return int(self.psycopg.execute(pyformat(sql), params or {}).rowcount)
+
+    def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.psycopg.cursor().executemany(pyformat(sql), list(rows))
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        cursor = self.psycopg.cursor(row_factory=dict_row)
+        return list(cursor.execute(pyformat(sql), params or {}).fetchall())
+
+    def tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return list(self.psycopg.execute(pyformat(sql), params or {}).fetchall())
 
 
 def sqlite_path(url: str) -> str:

@@ -124,10 +124,11 @@ def execute_run(run_id: str, *, worker_id: str, epoch: int, store: Store | None 
     run's state as the new owner has it.
     """
     store = store or open_store()
-    run = claimed if claimed is not None and claimed.id == run_id and claimed.epoch == epoch else store.get_run(run_id)
+    as_claimed = claimed is not None and claimed.id == run_id and claimed.epoch == epoch
+    run = claimed if as_claimed else store.get_run(run_id)
     if run is None:
         raise NotFoundError(f"no run with id '{run_id}'")
-    recorded = {s.step_no: s for s in store.steps_for_run(run_id)}
+    recorded = {s.step_no: s for s in (store.steps_of_claim(run) if as_claimed else store.steps_for_run(run_id))}
     ctx = RunContext(run_id=run_id, flow_name=run.flow_name, store=store, recorded=recorded, worker_id=worker_id,
                      epoch=epoch)
     with tracing.execution(run_id, run.flow_name, created_at=run.created_at, worker_id=worker_id,
