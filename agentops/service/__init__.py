@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from agentops.core.times import format_time, iso_time
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
-from agentops.service import alerts, chat, effects, links, run_view, schedules, sessions, tokens, views
+from agentops.service import alerts, chat, effects, formatting, links, run_view, schedules, sessions, tokens, views
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
 from agentops.service.approvals import decide, decide_group, get_approval, list_approvals
 from agentops.service.audit import (

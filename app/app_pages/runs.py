@@ -34,7 +34,7 @@ def runs_page(database: str, state: str | None, flow: str | None, trigger: str |
     return total, [{"run": r.id, "flow": r.flow_name, "state": state_label(r.state),
                     "governed calls": f"⚠ {notes[r.id]}" if notes[r.id] else "", "trigger": r.trigger,
                     "by": r.created_by or "", "created": when(r.created_at),
-                    "duration": f"{(r.ended_at - r.started_at):.2f} s" if r.ended_at and r.started_at else ""}
+                    "duration": service.formatting.run_duration(r)}
                    for r in runs]
 
 
