@@ -30,10 +30,12 @@ for schedule in schedules.list_schedules():
     view = schedules.describe(schedule)
     with st.container(border=True, key=f"schedule-{schedule.id}"):
         top, buttons = st.columns([4, 2])
-        top.markdown(f"**{md_text(view['flow'])}** · {md_text(view['when'])} · {'⏸ paused' if view['paused'] else '▶ active'}")
+        state = "⏸ paused" if view["paused"] else "▶ active"
+        top.markdown(f"**{md_text(view['flow'])}** · {md_text(view['when'])} · {state}")
         top.caption(f"next fire {when(view['next_fire_at'], view['timezone'])} · "
                     f"last fire {when(view['last_fire_at'], view['timezone'])} · "
-                    f"catch-up {view['catchup']} · parameters: {schedules.parameters_text(view['flow'], view['parameters'])}")
+                    f"catch-up {view['catchup']} · "
+                    f"parameters: {md_text(schedules.parameters_text(view['flow'], view['parameters']))}")
         recent = schedules.recent_runs(schedule.id or 0, limit=5)
         if recent:
             top.caption("last runs: " + ", ".join(f"`{r.id}` {state_label(r.state)}" for r in recent))
