@@ -152,7 +152,7 @@ def test_a_retry_backoff_is_a_wait_and_every_step_has_its_label(sqlite_project: 
     assert view.run.state == "COMPLETED"
     assert [r.strip() for r in view.timeline.rows] == ["1 run_view_plain", "2 run_view_flaky"]
     [wait] = [b for b in view.timeline.bars if b.kind == "wait"]
-    assert wait.row.strip() == "2 run_view_flaky" and wait.text == "retry backoff 0.3 s"
+    assert wait.row.strip() == "2 run_view_flaky" and wait.text == "retry backoff 300 ms"
     flaky = [b for b in view.timeline.bars if b.row == wait.row]
     assert [b.kind for b in flaky] == ["work", "wait", "work"], "the step's work is drawn around its backoff"
     plain = next(s for s in view.steps if s.step.name == "run_view_plain")
