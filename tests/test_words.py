@@ -148,6 +148,15 @@ def test_ledger_events_read_as_words(action: str, payload: object, words: str) -
     assert audit_words.event_summary(action, payload) == words
 
 
+def test_a_calls_short_arguments_come_first_and_nested_ones_are_counted() -> None:
+    payload = {"tool": "send_email", "status": "approval", "verdict": {"rule": "tools.send_email"},
+               "args": {"attachments": [{"chart": "c" * 64}, {"chart": "d" * 64}], "body": "b" * 300,
+                        "subject": "Weekly", "to": ["ops@example.com"], "headers": {"x": 1}}}
+    assert audit_words.event_summary("policy.verdict", payload) == (
+        'send_email(subject=Weekly, to=["ops@example.com"], body=' + "b" * 39 + "…, "
+        "attachments=[2 items], …): approval (rule tools.send_email)")
+
+
 def test_a_huge_payload_is_summarised_on_one_short_line() -> None:
     words = audit_words.event_summary("tool.result", {"tool": "query_data", "args": {"q": "x" * 5000},
                                                       "status": "ok", "content": "line\n" * 5000})

@@ -7,9 +7,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from agentops.service.formatting import clip
 
 Payload = dict[str, Any]
+
+
+def clip(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters with an ellipsis."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def payload_of(text: str | None) -> Any:
@@ -30,7 +35,7 @@ def event_summary(action: str, payload: Any) -> str:
         words = _WORDS[action](payload) if action in _WORDS else None
     except (KeyError, TypeError, ValueError, AttributeError):
         words = None
-    return clip(words or _fields(payload), 140)
+    return clip(words or _fields(payload), 160)
 
 
 def _fields(payload: Payload) -> str:
@@ -39,15 +44,28 @@ def _fields(payload: Payload) -> str:
 
 
 def _args(args: Any) -> str:
+    """`to=["ops@example.com"], subject=Weekly…, attachments=[3 items]`: short values first, nested ones counted."""
     if not isinstance(args, dict):
         return ""
-    shown = []
-    for key, value in args.items():
-        if value is None:
-            continue
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        shown.append(f"{key}={clip(text, 40)}")
-    return ", ".join(shown[:4]) + (", …" if len(shown) > 4 else "")
+    shown = sorted(((_rank(v), k, _value(v)) for k, v in args.items() if v is not None), key=lambda t: t[0])
+    return ", ".join(f"{k}={text}" for _, k, text in shown[:4]) + (", …" if len(shown) > 4 else "")
+
+
+def _rank(value: Any) -> int:
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return 0
+    if isinstance(value, str):
+        return 0 if len(value) <= 40 else 1
+    return 2 if isinstance(value, dict | list) else 0
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return f"[{len(value)} item{'' if len(value) == 1 else 's'}]"
+    if isinstance(value, dict):
+        return f"{{{len(value)} field{'' if len(value) == 1 else 's'}}}"
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return clip(text, 40)
 
 
 def _call(tool: str, args: Any) -> str:
