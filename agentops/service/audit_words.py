@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-
 Payload = dict[str, Any]
 
 
