@@ -122,7 +122,7 @@ def test_runs_list_says_who_started_each_run_and_how_long_it_has_waited(wide_pro
                             "--json").stdout)["run_id"]
     lines = assert_fits(cli("runs", "list"), run_id)
     block = lines[lines.index(run_id) + 1:]
-    assert [" ".join(line.split()) for line in block if line.split()[:1] == ["by"]][0] == "by olga"
+    assert next(" ".join(line.split()) for line in block if line.split()[:1] == ["by"]) == "by olga"
     assert any(line.split()[:2] == ["duration", "waiting"] for line in block), block
     [row] = [line for line in cli("runs", "list", columns=200).stdout.splitlines() if run_id in line]
     assert " olga " in row and " waiting " in row

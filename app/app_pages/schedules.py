@@ -32,8 +32,9 @@ for schedule in schedules.list_schedules():
         top, buttons = st.columns([4, 2])
         state = "⏸ paused" if view["paused"] else "▶ active"
         top.markdown(f"**{md_text(view['flow'])}** · {md_text(view['when'])} · {state}")
-        top.caption(f"next fire {when(view['next_fire_at'], view['timezone'])} · "
-                    f"last fire {when(view['last_fire_at'], view['timezone'])} · "
+        fired = (f"last fire {when(view['last_fire_at'], view['timezone'])}" if view["last_fire_at"] is not None
+                 else "not fired yet")
+        top.caption(f"next fire {when(view['next_fire_at'], view['timezone'])} · {fired} · "
                     f"catch-up {view['catchup']} · "
                     f"parameters: {md_text(schedules.parameters_text(view['flow'], view['parameters']))}")
         recent = schedules.recent_runs(schedule.id or 0, limit=5)
