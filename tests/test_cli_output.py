@@ -115,3 +115,14 @@ def test_runs_show_json_nests_objects_and_carries_iso_times_with_offsets(wide_pr
         assert parsed.utcoffset() is not None, value
     listed = json.loads(cli("runs", "list", "--json").stdout)
     assert listed[0]["result"] == {"kind": "approve", "recipients": ["a@example.com"]}
+
+
+def test_runs_list_says_who_started_each_run_and_how_long_it_has_waited(wide_project: Path) -> None:
+    run_id = json.loads(cli("run", "nightly_report_for_the_whole_region", "-p", "recipients=[]",
+                            "--json").stdout)["run_id"]
+    lines = assert_fits(cli("runs", "list"), run_id)
+    block = lines[lines.index(run_id) + 1:]
+    assert next(" ".join(line.split()) for line in block if line.split()[:1] == ["by"]) == "by olga"
+    assert any(line.split()[:2] == ["duration", "waiting"] for line in block), block
+    [row] = [line for line in cli("runs", "list", columns=200).stdout.splitlines() if run_id in line]
+    assert " olga " in row and " waiting " in row

@@ -152,7 +152,7 @@ def test_a_retry_backoff_is_a_wait_and_every_step_has_its_label(sqlite_project: 
     assert view.run.state == "COMPLETED"
     assert [r.strip() for r in view.timeline.rows] == ["1 run_view_plain", "2 run_view_flaky"]
     [wait] = [b for b in view.timeline.bars if b.kind == "wait"]
-    assert wait.row.strip() == "2 run_view_flaky" and wait.text == "retry backoff 0.3 s"
+    assert wait.row.strip() == "2 run_view_flaky" and wait.text == "retry backoff 300 ms"
     flaky = [b for b in view.timeline.bars if b.row == wait.row]
     assert [b.kind for b in flaky] == ["work", "wait", "work"], "the step's work is drawn around its backoff"
     plain = next(s for s in view.steps if s.step.name == "run_view_plain")
@@ -240,7 +240,8 @@ def test_a_stretch_where_no_step_ran_is_an_idle_wait_drawn_short() -> None:
     assert (second.x0, second.x1) == (pytest.approx(3.0), pytest.approx(6.0)), "after the wait, at its real length"
 
 
-@pytest.mark.parametrize(("seconds", "words"), [(0.004, "4 ms"), (0.3, "0.3 s"), (42, "42 s"), (185, "3 min 5 s"),
+@pytest.mark.parametrize(("seconds", "words"), [(0.004, "4 ms"), (0.3, "300 ms"), (0.9996, "1.0 s"), (1.44, "1.4 s"),
+                                                (-2, "0 ms"), (42, "42 s"), (185, "3 min 5 s"),
                                                 (3 * 3600 + 60, "3 h 1 min"), (2 * 86400 + 7200, "2 d 2 h")])
 def test_durations_read_as_people_say_them(seconds: float, words: str) -> None:
     assert rv.duration_words(seconds) == words

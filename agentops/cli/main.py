@@ -154,11 +154,11 @@ def runs_list(
     if as_json:
         emit_json([{**service.run_document(r), "note": notes[r.id]} for r in runs])
         return
-    grid = Listing("run", "flow", "state", "trigger", "created", "duration", markup=True)
+    grid = Listing("run", "flow", "state", "trigger", "by", "created", "duration", markup=True)
     for r in runs:
-        took = (r.ended_at - r.started_at) * 1000 if r.ended_at and r.started_at else None
         state_cell = styled_state(r.state) + (f"\n[yellow]{escape(notes[r.id])}[/yellow]" if notes[r.id] else "")
-        grid.add_row(r.id, escape(r.flow_name), state_cell, r.trigger, fmt_time(r.created_at), fmt_duration(took))
+        grid.add_row(r.id, escape(r.flow_name), state_cell, r.trigger, escape(r.created_by or "-"),
+                     fmt_time(r.created_at), service.formatting.run_duration(r) or "-")
     grid.print()
 
 

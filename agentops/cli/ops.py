@@ -47,7 +47,8 @@ def schedules_list(as_json: JsonOpt = False) -> None:
         return
     grid = Listing("id", "flow", "when", "parameters", "catch-up", "next fire", "last fire", "state")
     for r in rows:
-        grid.add_row(str(r["id"]), r["flow"], r["when"], one_line_json(r["parameters"]), r["catchup"],
+        shown = one_line_json(schedules.set_parameters(r["flow"], r["parameters"]))
+        grid.add_row(str(r["id"]), r["flow"], r["when"], shown, r["catchup"],
                      fmt_time(r["next_fire_at"], r["timezone"]), fmt_time(r["last_fire_at"], r["timezone"]),
                      "paused" if r["paused"] else "active")
     grid.print()

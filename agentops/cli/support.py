@@ -12,7 +12,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 from agentops.core.serialization import stored
-from agentops.core.times import format_time, iso_times
+from agentops.core.times import duration_text, format_time, iso_times
 from agentops.errors import AgentOpsError
 
 console = Console()
@@ -92,9 +92,7 @@ def one_line_json(value: Any) -> str:
 
 
 def fmt_duration(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+    return "-" if ms is None else duration_text(ms / 1000)
 
 
 STATE_STYLE = {"COMPLETED": "green", "FAILED": "red", "CRASHED": "red", "CANCELLED": "yellow",

@@ -77,3 +77,22 @@ def parse_duration(text: str) -> float:
             or len(value) > 12:
         raise ValueError(f"'{text}' is not a duration like 30d, 12h, 90m or 45s")
     return float(int(value[:-1]) * _UNITS[value[-1]])
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as people say it, for the app and the CLI alike: `12 ms`, `1.4 s`, `42 s`, `3 min 5 s`,
+    `2 h 14 min`, `3 d 4 h` (milliseconds under a second; a negative duration reads as zero)."""
+    seconds = max(0.0, seconds)
+    if round(seconds * 1000) < 1000:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

@@ -6,6 +6,7 @@ across daylight-saving changes). An interval schedule fires at `created_at + k *
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Iterator
@@ -18,8 +19,9 @@ from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.db import Store, open_store
 from agentops.engine.registry import find_flow
-from agentops.errors import NotFoundError, ScheduleError
+from agentops.errors import AgentOpsError, NotFoundError, ScheduleError
 from agentops.governance.users import CAN_SCHEDULE, require_user
+from agentops.scheduling.cron_words import cron_words
 
 if TYPE_CHECKING:
     from agentops.db.schema import Schedule
@@ -92,7 +94,8 @@ class Cadence:
 
     def describe(self) -> str:
         if self.cron is not None:
-            return f"cron {self.cron} ({self.timezone})"
+            words = cron_words(self.cron)
+            return f"{words} {self.timezone} (cron {self.cron})" if words else f"cron {self.cron} ({self.timezone})"
         return f"every {_seconds_text(self.interval_seconds or 0)}"
 
 
@@ -169,6 +172,32 @@ def _change(schedule_id: int, action: str, values: dict[str, Any], *, user: str 
     event = Event(actor=f"user:{user}", action=action, payload={"schedule_id": schedule_id})
     if not store.update_schedule(schedule_id, values, [event]):
         raise NotFoundError(f"no schedule with id {schedule_id}")
+
+
+def set_parameters(flow_name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a schedule sets: without nulls and without values equal to the flow's own defaults (all of
+    them kept when the flow is not loaded here)."""
+    try:
+        signature = inspect.signature(find_flow(flow_name).fn).parameters
+    except AgentOpsError:
+        signature = {}  # type: ignore[assignment]
+    empty = inspect.Parameter.empty
+    return {k: v for k, v in parameters.items() if v is not None
+            and not (k in signature and signature[k].default is not empty and signature[k].default == v)}
+
+
+def parameters_text(flow_name: str, parameters: dict[str, Any]) -> str:
+    """`dataset = sales · recipients = ops@example.com`, or `the flow's defaults`."""
+    shown = set_parameters(flow_name, parameters)
+    if not shown:
+        return "the flow's defaults"
+    return " · ".join(f"{k} = {_value_text(v)}" for k, v in shown.items())
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    return value if isinstance(value, str) else serialization.dumps(value)
 
 
 def describe(schedule: Schedule) -> dict[str, Any]:

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from agentops.core.times import format_time, iso_time
 from agentops.governance.users import CAN_DECIDE, CAN_OPERATE, CAN_SCHEDULE
-from agentops.service import alerts, chat, effects, links, run_view, schedules, sessions, tokens, views
+from agentops.service import (
+    alerts,
+    audit_words,
+    chat,
+    effects,
+    formatting,
+    links,
+    run_view,
+    schedules,
+    sessions,
+    tokens,
+    views,
+)
 from agentops.service.accounts import add_user, authenticate, list_users, oidc_login
 from agentops.service.approvals import decide, decide_group, get_approval, list_approvals
 from agentops.service.audit import (
@@ -77,6 +89,7 @@ __all__ = [
     "audit_export",
     "audit_search",
     "audit_verify",
+    "audit_words",
     "authenticate",
     "broker_dispatch",
     "cancel",
@@ -94,6 +107,7 @@ __all__ = [
     "find_flow",
     "follow_run",
     "format_time",
+    "formatting",
     "get_approval",
     "get_run",
     "get_settings",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentops.core.model_prices import price_known
 from agentops.core.states import State
+from agentops.core.times import duration_text
 from agentops.db.records import StepRecord
 from agentops.service.links import approval_url
 from agentops.service.outcomes import Outcome, outcome_of
@@ -519,19 +520,8 @@ def _minus(spans: list[tuple[float, float]], holes: list[tuple[float, float]]) -
 
 
 def duration_words(seconds: float) -> str:
-    """`0.4 s`, `12 s`, `3 min 5 s`, `2 h 14 min`, `3 d 4 h`."""
-    seconds = max(0.0, seconds)
-    if seconds < 10:
-        return f"{seconds:.1f} s" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms"
-    whole = round(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+    """`12 ms`, `1.4 s`, `3 min 5 s`, `2 h 14 min`, `3 d 4 h`: the one duration formatter (core.times)."""
+    return duration_text(seconds)
 
 
 def money(usd: float) -> str:

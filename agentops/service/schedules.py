@@ -11,12 +11,14 @@ from agentops.scheduling.schedules import (
     describe,
     get_schedule,
     list_schedules,
+    parameters_text,
     pause_schedule,
     resume_schedule,
+    set_parameters,
 )
 
 __all__ = ["Cadence", "add_schedule", "delete_schedule", "describe", "get_schedule", "list_schedules",
-           "pause_schedule", "recent_runs", "resume_schedule"]
+           "parameters_text", "pause_schedule", "recent_runs", "resume_schedule", "set_parameters"]
 
 
 def recent_runs(schedule_id: int, limit: int = 5) -> list[RunRecord]:

@@ -12,7 +12,8 @@ from agentops.db import open_store
 from agentops.db.records import StepRecord
 from agentops.engine.project import project_root
 from agentops.errors import SerializationError
-from agentops.service.effects import Effect, duplicate_groups, effect_of
+from agentops.service.effects import Effect, ScaleEffect, duplicate_groups, effect_of
+from agentops.service.formatting import approval_title, plain_reason
 
 if TYPE_CHECKING:
     from agentops.db.schema import Approval
@@ -32,6 +33,16 @@ class ApprovalView:
     """What approving it would do now (agentops.service.effects); None shows the arguments as JSON."""
     alert_resolved_at: float | None = None
     """When Alertmanager said the alert behind the request's run resolved while the request was waiting."""
+
+    @property
+    def title(self) -> str:
+        """The request in words: `Send an email to ops@example.com`, `Scale web-app: 6 → 12`."""
+        current = self.effect.current if isinstance(self.effect, ScaleEffect) else None
+        return approval_title(self.approval.action, self.args, current)
+
+    @property
+    def reason(self) -> str | None:
+        return plain_reason(self.approval.reason, self.approval.action)
 
     @property
     def expires_in(self) -> float | None:

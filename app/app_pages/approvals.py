@@ -56,10 +56,11 @@ if status != "all decided":
     history = [a for a in history if a.status == status]
 rows = []
 for a in history:
-    decision = views.approval_view(a).decision or {}
-    rows.append({"id": a.id[:12], "action": a.action, "status": a.status, "decided by": a.decided_by or "-",
-                 "decided at": when(a.decided_at), "message": decision.get("message") or "",
-                 "arguments": decision.get("args", a.args), "run": (a.run_id or "")[:12]})
+    decision = views.decoded(a.decision) or {}
+    rows.append({"id": a.id, "request": service.formatting.approval_title(a.action, views.decoded(a.args) or {}),
+                 "status": a.status, "decided by": a.decided_by or "-", "decided at": when(a.decided_at),
+                 "message": decision.get("message") or "",
+                 "arguments": decision.get("args", a.args), "run": a.run_id or ""})
 if rows:
     st.dataframe(rows, hide_index=True, key="approvals-history", width="stretch")
 else:

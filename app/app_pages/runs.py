@@ -32,9 +32,9 @@ def runs_page(database: str, state: str | None, flow: str | None, trigger: str |
     runs = service.list_runs(**filters, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
     notes = service.run_notes(runs)
     return total, [{"run": r.id, "flow": r.flow_name, "state": state_label(r.state),
+                    "duration": service.formatting.run_duration(r),
                     "governed calls": f"⚠ {notes[r.id]}" if notes[r.id] else "", "trigger": r.trigger,
-                    "by": r.created_by or "", "created": when(r.created_at),
-                    "duration": f"{(r.ended_at - r.started_at):.2f} s" if r.ended_at and r.started_at else ""}
+                    "by": r.created_by or "", "created": when(r.created_at)}
                    for r in runs]
 
 

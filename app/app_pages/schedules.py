@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import streamlit as st
-from ui_kit.render import state_label, when
+from ui_kit.render import md_text, state_label, when
 from ui_kit.session import current_user
 
 from agentops import service
@@ -30,13 +30,16 @@ for schedule in schedules.list_schedules():
     view = schedules.describe(schedule)
     with st.container(border=True, key=f"schedule-{schedule.id}"):
         top, buttons = st.columns([4, 2])
-        top.markdown(f"**{view['flow']}** · {view['when']} · {'⏸ paused' if view['paused'] else '▶ active'}")
-        top.caption(f"next fire {when(view['next_fire_at'], view['timezone'])} · "
-                    f"last fire {when(view['last_fire_at'], view['timezone'])} · "
-                    f"catch-up {view['catchup']} · parameters {json.dumps(view['parameters'])}")
+        state = "⏸ paused" if view["paused"] else "▶ active"
+        top.markdown(f"**{md_text(view['flow'])}** · {md_text(view['when'])} · {state}")
+        fired = (f"last fire {when(view['last_fire_at'], view['timezone'])}" if view["last_fire_at"] is not None
+                 else "not fired yet")
+        top.caption(f"next fire {when(view['next_fire_at'], view['timezone'])} · {fired} · "
+                    f"catch-up {view['catchup']} · "
+                    f"parameters: {md_text(schedules.parameters_text(view['flow'], view['parameters']))}")
         recent = schedules.recent_runs(schedule.id or 0, limit=5)
         if recent:
-            top.caption("last runs: " + ", ".join(f"`{r.id[:8]}` {state_label(r.state)}" for r in recent))
+            top.caption("last runs: " + ", ".join(f"`{r.id}` {state_label(r.state)}" for r in recent))
         if user.can_schedule:
             toggle = schedules.resume_schedule if view["paused"] else schedules.pause_schedule
             if buttons.button("Resume" if view["paused"] else "Pause", key=f"schedule-toggle-{schedule.id}"):

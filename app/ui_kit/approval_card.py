@@ -18,7 +18,8 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
     """The request, why it exists, and Approve / Edit / Reject for approvers. Keys are `<verb>-<scope>-<id>`."""
     a = view.approval
     with st.container(border=True, key=f"approval-{scope}-{a.id}"):
-        st.markdown(f"#### `{a.action}`")
+        st.markdown(f"#### {md_text(view.title)}")
+        st.caption(f"tool `{a.action}` · request `{a.id}`")
         show_effect(view.effect, view.args, key=f"{scope}-{a.id}", marks=effects.provenance_of(a))
         left, middle, right = st.columns(3)
         left.markdown(f"**Requested by** {a.requester}")
@@ -27,8 +28,8 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
         if view.alert_resolved_at is not None:
             st.info(f"alert resolved at {when(view.alert_resolved_at)}: the condition behind this request has "
                     "cleared; the request still waits for a decision")
-        if a.reason:
-            st.markdown(f"**Reason:** {a.reason}")
+        if view.reason:
+            st.markdown(f"**Reason:** {md_text(view.reason)}")
         if view.verdict_reason:
             st.caption(f"policy: {view.verdict_reason}")
         if view.conversation:

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from agentops.service import effects
+from agentops.service import effects, formatting
 from agentops.service.views import chart_image
 from ui_kit.render import md_text, pretty
 
@@ -70,7 +70,7 @@ def _dry_run(dry_run: effects.DryRun | None) -> None:
 def _provenance(marks: list[effects.Provenance]) -> None:
     if not marks:
         return
-    lines = [f"- {md_text(m.path)}: {md_text(m.value)} · from {md_text(m.source)}" for m in marks]
+    lines = [f"- {md_text(m.path)}: {md_text(formatting.clip(m.value))} · from {md_text(m.source)}" for m in marks]
     st.warning("**From data the agent read, not from a person:**\n" + "\n".join(lines), icon=":material/input:")
 
 
@@ -88,7 +88,11 @@ def _email(effect: effects.EmailEffect, key: str, from_data: set[str]) -> None:
         for recipient in [*effect.to, *effect.cc]:
             if recipient.problem:
                 st.warning(f"{recipient.text}: {recipient.problem}")
-        st.text(effect.body)
+        head, rest = formatting.split_body(effect.body)
+        st.text(head)
+        if rest:
+            with st.expander(f"The rest of the message ({len(rest.splitlines())} more lines)"):
+                st.text(rest)
         for attachment in effect.attachments:
             st.caption(f"attachment {md_text(attachment.name)} · {effects.size_text(attachment.size)} · "
                        f"{md_text(attachment.mime)}")
