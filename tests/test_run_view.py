@@ -250,3 +250,12 @@ def test_durations_read_as_people_say_them(seconds: float, words: str) -> None:
 def test_money_and_token_counts_are_formatted() -> None:
     assert rv.Usage(12345, 678, 13023, 0.01234).words == "12,345 input · 678 output · 13,023 total tokens · $0.0123"
     assert rv.Usage(1, 2, 3, 12.5).words.endswith("$12.50")
+
+
+def test_step_values_read_without_float_noise_and_keep_their_digits() -> None:
+    from agentops.service.run_view import pretty
+
+    shown = json.loads(pretty({"revenue": 355965.85000000015, "rows": [{"p95": 0.1 + 0.2}], "exact": 1234.5678901234,
+                               "big": 1e300, "count": 3}))
+    assert shown == {"revenue": 355965.85, "rows": [{"p95": 0.3}], "exact": 1234.5678901234, "big": 1e300,
+                     "count": 3}

@@ -537,7 +537,18 @@ def message_text(content: Any) -> str:
 
 
 def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    """A step's value as indented JSON, floats without their binary noise (355965.85, not 355965.85000000015)."""
+    return json.dumps(_without_float_noise(value), indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _without_float_noise(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.15g}")
+    if isinstance(value, dict):
+        return {k: _without_float_noise(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_float_noise(v) for v in value]
+    return value
 
 
 def _facts(step: StepRecord) -> dict[str, Any]:
