@@ -26,6 +26,8 @@ def find_project_root(start: Path | None = None) -> Path:
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 """A broker queue's name: letters, digits and _ . : - (no spaces, nothing a broker or a shell reads specially)."""
+K8S_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A Kubernetes namespace (an RFC 1123 label): nothing in it can leave its path segment."""
 KOMBU_KEYS = frozenset({"unacked", "unacked_index", "unacked_mutex"})
 """The Redis keys kombu keeps for itself (with `_kombu.*`): a queue of that name would share their key."""
 
@@ -255,6 +257,14 @@ class Settings(BaseSettings):
             problem = queue_name_problem(queue)
             if problem is not None:
                 raise ValueError(f"flow {flow!r}: {problem}")
+        return value
+
+    @field_validator("kubernetes_namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        if not K8S_NAMESPACE.fullmatch(value):
+            raise ValueError("a Kubernetes namespace is 1 to 63 lowercase letters, digits and '-', starting and "
+                             "ending with a letter or digit")
         return value
 
     @field_validator("broker_queue")

@@ -77,6 +77,8 @@ def database_of(project: Path) -> Path:
     ({"AGENTOPS_FLOW_QUEUES": '{"doubler": ""}'}, "flow 'doubler': queue name ''"),
     ({"AGENTOPS_FLOW_QUEUES": '{"doubler": "unacked"}'}, "flow 'doubler': queue name 'unacked' is one of the broker"),
     ({"AGENTOPS_FLOW_QUEUES": '{"doubler": "_kombu.binding.agentops"}'}, "queue name '_kombu.binding.agentops' is"),
+    ({"AGENTOPS_KUBERNETES_NAMESPACE": "prod/../kube-system"}, "AGENTOPS_KUBERNETES_NAMESPACE='prod/../kube-system"),
+    ({"AGENTOPS_KUBERNETES_NAMESPACE": "prod\n"}, "a Kubernetes namespace is 1 to 63 lowercase letters"),
     ({"AGENTOPS_BROKER_QUEUE": "unacked_index"}, "queue name 'unacked_index' is one of the broker's own Redis keys"),
     ({"AGENTOPS_BROKER_QUEUE": "agentops\n"}, "queue name 'agentops\\n': use 1 to 200"),
     ({"AGENTOPS_FLOW_QUEUES": '["reports"]'}, "AGENTOPS_FLOW_QUEUES=['reports']: Input should be a valid dict"),

@@ -120,14 +120,14 @@ def _scale(args: dict[str, Any]) -> ScaleEffect:
 
 def _kubernetes_scale(name: str, proposed: int) -> ScaleEffect:
     """Current replicas from the scale subresource, then the patch as a server-side dry run (nothing changes)."""
-    api = kubernetes.client(timeout=DRY_RUN_TIMEOUT)
-    assert api is not None
-    with api:
-        try:
+    try:
+        api = kubernetes.client(timeout=DRY_RUN_TIMEOUT)
+        assert api is not None
+        with api:
             current = kubernetes.replicas(api, name)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            return ScaleEffect(name, proposed, None, source="kubernetes", problem=_read_problem(exc))
-        dry_run = None if current == proposed else kubernetes.dry_run(api, name, proposed)
+            dry_run = None if current == proposed else kubernetes.dry_run(api, name, proposed)
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError, TypeError) as exc:
+        return ScaleEffect(name, proposed, None, source="kubernetes", problem=_read_problem(exc))
     return ScaleEffect(name, proposed, current, _prometheus_metrics(name), dry_run, "kubernetes")
 
 
@@ -143,7 +143,7 @@ def _prometheus_metrics(name: str) -> dict[str, float]:
         return {}
     try:
         now = metrics.current(name)
-    except (AgentOpsError, httpx.HTTPError):
+    except (AgentOpsError, httpx.HTTPError, httpx.InvalidURL):
         return {}
     return {k: now[k] for k in ("cpu_percent", "error_rate", "p95_latency_ms")}
 
