@@ -275,7 +275,8 @@ def _args(approval: Approval) -> dict[str, Any]:
     return _json_object(approval.args)
 
 
-def _group_key(approval: Approval) -> tuple[str, str]:
+def group_key(approval: Approval) -> tuple[str, str]:
+    """Requests with one key are one group: the same action on the same target, or identical arguments."""
     target = target_of(approval.action, _args(approval)) if approval.kind == "approve" else None
     return (approval.action, f"target:{target}" if target else f"digest:{approval.args_digest}")
 
@@ -286,7 +287,7 @@ def duplicate_groups(approvals: list[Approval]) -> list[list[Approval]]:
     order of their first request."""
     groups: dict[tuple[str, str], list[Approval]] = {}
     for approval in sorted(approvals, key=lambda a: a.created_at):
-        groups.setdefault(_group_key(approval), []).append(approval)
+        groups.setdefault(group_key(approval), []).append(approval)
     return list(groups.values())
 
 
