@@ -206,7 +206,8 @@ def decide(
     if kind not in VOTE_KINDS:
         raise ApprovalError(f"unknown decision '{kind}' (choose one of: {', '.join(VOTE_KINDS)})")
     if withdrawal and kind != "reject":
-        raise ApprovalError(f"only a reject withdraws a request, not {kind!r}: maker-checker still holds for approvals")
+        raise ApprovalError(f"only a reject withdraws a request, not {kind!r}: "
+                            "maker-checker still holds for approvals")
     approver = require_user(store, user, CAN_DECIDE, "deciding approvals")
     appr = store.get_approval(approval_id)
     if appr is None:
