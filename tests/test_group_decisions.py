@@ -110,7 +110,7 @@ def test_approve_the_latest_withdraws_the_reviewers_own_superseded_request(cards
     later = gated_request("scale_deployment", {"name": "web-app", "replicas": 14})
     with pytest.raises(ApprovalError, match="maker-checker"):
         service.decide(own.id, "reject", user="ada", message="no")  # on its own, still the maker's request
-    with pytest.raises(ApprovalError, match="only a reject withdraws a request, not .approve."):
+    with pytest.raises(ApprovalError, match="only a reject withdraws a request, not 'approve'"):
         approvals.decide(open_store(), own.id, "approve", user="ada", withdrawal=True)
 
     outcome = service.decide_group(drawn(own.id, later), "approve_latest", user="ada", latest=later)
