@@ -26,12 +26,28 @@ def find_project_root(start: Path | None = None) -> Path:
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 """A broker queue's name: letters, digits and _ . : - (no spaces, nothing a broker or a shell reads specially)."""
+K8S_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A Kubernetes namespace (an RFC 1123 label): nothing in it can leave its path segment."""
+KOMBU_KEYS = frozenset({"unacked", "unacked_index", "unacked_mutex"})
+"""The Redis keys kombu keeps for itself (with `_kombu.*`): a queue of that name would share their key."""
+
+
+def queue_name_problem(name: object) -> str | None:
+    """Why `name` cannot be a queue name, or None when it can."""
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        return f"queue name {name!r}: use 1 to 200 letters, digits and _ . : - only"
+    if name in KOMBU_KEYS or name.startswith("_kombu."):
+        return (f"queue name {name!r} is one of the broker's own Redis keys "
+                f"({', '.join(sorted(KOMBU_KEYS))}, _kombu.*); choose another name")
+    return None
 
 
 def check_queue_name(name: object) -> str:
     """`name` if it is a queue name, else ConfigError naming it."""
-    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-        raise ConfigError(f"queue name {name!r}: use 1 to 200 letters, digits and _ . : - only")
+    problem = queue_name_problem(name)
+    if problem is not None:
+        raise ConfigError(problem)
+    assert isinstance(name, str)
     return name
 DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -78,7 +94,7 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     """redis://... or amqp://...: send each run that becomes runnable to this broker, for `agentops worker
     --celery`. Needs PostgreSQL (workers on other hosts share its state). Unset: polling workers only."""
-    broker_queue: str = Field(default="agentops", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    broker_queue: str = "agentops"
     """The broker queue runs are sent to (`agentops worker --celery -Q` consumes it by default)."""
     flow_queues: dict[str, str] = Field(default_factory=dict)
     """Per-flow queues, as JSON: {"flow name": "queue"}. A run of a flow named here is sent to that queue (this
@@ -238,8 +254,25 @@ class Settings(BaseSettings):
     @classmethod
     def _flow_queue_names(cls, value: dict[str, str]) -> dict[str, str]:
         for flow, queue in value.items():
-            if not QUEUE_NAME.fullmatch(queue):
-                raise ValueError(f"flow {flow!r}: queue name {queue!r}: use 1 to 200 letters, digits and _ . : - only")
+            problem = queue_name_problem(queue)
+            if problem is not None:
+                raise ValueError(f"flow {flow!r}: {problem}")
+        return value
+
+    @field_validator("kubernetes_namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        if not K8S_NAMESPACE.fullmatch(value):
+            raise ValueError("a Kubernetes namespace is 1 to 63 lowercase letters, digits and '-', starting and "
+                             "ending with a letter or digit")
+        return value
+
+    @field_validator("broker_queue")
+    @classmethod
+    def _broker_queue_name(cls, value: str) -> str:
+        problem = queue_name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -177,14 +177,17 @@ def test_a_group_decision_refuses_approving_contradictions_and_leaves_late_joine
     late = gated_request("scale_deployment", {"name": "web-app", "replicas": 16})
     with pytest.raises(ApprovalError, match="unknown group decision"):
         service.decide_group(drawn, "approve_everything", user="ada")  # type: ignore[arg-type]
-    refused = service.decide_group(drawn, "approve_latest", user="otto")
+    with pytest.raises(ApprovalError, match=f"a later request {late[:12]} for the same target arrived"):
+        service.decide_group(drawn, "approve_latest", user="ada", latest=second)
+    assert [service.get_approval(i).status for i in (first, second, late)] == ["pending"] * 3
+    drawn.append((late, service.get_approval(late).args_digest))
+    refused = service.decide_group(drawn, "approve_latest", user="otto", latest=late)
     assert refused.decided == [] and "otto" in refused.failed[0][1], "an operator decides nothing, nothing rejected"
     assert [service.get_approval(i).status for i in (first, second)] == ["pending", "pending"]
-    done = service.decide_group(drawn, "approve_latest", user="ada")
-    assert done.decided == [(second, "approve"), (first, "reject")] and done.failed == []
-    assert service.get_approval(late).status == "pending", "a request that joined after the page was drawn waits"
+    done = service.decide_group(drawn, "approve_latest", user="ada", latest=late)
+    assert done.decided == [(late, "approve"), (first, "reject"), (second, "reject")] and done.failed == []
     assert service.audit_search(action="approval.decided", limit=50) and {
-        e.approval_id for e in service.audit_search(action="approval.decided")} == {first, second}
+        e.approval_id for e in service.audit_search(action="approval.decided")} == {first, second, late}
 
 
 def test_mails_to_the_same_people_group_and_may_all_be_approved(cards_project: Path) -> None:
@@ -475,3 +478,4 @@ def test_the_parameters_of_a_run_an_alert_started_are_data(cards_project: Path, 
     [pending] = service.pending_approvals_for(run_id)
     marks = [(m.path, m.value, m.source) for m in service.effects.provenance_of(pending)]
     assert marks == ([("to[0]", "mallory@example.com", marked)] if marked else [])
+

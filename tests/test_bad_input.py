@@ -75,6 +75,12 @@ def database_of(project: Path) -> Path:
     ({"AGENTOPS_BROKER_QUEUE": "two words"}, "AGENTOPS_BROKER_QUEUE='two words'"),
     ({"AGENTOPS_FLOW_QUEUES": '{"doubler": "two words"}'}, "flow 'doubler': queue name 'two words'"),
     ({"AGENTOPS_FLOW_QUEUES": '{"doubler": ""}'}, "flow 'doubler': queue name ''"),
+    ({"AGENTOPS_FLOW_QUEUES": '{"doubler": "unacked"}'}, "flow 'doubler': queue name 'unacked' is one of the broker"),
+    ({"AGENTOPS_FLOW_QUEUES": '{"doubler": "_kombu.binding.agentops"}'}, "queue name '_kombu.binding.agentops' is"),
+    ({"AGENTOPS_KUBERNETES_NAMESPACE": "prod/../kube-system"}, "AGENTOPS_KUBERNETES_NAMESPACE='prod/../kube-system"),
+    ({"AGENTOPS_KUBERNETES_NAMESPACE": "prod\n"}, "a Kubernetes namespace is 1 to 63 lowercase letters"),
+    ({"AGENTOPS_BROKER_QUEUE": "unacked_index"}, "queue name 'unacked_index' is one of the broker's own Redis keys"),
+    ({"AGENTOPS_BROKER_QUEUE": "agentops\n"}, "queue name 'agentops\\n': use 1 to 200"),
     ({"AGENTOPS_FLOW_QUEUES": '["reports"]'}, "AGENTOPS_FLOW_QUEUES=['reports']: Input should be a valid dict"),
     ({"AGENTOPS_FLOW_QUEUES": '{"doubler": '}, "setting AGENTOPS_FLOW_QUEUES: not valid JSON"),
     ({"AGENTOPS_BROKER_VISIBILITY_TIMEOUT_SECONDS": "50"}, "=50 is below twice AGENTOPS_STALE_AFTER_SECONDS=30"),
@@ -104,6 +110,8 @@ def test_a_password_in_a_bad_broker_url_is_never_shown(cli_project: Path) -> Non
     (("worker", "--celery"), {}, "agentops worker --celery needs AGENTOPS_BROKER_URL"),
     (("worker", "-Q", "two words"), {}, "queue name 'two words'"),
     (("worker", "--burst", "-Q", "ok", "-Q", "a/b"), {}, "queue name 'a/b'"),
+    (("worker", "--burst", "-Q", "unacked_mutex"), {}, "queue name 'unacked_mutex' is one of the broker's own"),
+    (("worker", "--burst", "-Q", "_kombu.binding.reports"), {}, "queue name '_kombu.binding.reports' is one of"),
     (("worker", "--celery", "-Q", "x" * 201), {"AGENTOPS_BROKER_URL": "redis://127.0.0.1:1/0"}, "queue name 'xxx"),
     (("worker", "--celery", "--burst"), {}, "--burst is for the polling worker"),
     (("worker", "--celery"), {"AGENTOPS_BROKER_URL": "redis://127.0.0.1:1/0"}, "needs PostgreSQL"),
@@ -113,12 +121,13 @@ def test_a_worker_that_cannot_take_runs_from_a_broker_says_why(cli_project: Path
     assert_one_error_line(agentops(*args, **env), expected)
 
 
-def test_a_flow_routed_to_a_bad_queue_name_is_one_line_and_no_run(cli_project: Path) -> None:
+@pytest.mark.parametrize("queue", ["reports; rm -rf /", "unacked", "_kombu.binding.agentops"])
+def test_a_flow_routed_to_a_bad_queue_name_is_one_line_and_no_run(cli_project: Path, queue: str) -> None:
     assert agentops("run", "doubler").returncode == 0
     before = run_count(database_of(cli_project))
     (cli_project / "flows" / "routed.py").write_text(
-        'from agentops import flow\n\n\n@flow(queue="reports; rm -rf /")\ndef badly_routed() -> int:\n    return 1\n')
-    assert_one_error_line(agentops("run", "doubler", "--queue"), "queue name 'reports; rm -rf /'")
+        f'from agentops import flow\n\n\n@flow(queue="{queue}")\ndef badly_routed() -> int:\n    return 1\n')
+    assert_one_error_line(agentops("run", "doubler", "--queue"), f"queue name '{queue}'")
     assert run_count(database_of(cli_project)) == before
 
 

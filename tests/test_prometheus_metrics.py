@@ -110,7 +110,7 @@ def test_hostile_deployment_names_never_reach_promql(ops_project: Path, monkeypa
     reset_settings()
     backend = prometheus.configured()
     assert backend is not None
-    for name in ['web-app"} or vector(1) #', "Web_App", "", "a" * 300, "x\ny"]:
+    for name in ['web-app"} or vector(1) #', "Web_App", "", "a" * 300, "x\ny", "web-app\n"]:
         with pytest.raises(MetricsUnavailable, match="is not a Kubernetes name"):
             backend.instant("cpu_percent", name)
 

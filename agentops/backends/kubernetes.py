@@ -11,7 +11,7 @@ import httpx
 
 from agentops.settings import get_settings
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?$")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?")
 """A deployment name (an RFC 1123 subdomain without dots): nothing in it can leave its path segment."""
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
@@ -41,8 +41,8 @@ def client(timeout: float = 30) -> httpx.Client | None:
 
 
 def scale_path(name: str) -> str:
-    if not _NAME.match(name):
-        raise ValueError(f"'{name}' is not a Kubernetes deployment name")
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a Kubernetes deployment name")
     return f"/apis/apps/v1/namespaces/{get_settings().kubernetes_namespace}/deployments/{name}/scale"
 
 
@@ -63,7 +63,7 @@ def dry_run(api: httpx.Client, name: str, count: int) -> DryRun:
     try:
         response = api.patch(scale_path(name), params={"dryRun": "All"}, json={"spec": {"replicas": count}},
                              headers=MERGE_PATCH)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return DryRun("unavailable", f"the API server could not be asked: {type(exc).__name__}: {exc}")
     body = _json(response)
     if response.is_success:

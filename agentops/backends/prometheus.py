@@ -32,7 +32,7 @@ DEFAULT_QUERIES: dict[str, str] = {
 
 METRICS = tuple(DEFAULT_QUERIES)
 # Kubernetes object names (RFC 1123 labels): nothing in them can leave a PromQL string literal.
-_LABEL_VALUE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ class PrometheusMetrics:
         if metric not in self.queries:
             raise ConfigError(f"no PromQL for metric '{metric}' (known: {', '.join(self.queries)})")
         for label, value in (("deployment", deployment), ("namespace", self.namespace)):
-            if not _LABEL_VALUE.match(value):
-                raise MetricsUnavailable(f"{label} '{value}' is not a Kubernetes name, so it is not queried")
+            if not _LABEL_VALUE.fullmatch(value):
+                raise MetricsUnavailable(f"{label} {value!r} is not a Kubernetes name, so it is not queried")
         return Template(self.queries[metric]).safe_substitute(deployment=deployment, namespace=self.namespace,
                                                              window=self.window)
 

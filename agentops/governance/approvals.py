@@ -53,6 +53,9 @@ class Decision:
     decided_by: list[str] = field(default_factory=list)
     self_approved: bool = False
     """A person behind the run decided it, which the tool's policy rule allows (`self_approval: true`)."""
+    withdrawn: bool = False
+    """A reject by a person behind the run, withdrawing a request a later one superseded (maker-checker guards
+    approvals; taking back one's own request needs no second person)."""
 
     @property
     def approved(self) -> bool:
@@ -73,7 +76,7 @@ def decision_of(appr: Approval) -> Decision:
         return Decision("expired", args, appr.id, "the approval request expired", [])
     data = serialization.loads(appr.decision, f"approval {appr.id} decision") or {}
     return Decision(data["kind"], data["args"], appr.id, data.get("message"), data.get("decided_by", []),
-                    data.get("self_approved", False))
+                    data.get("self_approved", False), data.get("withdrawn", False))
 
 
 def request_approval(
@@ -187,6 +190,7 @@ def decide(
     edited_args: dict[str, Any] | None = None,
     message: str | None = None,
     response: dict[str, Any] | None = None,
+    withdrawal: bool = False,
 ) -> Decision | None:
     """Record one approver's decision. Returns the final Decision, or None while a quorum is incomplete.
 
@@ -194,17 +198,23 @@ def decide(
     the approver's role; the digest they reviewed; maker-checker against the requester and everyone
     who started the run or a run above it, unless the tool's policy rule says `self_approval: true`
     (then the decision is recorded as self-approved); edited arguments screened again against the
-    tool's schema and the policy; and an approval whose run has ended cannot be decided.
+    tool's schema and the policy; and an approval whose run has ended cannot be decided. `args_digest` None
+    means the request's current digest; any other value must equal it. `withdrawal` (a reject only) lets a
+    person behind the run reject it, recorded as withdrawn: a group's "approve the latest" withdraws the
+    superseded requests of the reviewer's own runs, which maker-checker would otherwise leave pending.
     """
     if kind not in VOTE_KINDS:
         raise ApprovalError(f"unknown decision '{kind}' (choose one of: {', '.join(VOTE_KINDS)})")
+    if withdrawal and kind != "reject":
+        raise ApprovalError(f"only a reject withdraws a request, not {kind!r}: "
+                            "maker-checker still holds for approvals")
     approver = require_user(store, user, CAN_DECIDE, "deciding approvals")
     appr = store.get_approval(approval_id)
     if appr is None:
         raise NotFoundError(f"no approval with id '{approval_id}'")
     now = time.time()
-    digest = args_digest or appr.args_digest
-    makers = _decidable_by(store, appr, approver.name, digest, now)
+    digest = appr.args_digest if args_digest is None else args_digest
+    makers = _decidable_by(store, appr, approver.name, digest, now, withdrawal=withdrawal)
     args = serialization.loads(appr.args, f"approval {appr.id} arguments")
     if appr.kind == "respond":
         args = _checked_response(appr, kind, args, response)
@@ -224,8 +234,10 @@ def decide(
     approvers = [v.user for v in votes if v.kind in ("approve", "edit")] + [approver.name]
     final = kind != "approve" or len(set(approvers)) >= appr.quorum
     decided_by = sorted(set(approvers)) if kind in ("approve", "edit") else [approver.name]
-    self_approved = bool(makers.intersection(decided_by))
-    decision = Decision(kind, args, approval_id, message, decided_by, self_approved)  # type: ignore[arg-type]
+    withdrawn = withdrawal and approver.name in makers
+    self_approved = bool(makers.intersection(decided_by)) and not withdrawn
+    decision = Decision(kind, args, approval_id, message, decided_by, self_approved,  # type: ignore[arg-type]
+                        withdrawn)
     actor = f"user:{approver.name}"
     vote = {"approval_id": approval_id, "user": approver.name, "kind": kind, "args_digest": digest,
             "args": serialization.stored(args) if kind == "edit" or appr.kind == "respond" else None,
@@ -234,7 +246,8 @@ def decide(
                "edited_args": args if kind == "edit" else None,
                "response": args if appr.kind == "respond" and kind == "respond" else None,
                "votes": len(set(approvers)), "quorum": appr.quorum,
-               "self_approved": approver.name in makers}
+               "self_approved": approver.name in makers and not withdrawn,
+               **({"withdrawn_by": approver.name} if withdrawn else {})}
     if final:
         payload |= {"decided_digest": serialization.digest(args), "decided_by": decided_by,
                     "self_approved": self_approved}
@@ -285,7 +298,8 @@ def _checked_response(appr: Approval, kind: str, request: dict[str, Any], respon
     return response
 
 
-def _decidable_by(store: Store, appr: Approval, name: str, digest: str, now: float) -> set[str]:
+def _decidable_by(store: Store, appr: Approval, name: str, digest: str, now: float, *,
+                  withdrawal: bool = False) -> set[str]:
     """Refuse a decision by `name` on `digest` that cannot be made now; returns the people behind the run."""
     lineage = store.run_lineage(appr.run_id) if appr.run_id else []
     if appr.status == "cancelled" or (lineage and is_terminal(lineage[0].state)):
@@ -306,7 +320,7 @@ def _decidable_by(store: Store, appr: Approval, name: str, digest: str, now: flo
         store.append_events([binding.mismatch_event(appr.run_id, appr.step_no, appr.id, changed, attempted_by=name)])
         raise ApprovalMismatch(changed.line(appr.id, "it cannot be decided"))
     makers = people_behind(appr, lineage)
-    if name in makers and not self_approval_allowed(appr.action):
+    if name in makers and not withdrawal and not self_approval_allowed(appr.action):
         raise ApprovalError(f"user '{name}' {_role_in(appr, name)} approval {appr.id} and cannot decide it "
                             f"(maker-checker: another approver must; the policy rule for '{appr.action}' does not "
                             "allow self-approval)")

@@ -53,12 +53,14 @@ class GroupOutcome:
 
 
 def decide_group(members: list[tuple[str, str]], choice: GroupChoice, *, user: str | None,
-                 message: str | None = None) -> GroupOutcome:
+                 latest: str | None = None, message: str | None = None) -> GroupOutcome:
     """Decide the requests of a group as the reviewer saw them: `members` are (id, args digest) pairs as drawn,
     so a request that joined the group since is left pending. Approving all of a group whose members ask for
-    different states of one target (scale web-app to 12 and to 14) is refused: `approve_latest` approves the
-    newest and rejects the others, and only once the newest is approved."""
-    group = [get_approval(approval_id) for approval_id, _ in members]
+    different states of one target (scale web-app to 12 and to 14) is refused: `approve_latest` approves
+    `latest`, the newest as drawn, and only then rejects the others; it is refused when a newer request for the
+    target has arrived since. A reviewer's own superseded requests are withdrawn (maker-checker guards approvals,
+    not taking one's own request back)."""
+    group = _drawn_group(members)
     digests = dict(members)
     summary = effects.summarize_group(group)
     if choice not in summary.choices:
@@ -68,27 +70,74 @@ def decide_group(members: list[tuple[str, str]], choice: GroupChoice, *, user: s
                                 "approve the latest and reject the others, or decide them one by one")
         raise ApprovalError(f"unknown group decision '{choice}' (choose one of: {', '.join(summary.choices)})")
     outcome = GroupOutcome()
+    withdrawal = False
     if choice == "approve_latest":
-        latest = next(a for a in group if a.id == summary.latest)
-        if not _decide_one(outcome, latest, "approve", user, digests[latest.id], None):
+        newest = _checked_latest(group, summary.latest, latest)
+        if not _decide_one(outcome, newest, "approve", user, digests[newest.id], None):
             return outcome
-        chosen = ", ".join(f"{k}={json.dumps(v)}" for k, v in summary.differing.get(latest.id, {}).items())
-        message = message or f"superseded by the later request {latest.id[:12]} ({chosen}) for {summary.target}"
-        rest = [a for a in group if a.id != latest.id]
-        kind = "reject"
+        chosen = ", ".join(f"{k}={json.dumps(v)}" for k, v in summary.differing.get(newest.id, {}).items())
+        message = message or f"superseded by the later request {newest.id[:12]} ({chosen}) for {summary.target}"
+        rest, kind, withdrawal = [a for a in group if a.id != newest.id], "reject", True
     else:
         rest, kind = group, ("approve" if choice == "approve_all" else "reject")
         if kind == "reject":
             message = message or "rejected with its group"
     for appr in rest:
-        _decide_one(outcome, appr, kind, user, digests[appr.id], message if kind == "reject" else None)
+        _decide_one(outcome, appr, kind, user, digests[appr.id], message if kind == "reject" else None,
+                    withdrawal=withdrawal)
     return outcome
 
 
+def _drawn_group(members: list[tuple[str, str]]) -> list[Approval]:
+    """The members' requests, refused unless they are one group, each named once with the digest it was drawn
+    with."""
+    if not members:
+        raise ApprovalError("a group decision needs the requests it decides, each with the digest it was "
+                            "reviewed on; none were given")
+    ids = [approval_id for approval_id, _ in members]
+    unbound = [approval_id for approval_id, digest in members if not isinstance(digest, str) or not digest]
+    if unbound or len(set(ids)) != len(ids):
+        why = f"no digest for {', '.join(i[:12] for i in unbound)}" if unbound else "a request is named twice"
+        raise ApprovalError(f"a group decision needs each request once, with the digest it was reviewed on: {why}; "
+                            "nothing was decided")
+    group = [get_approval(approval_id) for approval_id in ids]
+    keys = {effects.group_key(a) for a in group}
+    if len(keys) != 1:
+        raise ApprovalError(f"these {len(group)} requests are not one group (they differ in action or target: "
+                            f"{'; '.join(sorted(_group_name(key) for key in keys))}); decide them one by one; "
+                            "nothing was decided")
+    return group
+
+
+def _group_name(key: tuple[str, str]) -> str:
+    action, on = key
+    return f"{action} on {on.removeprefix('target:')}" if on.startswith("target:") else f"{action} {on[:19]}"
+
+
+def _checked_latest(group: list[Approval], newest: str, latest: str | None) -> Approval:
+    """The request the reviewer saw as the latest, refused unless it still is the latest for its target."""
+    if latest is None:
+        raise ApprovalError("approving the latest needs the id of the request shown as the latest; "
+                            "nothing was decided")
+    if latest != newest:
+        raise ApprovalError(f"request {latest[:12]} is not the latest of these requests ({newest[:12]} is); "
+                            "nothing was decided")
+    chosen = next(a for a in group if a.id == newest)
+    key, drawn = effects.group_key(chosen), {a.id for a in group}
+    later = [a for a in open_store().list_approvals(status="pending", limit=100_000)
+             if a.id not in drawn and (a.created_at, a.id) > (chosen.created_at, chosen.id)
+             and effects.group_key(a) == key]
+    if later:
+        raise ApprovalError(f"a later request {later[0].id[:12]} for the same target arrived after these were "
+                            f"shown, so {newest[:12]} is no longer the latest; nothing was decided; look again")
+    return chosen
+
+
 def _decide_one(outcome: GroupOutcome, appr: Approval, kind: str, user: str | None, digest: str,
-                message: str | None) -> bool:
+                message: str | None, *, withdrawal: bool = False) -> bool:
     try:
-        approvals.decide(open_store(), appr.id, kind, user=user, args_digest=digest, message=message)
+        approvals.decide(open_store(), appr.id, kind, user=user, args_digest=digest, message=message,
+                         withdrawal=withdrawal)
     except AgentOpsError as exc:
         outcome.failed.append((appr.id, str(exc)))
         return False

@@ -120,14 +120,14 @@ def _scale(args: dict[str, Any]) -> ScaleEffect:
 
 def _kubernetes_scale(name: str, proposed: int) -> ScaleEffect:
     """Current replicas from the scale subresource, then the patch as a server-side dry run (nothing changes)."""
-    api = kubernetes.client(timeout=DRY_RUN_TIMEOUT)
-    assert api is not None
-    with api:
-        try:
+    try:
+        api = kubernetes.client(timeout=DRY_RUN_TIMEOUT)
+        assert api is not None
+        with api:
             current = kubernetes.replicas(api, name)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            return ScaleEffect(name, proposed, None, source="kubernetes", problem=_read_problem(exc))
-        dry_run = None if current == proposed else kubernetes.dry_run(api, name, proposed)
+            dry_run = None if current == proposed else kubernetes.dry_run(api, name, proposed)
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError, TypeError) as exc:
+        return ScaleEffect(name, proposed, None, source="kubernetes", problem=_read_problem(exc))
     return ScaleEffect(name, proposed, current, _prometheus_metrics(name), dry_run, "kubernetes")
 
 
@@ -143,7 +143,7 @@ def _prometheus_metrics(name: str) -> dict[str, float]:
         return {}
     try:
         now = metrics.current(name)
-    except (AgentOpsError, httpx.HTTPError):
+    except (AgentOpsError, httpx.HTTPError, httpx.InvalidURL):
         return {}
     return {k: now[k] for k in ("cpu_percent", "error_rate", "p95_latency_ms")}
 
@@ -275,7 +275,8 @@ def _args(approval: Approval) -> dict[str, Any]:
     return _json_object(approval.args)
 
 
-def _group_key(approval: Approval) -> tuple[str, str]:
+def group_key(approval: Approval) -> tuple[str, str]:
+    """Requests with one key are one group: the same action on the same target, or identical arguments."""
     target = target_of(approval.action, _args(approval)) if approval.kind == "approve" else None
     return (approval.action, f"target:{target}" if target else f"digest:{approval.args_digest}")
 
@@ -286,7 +287,7 @@ def duplicate_groups(approvals: list[Approval]) -> list[list[Approval]]:
     order of their first request."""
     groups: dict[tuple[str, str], list[Approval]] = {}
     for approval in sorted(approvals, key=lambda a: a.created_at):
-        groups.setdefault(_group_key(approval), []).append(approval)
+        groups.setdefault(group_key(approval), []).append(approval)
     return list(groups.values())
 
 

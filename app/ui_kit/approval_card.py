@@ -86,34 +86,40 @@ def _short(value: object) -> str:
 
 
 def _group_buttons(group: list[views.ApprovalView], summary: effects.GroupSummary, user: SessionUser) -> None:
+    """The group decisions, bound to the members as drawn: the callbacks' arguments are fixed when the buttons
+    are drawn, so a request that joins the group before the click is not decided by it."""
     key = group[0].approval.id
+    drawn = tuple((v.approval.id, v.approval.args_digest) for v in group)
+    refused = st.session_state.pop(f"group-refused-{key}", None)
+    if refused:
+        st.error(refused)
     if "approve_latest" in summary.choices:
         chosen = ", ".join(f"{k} {_short(v)}" for k, v in summary.differing[summary.latest].items())
         st.caption("These requests set one target to different states, so they cannot all be approved.")
         left, right = st.columns(2)
-        if left.button(f"Approve the latest ({chosen}), reject the others", key=f"approve-latest-{key}"):
-            _decide_group(group, "approve_latest", user)
+        left.button(f"Approve the latest ({chosen}), reject the others", key=f"approve-latest-{key}",
+                    on_click=_decide_group, args=(drawn, "approve_latest", user, summary.latest))
     else:
         left, right = st.columns(2)
-        if left.button(f"Approve all {len(group)}", key=f"approve-group-{key}"):
-            _decide_group(group, "approve_all", user)
-    if right.button(f"Reject all {len(group)}", key=f"reject-group-{key}"):
-        _decide_group(group, "reject_all", user)
+        left.button(f"Approve all {len(group)}", key=f"approve-group-{key}",
+                    on_click=_decide_group, args=(drawn, "approve_all", user, None))
+    right.button(f"Reject all {len(group)}", key=f"reject-group-{key}",
+                 on_click=_decide_group, args=(drawn, "reject_all", user, None))
 
 
-def _decide_group(group: list[views.ApprovalView], choice: str, user: SessionUser) -> None:
-    """One decision per request, each bound to the digest it was drawn with and recorded on its own."""
+def _decide_group(drawn: tuple[tuple[str, str], ...], choice: str, user: SessionUser, latest: str | None) -> None:
+    """One decision per request as drawn, each bound to its digest and recorded on its own (a button callback)."""
     if not still_logged_in(user):
         return
-    members = [(v.approval.id, v.approval.args_digest) for v in group]
     try:
-        outcome = service.decide_group(members, choice, user=user.name)  # type: ignore[arg-type]
+        outcome = service.decide_group(list(drawn), choice, user=user.name,  # type: ignore[arg-type]
+                                       latest=latest)
     except AgentOpsError as exc:
-        st.error(str(exc))
+        st.session_state[f"group-refused-{drawn[0][0]}"] = str(exc)
         return
     decided = ", ".join(f"{kind} {i[:12]}" for i, kind in outcome.decided)
     st.session_state["approvals_flash"] = (
-        f"{len(outcome.decided)} of {len(group)} requests decided by {user.name}: {decided or 'none'}"
+        f"{len(outcome.decided)} of {len(drawn)} requests decided by {user.name}: {decided or 'none'}"
         + ("; " + "; ".join(f"{i[:12]}: {why}" for i, why in outcome.failed) if outcome.failed else ""))
     st.rerun()
 
