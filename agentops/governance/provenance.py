@@ -29,9 +29,9 @@ MAX_SOURCE_CHARS = 200_000
 """Of each source's text, this much is searched."""
 
 _TOKENS = re.compile(
-    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # an email address
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # an email address
     r"|https?://[^\s\"'<>]+"  # a URL
-    r"|\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\b"  # a host name
+    r"|(?<![\w.-])(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\b"  # a host name
     r"|\b(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?\b"  # an IPv4 address or network
     r"|(?<![\w:])(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}(?![\w:])"  # a full IPv6 address
     r"|(?<![\w:])(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*::(?:[0-9a-f]{1,4}(?::[0-9a-f]{1,4})*)?"  # IPv6 with ::
