@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -285,7 +286,7 @@ def test_a_dry_run_names_what_went_wrong_and_a_hostile_name_never_reaches_a_path
         assert isinstance(effect, ScaleEffect)
         return effect
 
-    assert scale("api", 4).dry_run is None, "a no-op patches nothing, so there is nothing to dry-run"
+    assert scale("api", 4).dry_run is None, "a no-op changes nothing, so there is nothing to dry-run"
     missing = scale("nosuch", 3)
     assert missing.current is None and "answered 404" in (missing.problem or "")
     seen = len(kube.requests)
@@ -339,8 +340,8 @@ def test_approving_a_count_already_in_effect_is_recorded_as_a_no_op_and_changes_
     assert len(open_store().scale_events()) == 1
 
 
-def test_a_no_op_calls_no_scale_endpoint_and_holds_across_a_sigkilled_worker(cards_project: Path,
-                                                                             kube: KubernetesAPI) -> None:
+def test_a_no_op_sends_the_approved_count_once_and_holds_across_a_sigkilled_worker(cards_project: Path,
+                                                                                  kube: KubernetesAPI) -> None:
     import os
     import signal
     import subprocess
@@ -369,13 +370,39 @@ def test_a_no_op_calls_no_scale_endpoint_and_holds_across_a_sigkilled_worker(car
     run = service.get_run(run_id)
     assert run.state == "COMPLETED", run
     assert json.loads(run.result or "null")["result"]["note"] == "no-op: web-app already at 12 replicas"
-    assert kube.patches == [] and kube.dry_runs == [], "the scale endpoint was never patched"
-    assert [r["method"] for r in kube.requests] == ["GET", "GET"], "one read per attempt, no write"
+    assert kube.patches == [{"spec": {"replicas": 12}}] and kube.dry_runs == [], "the approved count, sent once"
+    assert kube.replicas["web-app"] == 12, "patching the count in effect changed nothing"
+    assert [r["method"] for r in kube.requests] == ["GET", "GET", "PATCH"], "killed in the read; the replay's patch"
     [event] = open_store().scale_events()
     assert (event.from_replicas, event.to_replicas) == (12, 12)
     assert len(tool_results(run_id)) == 1, "one tool result in the ledger"
     Worker(open_store(), poll_seconds=0.01).run(burst=True)
-    assert len(open_store().scale_events()) == 1 and kube.patches == []
+    assert len(open_store().scale_events()) == 1 and len(kube.patches) == 1
+
+
+def test_a_change_between_the_read_and_a_no_op_is_overridden_by_the_approved_count(
+        cards_project: Path, kube: KubernetesAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.backends import kubernetes
+
+    run_id, approval_id = governed_scale(12)
+    kube.replicas["web-app"] = 12
+    service.decide(approval_id, "approve", user="ada")
+    read = kubernetes.replicas
+
+    def read_then_autoscaler(api: Any, name: str) -> int:
+        seen = read(api, name)
+        kube.replicas[name] = 3  # an autoscaler scales down right after the read
+        return seen
+
+    monkeypatch.setattr(kubernetes, "replicas", read_then_autoscaler)
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    run = service.get_run(run_id)
+    assert run.state == "COMPLETED", run
+    assert kube.replicas["web-app"] == 12, "the approved count is what the cluster runs"
+    assert kube.patches == [{"spec": {"replicas": 12}}]
+    assert json.loads(run.result or "null")["result"]["note"] == "no-op: web-app already at 12 replicas"
+    [event] = open_store().scale_events()
+    assert (event.from_replicas, event.to_replicas) == (12, 12), "labelled from the read: it was a no-op then"
 
 
 TICKET_BODY = ("Customer reports checkout 500s since 09:00.\n"

@@ -207,3 +207,44 @@ def test_a_failed_run_resumed_twice_stores_each_line_once(ops_project: Path) -> 
     assert lines(run_id) == [(None, "begin"), (1, "fetching"), (None, "between 2")], "nothing new was reached"
     assert resume_run(run_id, store=open_store()).result == 42
     assert lines(run_id) == [(None, "begin"), (1, "fetching"), (None, "between 2"), (None, "end 42")]
+
+
+# A different line at the same place on the resume: the except branch logged on the first try, success on the next.
+outage = {"left": 0}
+
+
+@task
+def replay_logs_deploy() -> int:
+    if outage["left"]:
+        outage["left"] -= 1
+        raise RuntimeError("API server 503")
+    return 12
+
+
+@flow
+def replay_logs_branching() -> int:
+    log = get_run_logger()
+    log.info("deploying")
+    log.info("deploying")
+    try:
+        out = replay_logs_deploy()
+    except RuntimeError as exc:
+        log.error("deploy failed: %s", exc)
+        raise
+    log.warning("deploy scaled web-app to %s replicas", out)
+    log.info("deploying")
+    return out
+
+
+def test_a_different_line_logged_at_the_same_place_on_a_resume_is_kept(ops_project: Path) -> None:
+    outage["left"] = 1
+    run_id = service.start_run("replay_logs_branching", {})
+    drain()
+    assert service.get_run(run_id).state == State.FAILED
+    first = [(None, "deploying"), (None, "deploying"), (None, "deploy failed: API server 503")]
+    assert lines(run_id) == first
+    assert resume_run(run_id, store=open_store()).result == 12
+    assert lines(run_id) == [*first, (None, "deploy scaled web-app to 12 replicas"), (None, "deploying")], (
+        "the resume's repeated lines are stored once, the new ones kept")
+    keys = [line.line_key or "" for line in open_store().logs_for_run(run_id)]
+    assert len(set(keys)) == 5 and all(len(k) <= 64 for k in keys)

@@ -43,8 +43,10 @@ def get_metrics(name: str | None = None) -> dict[str, Any]:
 
 
 def scale_deployment(name: str, replicas: int) -> dict[str, Any]:
-    """Set a deployment's replica count, once per tool step (the idempotency key guards repeats). A count already
-    in effect is a no-op: the scale endpoint is not called, and the no-op is what the step records."""
+    """Set a deployment's replica count, once per tool step (the idempotency key guards repeats). The absolute
+    patch is always sent (a count already in effect is left as it is by the server, and a change made between the
+    read and the patch is overridden by the approved count); a count that was already in effect is recorded and
+    answered as a no-op."""
     key = idempotency_key()
     store = open_store()
     done = store.scale_event(key)
@@ -57,8 +59,7 @@ def scale_deployment(name: str, replicas: int) -> dict[str, Any]:
     if client is not None:
         with client:
             before = kubernetes.replicas(client, name)
-            if before != replicas:
-                kubernetes.patch_replicas(client, name, replicas)
+            kubernetes.patch_replicas(client, name, replicas)
     else:
         dep = store.deployment(name)
         if dep is None:
@@ -67,7 +68,7 @@ def scale_deployment(name: str, replicas: int) -> dict[str, Any]:
     event = {"idempotency_key": key, "deployment": name, "from_replicas": before, "to_replicas": replicas,
              "run_id": current_run_id(), "ts": time.time()}
     if before == replicas:
-        store.scale(event, {}, apply=False)
+        store.scale(event, {})  # the simulated "patch": sets the approved count, which changes nothing unless moved
         return _no_op(name, replicas)
     dep = store.deployment(name)
     after_metrics = {}

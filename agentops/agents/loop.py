@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.tools import BaseTool
 
+    from agentops.db import Store
+    from agentops.db.records import RunRecord
+
 MAX_RESULT_CHARS = 8000
 MAX_INPUT_ROUNDS = 3
 """How many times one MCP call may ask for input (each question a `respond` approval) before it is an error."""
@@ -45,6 +48,34 @@ MODEL_RETRY = "model.retry"
 """The action of the approval that asks a person whether to send a turn again (AGENTOPS_MODEL_ON_ERROR=ask)."""
 _DATA_TRIGGERS = {"alert": "the alert that started the run", "hook": "the webhook that started the run"}
 """Runs whose parameters are data from outside, not a person's words."""
+def _parameter_sources(store: Store, run: RunRecord) -> list[provenance.Source]:
+    """A run's parameters as a source: a person's words when someone started it; data when an alert or a webhook
+    did, or a model wrote them (the chat dispatcher's `start_flow`, an MCP client), with the person's chat message
+    the dispatcher acted on, when the run has that parent."""
+    text = provenance.source_text(run.parameters)
+    trigger = run.trigger or ""
+    if trigger in _DATA_TRIGGERS:
+        return [provenance.Source(_DATA_TRIGGERS[trigger], text)]
+    if trigger.startswith("mcp:"):
+        return [provenance.Source("the parameters an MCP client sent", text)]
+    if trigger == "chat" and run.parent_run_id:
+        sources = [provenance.Source("the parameters the chat dispatcher wrote", text)]
+        parent = store.get_run(run.parent_run_id)
+        message = _parameters(parent.parameters).get("message") if parent is not None else None
+        if isinstance(message, str):
+            sources.insert(0, provenance.Source("the chat message", provenance.source_text(message), person=True))
+        return sources
+    return [provenance.Source("the run's parameters", text, person=True)]
+
+
+def _parameters(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 _NOT_APPROVED = {"reject": "rejected", "expired": "left to expire", "respond": "answered, not approved"}
 
 
@@ -390,16 +421,11 @@ class _Loop:
                            done.get("result"))
 
     def _sources(self, conversation: list[Any]) -> list[provenance.Source]:
-        """What a proposed call's values may have come from: the run's parameters (a person's, unless an alert or
-        a webhook started the run), then each tool or task output of the run and each tool message the model
-        read, in order."""
+        """What a proposed call's values may have come from: the run's parameters (see `_parameter_sources`), then
+        each tool or task output of the run and each tool message the model read, in order."""
         store, run_id = self.ctx.store, self.ctx.run_id
         run = store.get_run(run_id)
-        sources = []
-        if run is not None:
-            started_by = _DATA_TRIGGERS.get(run.trigger)
-            sources.append(provenance.Source(started_by or "the run's parameters",
-                                             provenance.source_text(run.parameters), person=started_by is None))
+        sources = [] if run is None else _parameter_sources(store, run)
         for step in store.steps_for_run(run_id):
             if step.kind in ("task", "tool") and step.state == "COMPLETED" and step.output:
                 label = step.name.rsplit(".tool:", 1)[-1]

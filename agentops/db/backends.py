@@ -133,18 +133,15 @@ class BackendsSQL(LedgerSQL):
                 added = len(fresh)
         return added
 
-    def scale(self, values: dict[str, Any], metrics: dict[str, Any], *, apply: bool = True
-              ) -> tuple[dict[str, Any], bool]:
-        """Record a scale action once per idempotency key and, with `apply`, set the simulated cluster's replicas
-        (a no-op is recorded with apply=False: the deployment's row is left as it is)."""
+    def scale(self, values: dict[str, Any], metrics: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Record a scale action once per idempotency key and set the simulated cluster's replicas to its count."""
         with self.write() as conn:
             query = sa.select(schema.SCALES).where(schema.SCALES.c.idempotency_key == values["idempotency_key"])
             found = conn.execute(query).first()
             if found is not None:
                 return dict(found._mapping), False
-            if apply:
-                conn.execute(sa.update(schema.DEPLOYMENTS).where(schema.DEPLOYMENTS.c.name == values["deployment"])
-                             .values(replicas=values["to_replicas"], **metrics))
+            conn.execute(sa.update(schema.DEPLOYMENTS).where(schema.DEPLOYMENTS.c.name == values["deployment"])
+                         .values(replicas=values["to_replicas"], **metrics))
             row_id = conn.execute(sa.insert(schema.SCALES).returning(schema.SCALES.c.id), values).scalar_one()
             return {**values, "id": row_id}, True
 

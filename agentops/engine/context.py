@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from contextvars import ContextVar
@@ -84,13 +85,16 @@ class RunContext:
             self._last_step_no = next(self._counter)
             return self._last_step_no
 
-    def line_key(self, step_no: int | None) -> str:
+    def line_key(self, step_no: int | None, level: str, message: str) -> str:
         """A log line's place in the run, the same when a replay logs it again. Between steps (in the flow's own
-        code, which every execution runs again from the top): after which step, and the how-manieth line there.
-        Inside a step (whose body runs only when it is not replayed): the step, this execution's epoch and the
-        line's number, so a step that runs again after a crash keeps the lines of both tries."""
+        code, which every execution runs again from the top): after which step, a short hash of the line's level
+        and words, and how many times those words were logged there before, so a replay's same line lands on its
+        first key and a different line logged at that place (an except branch first, success on the resume) is
+        kept as well. Inside a step (whose body runs only when it is not replayed): the step, this execution's epoch
+        and the line's number, so a step that runs again after a crash keeps the lines of both tries."""
+        digest = hashlib.sha256(f"{level}\0{message}".encode()).hexdigest()[:16] if step_no is None else ""
         with self._counter_lock:
-            anchor = f"f{self._last_step_no}" if step_no is None else f"s{step_no}.e{self.epoch}"
+            anchor = f"f{self._last_step_no}.{digest}" if step_no is None else f"s{step_no}.e{self.epoch}"
             seq = self._lines_at.get(anchor, 0)
             self._lines_at[anchor] = seq + 1
         return f"{anchor}.{seq}"

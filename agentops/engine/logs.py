@@ -1,7 +1,8 @@
 """`get_run_logger()` and `log_prints`: lines stored per step with the step's record.
 
 A resumed run executes its flow function again from the top, so the flow's own code logs its lines again; each
-line carries its place in the run (`RunContext.line_key`), and the store keeps the first line at each place.
+line carries its place in the run (`RunContext.line_key`: where, and for the flow's own lines what it says), and
+the store keeps the first line at each place.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def _store_line(level: str, message: str) -> bool:
         return False
     step = current_step.get()
     step_no = step.step_no if step else None
-    ctx.add_log({"run_id": ctx.run_id, "step_no": step_no, "ts": time.time(), "level": level,
-                 "message": default_redactor().text(message), "line_key": ctx.line_key(step_no)})
+    text = default_redactor().text(message)
+    ctx.add_log({"run_id": ctx.run_id, "step_no": step_no, "ts": time.time(), "level": level, "message": text,
+                 "line_key": ctx.line_key(step_no, level, text)})
     return True
 
 

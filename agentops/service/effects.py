@@ -40,7 +40,7 @@ class ScaleEffect:
     metrics: dict[str, float] = field(default_factory=dict)
     dry_run: DryRun | None = None
     """With the Kubernetes backend, the API server's answer to the patch run with `dryRun=All` (None: the
-    simulated cluster, or a no-op, which patches nothing)."""
+    simulated cluster, or a no-op, which changes nothing)."""
     source: str = "simulated"
     """simulated | kubernetes"""
     problem: str | None = None
