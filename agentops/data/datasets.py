@@ -22,7 +22,7 @@ FILE_KINDS = {".csv": "csv", ".parquet": "parquet"}
 NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
 TEMPORAL_TYPES = ("DATE", "TIMESTAMP")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 Aggregate = Literal["sum", "avg", "min", "max", "count"]
 AGGREGATE_SQL: dict[str, str] = {"sum": "SUM", "avg": "AVG", "min": "MIN", "max": "MAX", "count": "COUNT"}
 AGGREGATE_WORDS: dict[str, str] = {"sum": "", "avg": "average ", "min": "lowest ", "max": "highest ",

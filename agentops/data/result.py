@@ -24,7 +24,7 @@ DeclaredFormat = Literal["money", "integer", "number", "percent", "date", "text"
 Format = Literal["money", "integer", "number", "percent", "date", "month", "text"]
 """money: 2 decimals; integer: none; number: 2 decimals; percent: a signed figure already in percent; all with
 thousands separators. date: ISO day; month: YYYY-MM."""
-_ISO_DAY_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?$")
+_ISO_DAY_OR_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:?\d{2}|Z)?)?\Z")
 
 
 def format_value(value: Any, fmt: Format) -> str:

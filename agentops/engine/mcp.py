@@ -48,8 +48,8 @@ DEFINITION_KEY = "_mcp_definition"
 """The argument that binds a call to the digest of the tool definition it was screened and approved on."""
 META_IDEMPOTENCY_KEY = "agentops/idempotency_key"
 META_RUN_ID = "agentops/run_id"
-_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class McpServerConfig(BaseModel):

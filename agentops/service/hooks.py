@@ -38,7 +38,7 @@ SIGNATURE_HEADER = "X-Agentops-Signature"
 MAX_BODY_BYTES = 1 << 20
 MIN_SECRET_BYTES = 16
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]{64}\Z")
 ACTOR = "system:hooks"
 
 
