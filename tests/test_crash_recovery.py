@@ -50,8 +50,10 @@ def crashy() -> str:
 
 
 def wait_for(path: Path, timeout: float = 30.0) -> None:
+    """Until the mark holds a whole line: `open(..., "a")` creates the file before its line is written, and a
+    process stopped in between would leave its pid after the next writer's."""
     deadline = time.time() + timeout
-    while not path.exists():
+    while not (path.exists() and path.read_text().endswith("\n")):
         assert time.time() < deadline, f"{path} never appeared"
         time.sleep(0.05)
 
