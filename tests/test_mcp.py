@@ -415,3 +415,18 @@ def test_a_server_that_dies_mid_call_is_a_tool_error_the_model_is_told_of(mcp_pr
     assert out["calls"][0][:2] == ["ops.crash", "error"] and "MCP server 'ops'" in out["calls"][0][2]
     assert [c["tool"] for c in server_calls(mcp_project)] == ["crash"]
     assert model.calls[1][-1].status == "error"
+
+
+def test_a_rejected_call_never_reaches_the_server_and_the_model_is_told_why(mcp_project: Path) -> None:
+    model = ScriptedChatModel(replies=[call("ops__restart", {"service": "web"}), AIMessage(content="left alone")])
+    run_id = start(model, ["ops.restart"])
+    store = open_store()
+    [appr] = store.list_approvals(run_id=run_id)
+    decide(store, appr.id, "reject", user="ada", message="not during the sale")
+    Worker(open_store(), poll_seconds=0.01).run(burst=True)
+    out = result_of(run_id)
+    assert out["calls"][0][:2] == ["ops.restart", "rejected"] and "not during the sale" in out["calls"][0][2]
+    assert out["answer"] == "left alone"
+    assert server_calls(mcp_project) == [], "a rejected MCP call is never sent"
+    [event] = store.search_ledger(run_id=run_id, action="approval.decided")
+    assert json.loads(event.payload)["decision"] == "reject" and event.actor == "user:ada"
