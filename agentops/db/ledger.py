@@ -114,6 +114,10 @@ class LedgerSnapshot:
         for run_id, step_no, output in self._query("SELECT run_id, step_no, output FROM step_runs"):
             yield run_id, step_no, "output", output
 
+    def mcp_pins(self) -> Iterator[tuple[str, str, str, str]]:
+        """Every MCP pin row: (server, tool, digest, stored definition)."""
+        return self._query("SELECT server, tool, digest, definition FROM mcp_pins ORDER BY server, tool")
+
 
 class LedgerSQL(StoreBase):
     def _chain(self, tx: SqlText, events: Sequence[Event]) -> None:

@@ -151,12 +151,17 @@ def find_tool(root: Path, name: str) -> BaseTool | None:
 
 
 def pinned_digest(definition: mcp.ToolDefinition) -> str | None:
-    """The digest of the definition pinned for this MCP tool, read in the running flow's store (None outside one)."""
+    """The digest of the definition pinned for this MCP tool, read in the running flow's store (None outside one
+    or when unpinned); McpCallRefused when the pin does not agree with the ledger (see engine/mcp_trust.py)."""
+    from agentops.engine.mcp_trust import check_pin
+
     ctx = current_run.get()
     if ctx is None:
         return None
-    pin = ctx.store.mcp_pin(definition.server, definition.name)
-    return pin.digest if pin is not None else None
+    checked = check_pin(ctx.store, definition.server, definition.name)
+    if checked.problem is not None:
+        raise mcp.McpCallRefused(checked.problem)
+    return checked.digest
 
 
 def is_side_effect(tool: BaseTool) -> bool:

@@ -11,6 +11,7 @@ from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.db import Store
 from agentops.engine import mcp
+from agentops.engine.mcp_trust import check_pin
 from agentops.errors import ConfigError
 
 
@@ -20,8 +21,12 @@ def _values(definition: mcp.ToolDefinition, actor: str) -> dict[str, object]:
 
 
 def pin_problem(store: Store, definition: mcp.ToolDefinition) -> str | None:
-    """Why a call to this definition is refused (pinned, and the server now offers another), or None."""
-    pin = store.mcp_pin(definition.server, definition.name)
+    """Why a call to this definition is refused (its pin does not agree with the ledger, or the server now offers
+    another definition than the pinned one), or None."""
+    checked = check_pin(store, definition.server, definition.name)
+    if checked.problem is not None:
+        return checked.problem
+    pin = checked.pin
     if pin is None or pin.digest == definition.digest:
         return None
     return (f"the MCP server '{definition.server}' changed the definition of '{definition.name}' since it was "
@@ -29,8 +34,24 @@ def pin_problem(store: Store, definition: mcp.ToolDefinition) -> str | None:
             f"re-pin it (agentops mcp pin {definition.server} {definition.name})")
 
 
+PinState = str
+"""pinned | unpinned | changed (the server offers another definition) | untrusted (the pin row disagrees with
+the ledger: written, edited or deleted in the database); calls are refused in the last two."""
+
+
+def pin_state(store: Store, definition: mcp.ToolDefinition) -> tuple[PinState, str | None]:
+    """The pin state of a live definition, and the problem when it is `untrusted` (for `agentops mcp list`)."""
+    checked = check_pin(store, definition.server, definition.name)
+    if checked.problem is not None:
+        return "untrusted", checked.problem
+    if checked.pin is None:
+        return "unpinned", None
+    return ("pinned" if checked.pin.digest == definition.digest else "changed"), None
+
+
 def pin_first_use(store: Store, definition: mcp.ToolDefinition) -> None:
-    """Pin the definition unless one is pinned already (then the caller has checked `pin_problem`)."""
+    """Pin the definition unless one is pinned already (then the caller has checked `pin_problem`), or the ledger
+    says it was pinned before (its row was deleted: only an admin pins it again)."""
     if store.mcp_pin(definition.server, definition.name) is not None:
         return
     event = Event(actor="system:mcp", action="mcp.pinned", payload={

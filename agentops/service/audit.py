@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from agentops.core import checkpoints, serialization
 from agentops.core.checkpoints import Checkpoint
 from agentops.core.ledger import Anchor, Bindings, VerifyReport, verify_rows
+from agentops.engine.mcp_trust import PinEvents, StoredPin
 from agentops.db import Store, open_store
 from agentops.errors import AgentOpsError, ConfigError, LedgerError
 from agentops.settings import get_settings
@@ -179,16 +180,23 @@ def audit_verify(*, public_key: Path | None = None) -> VerifyReport:
             return failed
         head = snap.head()
         bindings = Bindings()
-        report = verify_rows(snap.events(), checkpoints=checked, head=head, bindings=bindings)
+        pinned = PinEvents()
+        report = verify_rows(pinned.tap(snap.events()), checkpoints=checked, head=head, bindings=bindings)
         if not report.ok:
             return replace(report, key_fingerprint=fingerprint)
         if head is None:
             return replace(report, ok=False, in_chain=False, problem="the ledger's high-water mark (table "
                          "ledger_head) is gone: a cut tail or a forged append cannot be told from the real thing")
         values, bad = bindings.check(snap.bound_values())
+        pin_problems = pinned.problems(StoredPin(*row) for row in snap.mcp_pins())
     if bad is not None:
         return replace(report, ok=False, in_chain=False, first_bad_seq=bad.seq, problem=bad.problem,
                      values_checked=values - 1, key_fingerprint=fingerprint)
+    if pin_problems:
+        seq, problem = pin_problems[0]
+        more = f" (and {len(pin_problems) - 1} more MCP pins)" if len(pin_problems) > 1 else ""
+        return replace(report, ok=False, in_chain=False, first_bad_seq=seq, problem=problem + more,
+                       values_checked=values, key_fingerprint=fingerprint)
     return replace(report, values_checked=values, key_fingerprint=fingerprint)
 
 
