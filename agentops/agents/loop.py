@@ -163,6 +163,12 @@ class _Loop:
         for t in agent.tools:
             self.whitelist.update(from_mcp.get(t) or {t: available[t]})
         self.model_names = {tool.name: name for name, tool in self.whitelist.items()}
+        if len(self.model_names) != len(self.whitelist):  # e.g. server `ops_` tool `x` and server `ops` tool `_x`
+            clash = sorted(n for n in self.model_names
+                           if sum(t.name == n for t in self.whitelist.values()) > 1)
+            raise AgentOpsError(f"agent '{agent.name}': tools {', '.join(sorted(self.whitelist))} give the model "
+                                f"the same name ({', '.join(clash)}), so a call could not be told apart; rename or "
+                                "drop one of them")
         """The name the model calls a tool by (`server__tool` for an MCP tool) -> its name here."""
         self.policy = governance.project_policy(self.root)
         if agent.model is not None and not isinstance(agent.model, str):

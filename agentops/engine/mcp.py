@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agentops.core import serialization
 from agentops.core.coroutines import run_coroutine
+from agentops.core.redaction import Redactor
 from agentops.core.yaml_files import parse_yaml
 from agentops.engine.mcp_sessions import NotSent
 from agentops.errors import ConfigError
@@ -65,7 +66,8 @@ class McpServerConfig(BaseModel):
     token_env: str | None = None
     """The setting (environment variable) holding the bearer token of an HTTP server."""
     tools: list[str] | None = None
-    timeout_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=3600, allow_inf_nan=False)
+    """How long one request to the server (its listing, a call) may go unanswered before it is a tool error."""
 
     @field_validator("env_from")
     @classmethod
@@ -142,14 +144,23 @@ class ToolDefinition:
     description: str
     input_schema: dict[str, Any]
     annotations: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    output_schema: dict[str, Any] | None = None
 
     @property
     def qualified(self) -> str:
         return f"{self.server}.{self.name}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "input_schema": self.input_schema,
-                "annotations": self.annotations}
+        """What the digest covers: the title and output schema only when the server gives them (so a definition
+        without them keeps the digest it was pinned with before they were covered)."""
+        out = {"name": self.name, "description": self.description, "input_schema": self.input_schema,
+               "annotations": self.annotations}
+        if self.title is not None:
+            out["title"] = self.title
+        if self.output_schema is not None:
+            out["output_schema"] = self.output_schema
+        return out
 
     @property
     def digest(self) -> str:
@@ -162,6 +173,17 @@ class ToolDefinition:
 def split_name(qualified: str) -> tuple[str, str]:
     server, _, tool = qualified.partition(".")
     return server, tool
+
+
+def config_secrets(config: McpServerConfig) -> list[str]:
+    """Values agentops gives the server that must never be stored: its bearer token, and the `env` and `env_from`
+    values under secret-looking names (a server may echo them in a result or an error)."""
+    from agentops.core.redaction import is_secret_key
+
+    markers = ("KEY", "TOKEN", "SECRET", "PASS", "CREDENTIAL", "AUTH")
+    secret = [v for k, v in _environment(config).items() if is_secret_key(k) or any(m in k.upper() for m in markers)]
+    token = os.environ.get(config.token_env) if config.token_env else None
+    return [v for v in [*secret, token] if v]
 
 
 def _environment(config: McpServerConfig) -> dict[str, str]:
@@ -180,7 +202,8 @@ async def _connect(name: str, config: McpServerConfig, asked: list[str] | None =
         from mcp_types import ElicitResult
 
         if asked is not None:
-            asked.append(str(getattr(params, "message", "")))
+            asked.append(_cut(str(getattr(params, "message", "")), MAX_MESSAGE_CHARS) if len(asked) < MAX_ASKED
+                         else "")
         return ElicitResult(action="cancel")
 
     if config.command is not None:
@@ -204,17 +227,64 @@ async def _connect(name: str, config: McpServerConfig, asked: list[str] | None =
             yield client
 
 
+MAX_LIST_PAGES = 100
+"""How many pages of `tools/list` a server may answer with; more (or a cursor given twice) is refused."""
+
+
 async def _definitions(name: str, client: Client) -> list[ToolDefinition]:
-    listed = await client.list_tools(cache_mode="bypass")  # the definition check always asks the server
-    out = []
-    for tool in listed.tools:
-        annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) \
-            if tool.annotations is not None else {}
-        out.append(ToolDefinition(name, tool.name, tool.description or "", dict(tool.input_schema), annotations))
-    return out
+    """Every page of the server's listing (the definition check always asks the server). A listing that names a
+    tool twice is refused: which of the two the server would run cannot be known, so neither is pinned or called."""
+    out: dict[str, ToolDefinition] = {}
+    cursor: str | None = None
+    seen: set[str] = set()
+    for _ in range(MAX_LIST_PAGES):
+        listed = await client.list_tools(cursor=cursor, cache_mode="bypass")
+        for tool in listed.tools:
+            if tool.name in out:
+                raise McpCallRefused(f"MCP server '{name}' lists the tool '{tool.name}' more than once; an "
+                                     "ambiguous listing is refused")
+            annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True) \
+                if tool.annotations is not None else {}
+            out[tool.name] = ToolDefinition(name, tool.name, tool.description or "", dict(tool.input_schema),
+                                            annotations, tool.title, _schema_or_none(tool.output_schema))
+        cursor = listed.next_cursor
+        if cursor is None:
+            return list(out.values())
+        if cursor in seen:
+            break
+        seen.add(cursor)
+    raise McpCallRefused(f"MCP server '{name}' did not finish its tool listing within {MAX_LIST_PAGES} pages "
+                         "(or gave a page's cursor twice)")
+
+
+def _schema_or_none(schema: Any) -> dict[str, Any] | None:
+    return dict(schema) if schema is not None else None
 
 
 T = TypeVar("T")
+
+MAX_ASKED = 5
+"""Mid-call requests for input quoted in the call's error (each cancelled; the rest are counted)."""
+MAX_MESSAGE_CHARS = 500
+MAX_RESULT_CHARS = 100_000
+"""A result's text (all its text blocks) kept for the step, the ledger and the model; the rest is cut."""
+MAX_STRUCTURED_CHARS = 100_000
+MAX_QUESTIONS = 10
+"""Questions one InputRequiredResult may ask (each is an approval in the inbox)."""
+MAX_SCHEMA_CHARS = 8_000
+_PRIMITIVE = {"string", "number", "integer", "boolean"}
+_PROPERTY_KEYS = {"type", "title", "description", "enum", "enumNames", "default", "format", "minimum", "maximum",
+                  "minLength", "maxLength"}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]} [... {len(text) - limit} more characters cut by agentops]"
+
+
+def _asked_text(asked: list[str]) -> str:
+    quoted = "; ".join(a for a in asked[:MAX_ASKED])
+    more = len(asked) - MAX_ASKED
+    return quoted + (f" (and {more} more requests)" if more > 0 else "")
 
 
 def _in_session(server: str, config: McpServerConfig, work: Callable[[Client, list[str]], Awaitable[T]]) -> T:
@@ -361,14 +431,83 @@ resuming: ContextVar[Resume | None] = ContextVar("agentops_mcp_resuming", defaul
 def _input_requests(qualified: str, result: Any) -> dict[str, dict[str, Any]]:
     """The form elicitations of an InputRequiredResult; any other request is one agentops does not answer."""
     out = {}
-    for key, request in (result.input_requests or {}).items():
+    requests = result.input_requests or {}
+    if len(requests) > MAX_QUESTIONS:
+        raise McpToolError(f"{qualified} asks {len(requests)} questions at once (at most {MAX_QUESTIONS}); the call "
+                           "was not completed")
+    for key, request in requests.items():
         params: Any = getattr(request, "params", None)
         if getattr(request, "method", None) != "elicitation/create" or getattr(params, "mode", "form") != "form":
             raise McpToolError(f"{qualified} asks for '{getattr(request, 'method', '?')}' "
                                f"({getattr(params, 'mode', '')}), which agentops does not answer; the call was not "
                                "completed")
-        out[str(key)] = {"message": params.message, "requested_schema": dict(params.requested_schema)}
+        message = str(params.message)
+        if len(message) > MAX_MESSAGE_CHARS * 4:
+            raise McpToolError(f"{qualified} asks a question of {len(message)} characters (at most "
+                               f"{MAX_MESSAGE_CHARS * 4}); the call was not completed")
+        problem = _schema_problem(params.requested_schema)
+        if problem is not None:
+            raise McpToolError(f"{qualified} asks for input with a schema agentops does not put to a person "
+                               f"({problem}); the call was not completed")
+        out[str(key)[:200]] = {"message": message, "requested_schema": dict(params.requested_schema)}
     return out
+
+
+def _schema_problem(schema: Any) -> str | None:
+    """Why a requested schema is not the flat form MCP allows for elicitation (an object of primitive fields), or
+    None. Anything else (nested objects, arrays, $ref, patterns, a huge schema) is not shown to an approver."""
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        return "it is not an object schema"
+    if len(serialization.dumps(schema)) > MAX_SCHEMA_CHARS:
+        return f"it is longer than {MAX_SCHEMA_CHARS} characters"
+    if set(schema) - {"type", "properties", "required", "title", "description", "$schema"}:
+        return f"it has keys {sorted(set(schema) - {'type', 'properties', 'required', 'title', 'description'})}"
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict) or len(properties) > 20:
+        return "its properties are not a mapping of at most 20 fields"
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) and r in properties for r in required):
+        return "its 'required' does not name its fields"
+    for name, prop in properties.items():
+        if not isinstance(prop, dict) or prop.get("type") not in _PRIMITIVE or set(prop) - _PROPERTY_KEYS:
+            return f"field '{str(name)[:60]}' is not a plain string, number, integer or boolean"
+        if "enum" in prop and not (isinstance(prop["enum"], list) and all(
+                isinstance(v, str | int | float | bool) for v in prop["enum"])):
+            return f"field '{str(name)[:60]}' has an enum that is not a list of plain values"
+    return None
+
+
+def _content_text(qualified: str, content: list[Any]) -> str:
+    """The result's blocks as text: text blocks as they are, others (images, audio, resources) named but not
+    passed on; at most MAX_RESULT_CHARS of it."""
+    parts: list[str] = []
+    size = 0
+    for part in content:
+        kind = getattr(part, "type", "?")
+        if kind == "text":
+            piece = str(getattr(part, "text", ""))
+        elif kind == "resource":
+            resource = getattr(part, "resource", None)
+            piece = (f"[{qualified} attached the resource {str(getattr(resource, 'uri', '?'))[:200]} "
+                     f"({getattr(resource, 'mime_type', None) or 'no type'}); agentops does not pass it on]")
+        else:
+            piece = (f"[{qualified} attached {kind} content ({getattr(part, 'mime_type', None) or 'no type'}); "
+                     "agentops does not pass it on]")
+        parts.append(piece)
+        size += len(piece)
+        if size > MAX_RESULT_CHARS:
+            break
+    text = "".join(parts)
+    if size > MAX_RESULT_CHARS or len(parts) < len(content):
+        text = f"{text[:MAX_RESULT_CHARS]} [... the rest of {qualified}'s answer was cut by agentops]"
+    return text
+
+
+def _structured(qualified: str, value: Any) -> Any:
+    if value is None or len(serialization.dumps(value)) <= MAX_STRUCTURED_CHARS:
+        return value
+    return {"agentops": f"{qualified}'s structured answer is longer than {MAX_STRUCTURED_CHARS} characters and "
+                        "was not kept"}
 
 
 def call_tool(root: Path, qualified: str, args: dict[str, Any], *, screened_digest: str | None,
@@ -400,22 +539,23 @@ def call_tool(root: Path, qualified: str, args: dict[str, Any], *, screened_dige
             input_responses=cast("Any", responses), request_state=resume.request_state if resume else None)
         if isinstance(result, InputRequiredResult):
             raise McpInputRequired(qualified, _input_requests(qualified, result), result.request_state)
-        text = "".join(getattr(part, "text", "") for part in getattr(result, "content", []))
+        text = _content_text(qualified, list(getattr(result, "content", None) or []))
         if asked:
-            raise McpToolError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked)) + f" (it said: {text})")
+            raise McpToolError(_MID_CALL.format(qualified=qualified, asked=_asked_text(asked))
+                               + f" (it said: {_cut(text, MAX_MESSAGE_CHARS)})")
         if getattr(result, "is_error", False):
             raise McpToolError(text or f"{qualified} returned an error")
-        return text, getattr(result, "structured_content", None)
+        return text, _structured(qualified, getattr(result, "structured_content", None))
 
     try:
         return _in_session(server, config, call)
     except (McpCallRefused, McpInputRequired, ConfigError, RuntimeError):
         raise
     except Exception as exc:
-        said = _describe(exc)
+        said = _cut(_describe(exc), MAX_MESSAGE_CHARS * 2)
         asked = seen[0] if seen else []
         if asked or "elicitation" in said:
-            raise RuntimeError(_MID_CALL.format(qualified=qualified, asked="; ".join(asked) or said)) from None
+            raise RuntimeError(_MID_CALL.format(qualified=qualified, asked=_asked_text(asked) or said)) from None
         raise RuntimeError(f"MCP server '{server}': {said}") from None
 
 
@@ -449,10 +589,17 @@ def _make_tool_class() -> type:
             if run_id is not None:
                 meta[META_RUN_ID] = run_id
             check_fence()
-            text, structured = call_tool(self.root, self.definition.qualified, kwargs, screened_digest=screened,
-                                         pinned_digest=pinned_digest(self.definition), meta=meta,
-                                         resume=resuming.get())
-            return text if text or structured is None else structured
+            hidden = Redactor(config_secrets(_server(self.root, self.definition.server)))
+            try:
+                text, structured = call_tool(self.root, self.definition.qualified, kwargs, screened_digest=screened,
+                                             pinned_digest=pinned_digest(self.definition), meta=meta,
+                                             resume=resuming.get())
+            except (McpCallRefused, McpToolError, ConfigError, RuntimeError) as exc:
+                said = hidden.text(str(exc))
+                if said == str(exc):
+                    raise
+                raise type(exc)(said) from None
+            return hidden(text) if text or structured is None else hidden(structured)
 
     return _McpTool
 

@@ -7,13 +7,15 @@ to that loop and wait for their answer. Calls on one session are serialised. A u
 before anything was sent (the definition listing each call starts with) runs once more on a new session, so a
 server that died between calls is started again rather than failing the call. A session whose use raised anything
 but the errors the caller names as the server's answer (a refusal, a tool error, a request for input) is closed
-and forgotten; a changed `mcp.yaml` entry gets a session of its own.
+and forgotten; a changed `mcp.yaml` entry gets a session of its own. A forked child (a prefork worker) starts with
+no sessions and a loop of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, suppress
@@ -51,6 +53,15 @@ class SessionPool:
         self._start = threading.Lock()
         self._sessions: dict[str, _Kept] = {}
         self._opening: dict[str, asyncio.Lock] = {}
+
+    def after_fork(self) -> None:
+        """In a forked child the loop's thread does not exist (only the forking thread is copied): a call sent to
+        it would wait forever. The child forgets the parent's loop and sessions (their servers and pipes are the
+        parent's) and opens its own on first use."""
+        self._loop = None
+        self._start = threading.Lock()
+        self._sessions = {}
+        self._opening = {}
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._start:
@@ -144,6 +155,7 @@ class SessionPool:
 
 _pool = SessionPool()
 atexit.register(_pool.close)
+os.register_at_fork(after_in_child=_pool.after_fork)
 
 
 def pool() -> SessionPool:
