@@ -8,6 +8,7 @@ tests/mcp_servers/ops_server.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -143,7 +144,7 @@ def test_a_pin_row_changed_in_the_database_is_not_trusted_and_audit_verify_names
     model = ScriptedChatModel(replies=[call("ops__restart", {"service": "web", "force": True}),
                                        AIMessage(content="refused")])
     run_id = start(model, ["ops.restart"])
-    [(name, status, content)] = result_of(run_id)["calls"]
+    [(_, status, content)] = result_of(run_id)["calls"]
     assert status == "refused", content
     assert "calls are refused" in content and "agentops mcp pin ops restart" in content
     assert server_calls(attack_project) == [], "the changed tool never ran"
@@ -239,10 +240,8 @@ def test_a_server_that_hangs_or_is_stopped_mid_call_is_a_tool_error_in_bounded_t
         out = result_of(start(model, ["ops.hang"]))
     finally:
         for sent in server_calls(sqlite_attack_project):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(sent["pid"], signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     assert out["calls"][0][:2] == ["ops.hang", "error"], out["calls"]
     assert time.monotonic() - began < 45, "the worker did not hang"
 
@@ -361,3 +360,16 @@ def test_a_kept_session_pool_works_in_a_forked_child(sqlite_attack_project: Path
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     finally:
         pool().close()
+
+
+def test_the_model_cannot_choose_the_request_meta_or_the_idempotency_key(sqlite_attack_project: Path) -> None:
+    """Held before: `_meta` in the model's arguments stays an argument; the request's `_meta` is agentops' own."""
+    forged = {"service": "web", "_meta": {"agentops/idempotency_key": "evil", "agentops/run_id": "evil"},
+              "_mcp_definition": "0" * 64}
+    model = ScriptedChatModel(replies=[call("ops__status", forged), AIMessage(content="ok")])
+    run_id = start(model, ["ops.status"])
+    result_of(run_id)
+    [sent] = server_calls(sqlite_attack_project)
+    tool_step = next(s for s in open_store().steps_for_run(run_id) if s.kind == "tool")
+    assert sent["meta"]["agentops/idempotency_key"] == f"{run_id}:{tool_step.step_no}"
+    assert sent["meta"]["agentops/run_id"] == run_id

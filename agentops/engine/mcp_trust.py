@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -62,10 +63,8 @@ def disagreement(server: str, tool: str, pin: PinRow | None, event: LedgerRow | 
                 f"calls are refused and it is not pinned again on use: {fix}")
     payload = json.loads(payload_text)
     held = None
-    try:
+    with suppress(SerializationError):
         held = serialization.digest(serialization.loads(pin.definition))
-    except SerializationError:
-        pass
     if payload.get("digest") != pin.digest or held != pin.digest:
         return (f"the pin of {qualified} does not match the ledger's 'mcp.pinned' event (seq {seq}: "
                 f"{str(payload.get('digest'))[:12]}, row {pin.digest[:12]}, its stored definition "

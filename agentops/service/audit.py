@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from agentops.core import checkpoints, serialization
 from agentops.core.checkpoints import Checkpoint
 from agentops.core.ledger import Anchor, Bindings, VerifyReport, verify_rows
-from agentops.engine.mcp_trust import PinEvents, StoredPin
 from agentops.db import Store, open_store
+from agentops.engine.mcp_trust import PinEvents, StoredPin
 from agentops.errors import AgentOpsError, ConfigError, LedgerError
 from agentops.settings import get_settings
 
