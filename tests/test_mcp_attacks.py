@@ -226,12 +226,19 @@ def test_two_tools_with_one_name_for_the_model_are_refused(sqlite_attack_project
 # -- a server that hangs or is stopped --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop", [False, True])
-def test_a_server_that_hangs_or_is_stopped_mid_call_is_a_tool_error_in_bounded_time(sqlite_attack_project: Path,
-                                                                                    stop: bool) -> None:
+@pytest.mark.parametrize(("stop", "keep"), [(False, False), (True, False), (True, True)])
+def test_a_server_that_hangs_or_is_stopped_mid_call_is_a_tool_error_in_bounded_time(
+        sqlite_attack_project: Path, stop: bool, keep: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held before (the SDK's per-request read timeout, from `timeout_seconds`), kept sessions included."""
     import os
     import signal
 
+    from agentops.engine.mcp_sessions import pool
+    from agentops.settings import reset_settings
+
+    if keep:
+        monkeypatch.setenv("AGENTOPS_MCP_KEEP_SESSIONS", "1")
+        reset_settings()
     write_mcp_yaml(sqlite_attack_project, extra="\n    timeout_seconds: 2")
     model = ScriptedChatModel(replies=[call("ops__hang", {"service": "web", "stop": stop}),
                                        AIMessage(content="gave up")])
@@ -242,6 +249,7 @@ def test_a_server_that_hangs_or_is_stopped_mid_call_is_a_tool_error_in_bounded_t
         for sent in server_calls(sqlite_attack_project):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(sent["pid"], signal.SIGKILL)
+        pool().close()
     assert out["calls"][0][:2] == ["ops.hang", "error"], out["calls"]
     assert time.monotonic() - began < 45, "the worker did not hang"
 
@@ -373,3 +381,17 @@ def test_the_model_cannot_choose_the_request_meta_or_the_idempotency_key(sqlite_
     tool_step = next(s for s in open_store().steps_for_run(run_id) if s.kind == "tool")
     assert sent["meta"]["agentops/idempotency_key"] == f"{run_id}:{tool_step.step_no}"
     assert sent["meta"]["agentops/run_id"] == run_id
+
+
+@pytest.mark.parametrize("variant", ["retitled", "reshaped"])
+def test_a_changed_title_or_output_schema_is_a_changed_definition(sqlite_attack_project: Path, variant: str) -> None:
+    from agentops.engine.mcp import list_definitions
+    from agentops.governance.mcp_pins import pin_first_use
+
+    [original] = [d for d in list_definitions(sqlite_attack_project, "ops") if d.name == "status"]
+    pin_first_use(open_store(), original)
+    write_mcp_yaml(sqlite_attack_project, variant=variant)
+    model = ScriptedChatModel(replies=[call("ops__status", {"service": "web"}), AIMessage(content="refused")])
+    [(_, status, content)] = result_of(start(model, ["ops.status"]))["calls"]
+    assert status == "refused" and "changed the definition of 'status'" in content, content
+    assert server_calls(sqlite_attack_project) == []
