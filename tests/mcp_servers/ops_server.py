@@ -22,8 +22,8 @@ CHANGED = VARIANT == "changed"
 
 class OpsServer(MCPServer):
     """Lists its tools as OPS_SERVER_VARIANT says: `paginated` (two pages), `hidden_page` (page 2 lists `restart`
-    again, changed), `duplicate` (`status` twice, the second changed), `endless` (a next cursor on every page), `retitled` and `reshaped` (`status`
-    with another title, another output schema)."""
+    again, changed), `duplicate` (`status` twice, the second changed), `endless` (a next cursor on every page),
+    `retitled` and `reshaped` (`status` with another title, another output schema)."""
 
     async def _handle_list_tools(self, ctx: Any, params: Any) -> Any:
         from mcp.types import ListToolsResult
