@@ -1,0 +1,118 @@
+"""`agentops mcp list` as a user reads it: for each tool of a real stdio MCP server (the SDK's MCPServer), the agents
+the project's flows configure to use it (module-level `Agent` objects, found by importing flows/ through the
+engine's project loader) and, apart from them, the agents the ledger records calling it.
+
+The listing makes no call: the server only lists its tools (its call log stays empty), no model is built.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentops.db import open_store
+from tests.test_cli import agentops
+
+SERVER = Path(__file__).resolve().parent / "mcp_servers" / "ops_server.py"
+
+POLICY = """
+version: 1
+tools:
+  ops.status: {verdict: allow}
+  ops.restart: {verdict: require_approval, reason: restarts need a person}
+"""
+
+FLOWS = '''
+from agentops import flow
+from agentops.agents import Agent
+from flows._shared import helper  # an agent defined in a project module the flows import
+
+checker = Agent(name="checker", prompt="ops", tools=["ops.status"])
+whole = Agent(name="whole", prompt="ops", tools=["ops"])
+local_only = Agent(name="local_only", prompt="ops", tools=["get_metrics"])
+
+
+@flow
+def mcp_user_check(service: str = "web") -> str:
+    """Check a service over MCP."""
+    return checker.use("ops.status", service=service).content
+
+
+@flow
+def mcp_user_inline(service: str = "web") -> str:
+    """An agent built inside the flow: not configured at import, recorded once it calls."""
+    return Agent(name="inline", prompt="ops", tools=["ops.status"]).use("ops.status", service=service).content
+'''
+
+SHARED = '''
+from agentops.agents import Agent
+
+helper = Agent(name="helper", prompt="ops", tools=["ops.restart", "get_metrics"])
+'''
+
+
+@pytest.fixture
+def user_project(sqlite_project: Path) -> Path:
+    (sqlite_project / "prompts").mkdir()
+    (sqlite_project / "prompts" / "ops.md").write_text("You run operations.\n")
+    (sqlite_project / "policies").mkdir()
+    (sqlite_project / "policies" / "default.yaml").write_text(POLICY)
+    (sqlite_project / "flows").mkdir(exist_ok=True)
+    (sqlite_project / "flows" / "mcp_user_flows.py").write_text(FLOWS)
+    (sqlite_project / "flows" / "_shared.py").write_text(SHARED)
+    (sqlite_project / "mcp.yaml").write_text(f"""
+servers:
+  ops:
+    command: {sys.executable}
+    args: ["{SERVER}", "stdio"]
+    env: {{OPS_SERVER_STATE: "{sqlite_project / 'calls.json'}"}}
+    tools: [status, restart]
+""")
+    return sqlite_project
+
+
+def listed() -> dict:
+    done = agentops("mcp", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    [ops] = json.loads(done.stdout)
+    return ops
+
+
+def test_mcp_list_names_the_configured_agents_per_tool_and_calls_nothing(user_project: Path) -> None:
+    ops = listed()
+    tools = {t["name"]: (t["configured"], t["called"]) for t in ops["tools"]}
+    assert tools == {"status": (["checker", "whole"], []), "restart": (["helper", "whole"], [])}
+    assert ops["configured"] == ["checker", "helper", "whole"] and ops["called"] == [] == ops["agents"]
+    assert not (user_project / "calls.json").exists(), "listing the agents must not call the server's tools"
+    assert open_store().search_ledger(action="tool.result") == [], "nor run anything"
+
+    table = agentops("mcp", "list")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["server", "transport", "tool", "pin", "digest", "configured", "called"]
+    assert rows[0].split()[:4] == ["ops", "stdio", "status", "unpinned"]
+    assert rows[0].split()[5:] == ["checker,", "whole", "-"]
+
+
+def test_called_agents_are_kept_apart_from_configured_ones(user_project: Path) -> None:
+    for flow in ("mcp_user_check", "mcp_user_inline"):
+        done = agentops("run", flow, "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["result"] == "web: healthy"
+    ops = listed()
+    status = next(t for t in ops["tools"] if t["name"] == "status")
+    assert status["configured"] == ["checker", "whole"], "an agent built inside a flow is not seen at import"
+    assert status["called"] == ["checker", "inline"] and status["pin"] == "pinned"
+    restart = next(t for t in ops["tools"] if t["name"] == "restart")
+    assert restart["called"] == [] and ops["called"] == ["checker", "inline"]
+
+
+def test_a_flow_file_that_cannot_be_imported_is_one_error_line(user_project: Path) -> None:
+    (user_project / "flows" / "broken.py").write_text("import nonexistent_module_xyz\n")
+    done = agentops("mcp", "list")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: cannot load flows/broken.py: ModuleNotFoundError: No module named 'nonexistent_module_xyz'"]
