@@ -151,8 +151,8 @@ def test_an_mcp_approval_card_names_server_and_tool_lists_arguments_and_marks_th
     from agentops.engine.project import load_project
     from agentops.engine.worker import Worker
     from tests.app_fixtures import ROOT, add_users
-    from tests.test_approval_cards import page_text
     from tests.test_app import logged_in
+    from tests.test_approval_cards import page_text
 
     mcp_yaml = user_project / "mcp.yaml"
     mcp_yaml.write_text(mcp_yaml.read_text().replace("env: {", "env: {OPS_SERVER_VARIANT: changed, "))

@@ -47,8 +47,8 @@ def show_mcp_call(mcp: dict[str, Any], args: dict[str, Any], key: str, *, asks: 
     call = {k: v for k, v in args.items() if k != DEFINITION_KEY}
     digest = str(mcp.get("digest") or args.get(DEFINITION_KEY) or "")
     with st.container(border=True, key=f"mcp-call-{key}"):
-        st.markdown(f"MCP server **{md_text(str(mcp.get('server', '?')))}** · tool **{md_text(str(mcp.get('tool', '?')))}**"
-                    + (f" · definition `{digest[:12]}`" if digest else ""),
+        server, tool = md_text(str(mcp.get("server", "?"))), md_text(str(mcp.get("tool", "?")))
+        st.markdown(f"MCP server **{server}** · tool **{tool}**" + (f" · definition `{digest[:12]}`" if digest else ""),
                     help="the tool definition this call was screened on (its digest); it runs only against it")
         hints = [label for name, label in HINTS.items() if (mcp.get("annotations") or {}).get(name) is True]
         if hints:
