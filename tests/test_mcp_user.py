@@ -181,3 +181,16 @@ def test_an_mcp_approval_card_names_server_and_tool_lists_arguments_and_marks_th
     assert "During this call, with these arguments:" in text and "- **service**: web" in text
     assert "Which ticket? \\!\\[pixel\\]" in text and "\\*\\*now\\*\\*" in text, "the server's question is escaped"
     assert f"respond-inbox-{question.id}" in {b.key for b in at.button}
+
+
+def test_an_unreachable_server_is_a_row_and_its_reason_in_full_below_the_table(user_project: Path) -> None:
+    (user_project / "mcp.yaml").write_text(
+        (user_project / "mcp.yaml").read_text() + "  gone:\n    command: /nonexistent/mcp-server-binary\n")
+    done = agentops("mcp", "list")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert ["gone", "stdio", "-", "unreachable", "-", "-", "-"] in rows
+    assert done.stdout.splitlines()[-1] == ("gone: mcp.yaml: server 'gone' did not list its tools: FileNotFoundError: "
+                                            "[Errno 2] No such file or directory: '/nonexistent/mcp-server-binary'")
+    [gone] = [s for s in json.loads(agentops("mcp", "list", "--json").stdout) if s["name"] == "gone"]
+    assert gone["tools"] == [] and "FileNotFoundError" in gone["error"]
