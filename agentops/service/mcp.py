@@ -116,6 +116,19 @@ def list_servers() -> list[McpServerView]:
     return out
 
 
+def pinned_definition(server: str, tool: str, digest: str) -> dict[str, object] | None:
+    """The definition pinned for `server.tool` when its digest is `digest` (the one a call was screened on), for
+    showing a server's question beside the tool's description and annotations; None otherwise."""
+    held = open_store().mcp_pin(server, tool)
+    if held is None or held.digest != digest:
+        return None
+    try:
+        value = json.loads(held.definition)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def pin(server: str, tool: str | None, *, user: str | None) -> list[Repinned]:
     """An admin accepts the server's current definition of `tool` (or of each allowlisted tool)."""
     store = open_store()

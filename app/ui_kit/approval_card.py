@@ -9,6 +9,7 @@ import streamlit as st
 from agentops import service
 from agentops.errors import AgentOpsError
 from agentops.service import effects, views
+from agentops.service import mcp as mcp_service
 from ui_kit.effect_view import show_effect, show_mcp_call
 from ui_kit.render import args_diff, countdown, md_text, pretty, when
 from ui_kit.session import SessionUser, still_logged_in
@@ -70,7 +71,12 @@ def _mcp_of(view: views.ApprovalView) -> dict | None:
         return mcp
     if a.kind == "respond" and isinstance(view.args.get("call"), dict) and "." in a.action:
         server, _, tool = a.action.partition(".")
-        return {"server": server, "tool": tool}
+        digest = str(view.args["call"].get("_mcp_definition") or "")
+        pinned = mcp_service.pinned_definition(server, tool, digest) if digest else None
+        shown: dict = {"server": server, "tool": tool, "digest": digest}
+        if pinned is not None:  # the definition the call was screened on, as pinned
+            shown.update(description_untrusted=pinned.get("description"), annotations=pinned.get("annotations"))
+        return shown
     return None
 
 
