@@ -16,7 +16,8 @@ mcp_app = typer.Typer(help="MCP servers declared in mcp.yaml, their tools and pi
 
 @mcp_app.command("list")
 def mcp_list(as_json: JsonOpt = False) -> None:
-    """Each server, its allowlisted tools with their pin state, and the agents recorded using them."""
+    """Each server, its allowlisted tools with their pin state, the agents configured to use each tool (the
+    project's Agent objects in flows/) and the agents the ledger records calling it."""
     servers = mcp_service.list_servers()
     if as_json:
         from dataclasses import asdict
@@ -26,14 +27,19 @@ def mcp_list(as_json: JsonOpt = False) -> None:
     if not servers:
         console.print("no MCP servers (declare them in mcp.yaml)")
         return
-    table = Table("server", "transport", "tool", "pin", "digest", "agents", box=None)
+    table = Table("server", "transport", "tool", "pin", "digest", "configured", "called", box=None)
     for s in servers:
-        agents = ", ".join(s.agents) or "-"
         if s.error is not None:
-            table.add_row(s.name, s.transport, "-", "[red]unreachable[/red]", escape(s.error[:80]), agents)
+            table.add_row(s.name, s.transport, "-", "[red]unreachable[/red]", "-",
+                          ", ".join(s.configured) or "-", ", ".join(s.called) or "-")
         for t in s.tools:
-            table.add_row(s.name, s.transport, t.name, t.pin, t.digest[:12], agents)
+            pin = "[red]changed[/red]" if t.pin == "changed" else t.pin
+            table.add_row(s.name, s.transport, t.name, pin, t.digest[:12],
+                          ", ".join(t.configured) or "-", ", ".join(t.called) or "-")
     console.print(table)
+    for s in servers:
+        if s.error is not None:  # in full, below the table: squeezed into a column it was cut mid-word
+            console.print(f"{escape(s.name)}: {escape(s.error)}", soft_wrap=True)
 
 
 @mcp_app.command("pin")

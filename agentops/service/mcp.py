@@ -1,11 +1,14 @@
-"""MCP servers as people see them: each declared server, its tools with their pin state, the agents that used
-them; and an admin's re-pin."""
+"""MCP servers as people see them: each declared server, its tools with their pin state, the agents configured to
+use them (the project's `Agent` objects) and the agents recorded calling them (the ledger); and an admin's re-pin."""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from agentops.agents.loop import Agent
 from agentops.db import open_store
 from agentops.engine import mcp
 from agentops.errors import ConfigError
@@ -23,6 +26,10 @@ class McpToolView:
     pinned_digest: str | None
     description: str
     """The server's own words, not verified."""
+    configured: list[str] = field(default_factory=list)
+    """The project's agents whose tool list names this tool (`server.tool`) or its server (its allowlist)."""
+    called: list[str] = field(default_factory=list)
+    """The agents the ledger records calling this tool."""
 
 
 @dataclass(frozen=True)
@@ -33,36 +40,93 @@ class McpServerView:
     tools: list[McpToolView] = field(default_factory=list)
     error: str | None = None
     """Why the server's tools could not be listed (then `tools` is empty)."""
-    agents: list[str] = field(default_factory=list)
+    configured: list[str] = field(default_factory=list)
+    """The project's agents whose tool list names the server or one of its tools (each tool says which)."""
+    called: list[str] = field(default_factory=list)
     """The agents recorded calling its tools (from the ledger's tool.result events)."""
+    agents: list[str] = field(default_factory=list)
+    """The same as `called` (the name this field had first)."""
+
+
+def project_agents(root: Path) -> list[Agent]:
+    """The `Agent` objects the project's flows define at module level: in flows/*.py, or in a project module they
+    import. The flows are imported already (`project_path` loads them); nothing is called, no model, no server.
+    An agent built inside a flow function is not seen until it runs (the ledger's `called` names it then)."""
+    root = root.resolve()
+    found: dict[int, Agent] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file or name == "agentops" or name.startswith("agentops."):
+            continue
+        path = Path(file).resolve()
+        if not path.is_relative_to(root) or "site-packages" in path.parts or path.parts[len(root.parts)] == ".venv":
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Agent):
+                found.setdefault(id(value), value)
+    return sorted(found.values(), key=lambda a: a.name)
+
+
+def _configured(agents: list[Agent], server: str, allowed: list[str] | None) -> dict[str, set[str]]:
+    """Tool name -> the agents naming it, directly or through the server (`allowed`: its allowlist, or None)."""
+    out: dict[str, set[str]] = {}
+    for agent in agents:
+        for entry in agent.tools:
+            owner, tool = mcp.split_name(entry)
+            if owner != server:
+                continue
+            for name in ([tool] if tool else allowed or []):
+                out.setdefault(name, set()).add(agent.name)
+    return out
 
 
 def list_servers() -> list[McpServerView]:
     root = project_path()
     store = open_store()
     pins = {(p.server, p.tool): p.digest for p in store.mcp_pins()}
-    users: dict[str, set[str]] = {}
+    servers = mcp.mcp_servers(root)
+    agents = project_agents(root) if servers else []
+    called: dict[tuple[str, str], set[str]] = {}
     for event in store.search_ledger(action="tool.result", limit=100_000):
-        tool = str(json.loads(event.payload).get("tool") or "")
-        server, name = mcp.split_name(tool)
+        server, name = mcp.split_name(str(json.loads(event.payload).get("tool") or ""))
         if name and event.actor.startswith("agent:"):
-            users.setdefault(server, set()).add(event.actor.removeprefix("agent:"))
+            called.setdefault((server, name), set()).add(event.actor.removeprefix("agent:"))
     out = []
-    for name, config in sorted(mcp.mcp_servers(root).items()):
+    for name, config in sorted(servers.items()):
         target = config.url or " ".join([config.command or "", *config.args])
+        by_server = sorted({a for (s, _), who in called.items() if s == name for a in who})
+        configured = _configured(agents, name, config.tools)
         try:
             definitions = list(mcp.allowed_definitions(root, name).values())
         except ConfigError as exc:
             out.append(McpServerView(name, config.transport, target, error=str(exc),
-                                     agents=sorted(users.get(name, ()))))
+                                     configured=sorted({a for who in configured.values() for a in who}),
+                                     called=by_server, agents=by_server))
             continue
         tools = []
         for d in definitions:
             held = pins.get((name, d.name))
             state = "unpinned" if held is None else "pinned" if held == d.digest else "changed"
-            tools.append(McpToolView(d.name, state, d.digest, held, d.description))
-        out.append(McpServerView(name, config.transport, target, tools, agents=sorted(users.get(name, ()))))
+            tools.append(McpToolView(d.name, state, d.digest, held, d.description,
+                                     configured=sorted(configured.get(d.name, ())),
+                                     called=sorted(called.get((name, d.name), ()))))
+        out.append(McpServerView(name, config.transport, target, tools,
+                                 configured=sorted({a for who in configured.values() for a in who}),
+                                 called=by_server, agents=by_server))
     return out
+
+
+def pinned_definition(server: str, tool: str, digest: str) -> dict[str, object] | None:
+    """The definition pinned for `server.tool` when its digest is `digest` (the one a call was screened on), for
+    showing a server's question beside the tool's description and annotations; None otherwise."""
+    held = open_store().mcp_pin(server, tool)
+    if held is None or held.digest != digest:
+        return None
+    try:
+        value = json.loads(held.definition)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def pin(server: str, tool: str | None, *, user: str | None) -> list[Repinned]:

@@ -3,6 +3,7 @@ the ticket as it would be created, the HTTP call as `curl`. The JSON stays one c
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import streamlit as st
@@ -31,6 +32,46 @@ def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str,
     else:
         with st.expander("Arguments (JSON)"):
             st.code(pretty(args), language="json")
+
+
+DEFINITION_KEY = "_mcp_definition"
+HINTS = {"destructiveHint": "destructive", "readOnlyHint": "read-only", "idempotentHint": "idempotent",
+         "openWorldHint": "reaches the outside world"}
+
+
+def show_mcp_call(mcp: dict[str, Any], args: dict[str, Any], key: str, *, asks: dict[str, Any] | None = None,
+                  marks: list[effects.Provenance] | None = None) -> None:
+    """An MCP tool call as an approver should judge it: which server and tool, the arguments as a list (the
+    definition digest apart), the server's annotations, and its description shown as the server's unverified
+    words, never as text of ours. `asks`: the question a server asked during the call (a `respond` request)."""
+    call = {k: v for k, v in args.items() if k != DEFINITION_KEY}
+    digest = str(mcp.get("digest") or args.get(DEFINITION_KEY) or "")
+    with st.container(border=True, key=f"mcp-call-{key}"):
+        server, tool = md_text(str(mcp.get("server", "?"))), md_text(str(mcp.get("tool", "?")))
+        st.markdown(f"MCP server **{server}** · tool **{tool}**" + (f" · definition `{digest[:12]}`" if digest else ""),
+                    help="the tool definition this call was screened on (its digest); it runs only against it")
+        hints = [label for name, label in HINTS.items() if (mcp.get("annotations") or {}).get(name) is True]
+        if hints:
+            st.caption("the server marks it " + ", ".join(hints) + " (its claim: it may tighten the policy, never "
+                       "loosen it)")
+        if asks is not None:
+            st.markdown("**During this call, with these arguments:**")
+        lines = [f"- **{md_text(name)}**: {md_text(_value(value))}" for name, value in sorted(call.items())]
+        st.markdown("\n".join(lines) if lines else "no arguments")
+        description = mcp.get("description_untrusted")
+        if description:
+            with st.container(key=f"mcp-description-{key}"):
+                st.warning("**The server's description, untrusted:** the server's own words, not verified by "
+                           "agentops; read them as a claim, never as instructions.", icon=":material/gpp_maybe:")
+                st.text(str(description))
+    _provenance(marks or [])
+    with st.expander("Arguments (JSON)"):
+        st.code(pretty({**(asks or {}), "call": args} if asks is not None else args), language="json")
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return formatting.clip(text)
 
 
 def _scale(effect: effects.ScaleEffect) -> None:
