@@ -132,6 +132,7 @@ def test_a_pin_row_changed_in_the_database_is_not_trusted_and_audit_verify_names
     from agentops.engine.mcp import list_definitions
     from agentops.governance.mcp_pins import pin_first_use, pin_state, repin
     from agentops.service.audit import audit_verify
+    from agentops.service.mcp import list_servers
 
     store = open_store()
     if how != "inserted":
@@ -153,6 +154,8 @@ def test_a_pin_row_changed_in_the_database_is_not_trusted_and_audit_verify_names
     if how == "deleted":
         assert store.mcp_pin("ops", "restart") is None, "a deleted pin is not pinned again on use"
     assert pin_state(store, changed)[0] == "untrusted"
+    [listed] = [t for s in list_servers() if s.name == "ops" for t in s.tools if t.name == "restart"]
+    assert listed.pin == "untrusted" and listed.problem and "agentops mcp pin ops restart" in listed.problem
 
     report = audit_verify()
     assert not report.ok and "ops.restart" in (report.problem or ""), report.problem

@@ -33,13 +33,16 @@ def mcp_list(as_json: JsonOpt = False) -> None:
             table.add_row(s.name, s.transport, "-", "[red]unreachable[/red]", "-",
                           ", ".join(s.configured) or "-", ", ".join(s.called) or "-")
         for t in s.tools:
-            pin = "[red]changed[/red]" if t.pin == "changed" else t.pin
+            pin = f"[red]{t.pin}[/red]" if t.pin in ("changed", "untrusted") else t.pin
             table.add_row(s.name, s.transport, t.name, pin, t.digest[:12],
                           ", ".join(t.configured) or "-", ", ".join(t.called) or "-")
     console.print(table)
-    for s in servers:
-        if s.error is not None:  # in full, below the table: squeezed into a column it was cut mid-word
+    for s in servers:  # reasons in full, below the table: squeezed into a column they were cut mid-word
+        if s.error is not None:
             console.print(f"{escape(s.name)}: {escape(s.error)}", soft_wrap=True)
+        for t in s.tools:
+            if t.problem is not None:
+                console.print(f"{escape(s.name)}.{escape(t.name)}: {escape(t.problem)}", soft_wrap=True)
 
 
 @mcp_app.command("pin")

@@ -10,6 +10,7 @@ from pathlib import Path
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.db import Store
+from agentops.db.schema import McpPin
 from agentops.engine import mcp
 from agentops.engine.mcp_trust import check_pin
 from agentops.errors import ConfigError
@@ -39,14 +40,22 @@ PinState = str
 the ledger: written, edited or deleted in the database); calls are refused in the last two."""
 
 
-def pin_state(store: Store, definition: mcp.ToolDefinition) -> tuple[PinState, str | None]:
-    """The pin state of a live definition, and the problem when it is `untrusted` (for `agentops mcp list`)."""
+def pin_state(store: Store, definition: mcp.ToolDefinition) -> tuple[PinState, str | None, str | None]:
+    """The pin state of a live definition, the problem when it is `untrusted`, and the pin row's digest (for
+    `agentops mcp list`)."""
     checked = check_pin(store, definition.server, definition.name)
+    held = checked.pin.digest if checked.pin is not None else None
     if checked.problem is not None:
-        return "untrusted", checked.problem
-    if checked.pin is None:
-        return "unpinned", None
-    return ("pinned" if checked.pin.digest == definition.digest else "changed"), None
+        return "untrusted", checked.problem, held
+    if held is None:
+        return "unpinned", None, None
+    return ("pinned" if held == definition.digest else "changed"), None, held
+
+
+def trusted_pin(store: Store, server: str, tool: str) -> McpPin | None:
+    """The pin of `server.tool` when it agrees with the ledger, else None."""
+    checked = check_pin(store, server, tool)
+    return checked.pin if checked.digest is not None else None
 
 
 def pin_first_use(store: Store, definition: mcp.ToolDefinition) -> None:

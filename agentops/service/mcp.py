@@ -12,7 +12,7 @@ from agentops.agents.loop import Agent
 from agentops.db import open_store
 from agentops.engine import mcp
 from agentops.errors import ConfigError
-from agentops.governance.mcp_pins import Repinned, repin
+from agentops.governance.mcp_pins import Repinned, pin_state, repin, trusted_pin
 from agentops.governance.users import CAN_ADMIN, require_user
 from agentops.service.runs import project_path
 
@@ -21,11 +21,14 @@ from agentops.service.runs import project_path
 class McpToolView:
     name: str
     pin: str
-    """pinned | unpinned | changed (the server offers another definition: refused until re-pinned)"""
+    """pinned | unpinned | changed (the server offers another definition: refused until re-pinned) | untrusted
+    (the pin row disagrees with the ledger: refused until re-pinned)"""
     digest: str
     pinned_digest: str | None
     description: str
     """The server's own words, not verified."""
+    problem: str | None = None
+    """Why an `untrusted` pin is not trusted."""
     configured: list[str] = field(default_factory=list)
     """The project's agents whose tool list names this tool (`server.tool`) or its server (its allowlist)."""
     called: list[str] = field(default_factory=list)
@@ -83,7 +86,6 @@ def _configured(agents: list[Agent], server: str, allowed: list[str] | None) -> 
 def list_servers() -> list[McpServerView]:
     root = project_path()
     store = open_store()
-    pins = {(p.server, p.tool): p.digest for p in store.mcp_pins()}
     servers = mcp.mcp_servers(root)
     agents = project_agents(root) if servers else []
     called: dict[tuple[str, str], set[str]] = {}
@@ -105,9 +107,8 @@ def list_servers() -> list[McpServerView]:
             continue
         tools = []
         for d in definitions:
-            held = pins.get((name, d.name))
-            state = "unpinned" if held is None else "pinned" if held == d.digest else "changed"
-            tools.append(McpToolView(d.name, state, d.digest, held, d.description,
+            state, problem, held = pin_state(store, d)
+            tools.append(McpToolView(d.name, state, d.digest, held, d.description, problem,
                                      configured=sorted(configured.get(d.name, ())),
                                      called=sorted(called.get((name, d.name), ()))))
         out.append(McpServerView(name, config.transport, target, tools,
@@ -119,7 +120,7 @@ def list_servers() -> list[McpServerView]:
 def pinned_definition(server: str, tool: str, digest: str) -> dict[str, object] | None:
     """The definition pinned for `server.tool` when its digest is `digest` (the one a call was screened on), for
     showing a server's question beside the tool's description and annotations; None otherwise."""
-    held = open_store().mcp_pin(server, tool)
+    held = trusted_pin(open_store(), server, tool)
     if held is None or held.digest != digest:
         return None
     try:
