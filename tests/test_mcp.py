@@ -430,3 +430,26 @@ def test_a_rejected_call_never_reaches_the_server_and_the_model_is_told_why(mcp_
     assert server_calls(mcp_project) == [], "a rejected MCP call is never sent"
     [event] = store.search_ledger(run_id=run_id, action="approval.decided")
     assert json.loads(event.payload)["decision"] == "reject" and event.actor == "user:ada"
+
+
+def test_a_stdio_server_runs_in_the_project_root_wherever_agentops_started(
+        mcp_project: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentops.engine.mcp import list_definitions
+
+    (mcp_project / "servers").mkdir()
+    (mcp_project / "servers" / "ops.py").write_text(SERVER.read_text())
+    (mcp_project / "mcp.yaml").write_text(f"""
+servers:
+  local:
+    command: {sys.executable}
+    args: [servers/ops.py, stdio]
+    tools: [status]
+  nested:
+    command: {sys.executable}
+    args: [ops.py, stdio]
+    cwd: servers
+    tools: [status]
+""")
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    assert [d.name for d in list_definitions(mcp_project, "local") if d.name == "status"] == ["status"]
+    assert [d.name for d in list_definitions(mcp_project, "nested") if d.name == "status"] == ["status"]

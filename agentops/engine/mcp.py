@@ -130,9 +130,16 @@ def mcp_servers(root: Path) -> dict[str, McpServerConfig]:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{MCP_FILE}: cannot read it: {exc}") from None
         data, _ = parse_yaml(text, MCP_FILE, McpFile, not_mapping="mcp.yaml must be a mapping with 'servers:'")
-        cached = (stamp, data.servers)
+        cached = (stamp, {name: _rooted(config, path.parent) for name, config in data.servers.items()})
         _configs[path] = cached
     return cached[1]
+
+
+def _rooted(config: McpServerConfig, root: Path) -> McpServerConfig:
+    """A stdio server runs in the project root (or its `cwd`, relative to the root), wherever agentops started."""
+    if config.command is None:
+        return config
+    return config.model_copy(update={"cwd": str(root / config.cwd) if config.cwd else str(root)})
 
 
 @dataclass(frozen=True)
