@@ -27,6 +27,42 @@ if TYPE_CHECKING:
 
 _http_caller: ContextVar[str | None] = ContextVar("agentops_mcp_http_caller", default=None)
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The largest request body /mcp reads (413 beyond it): a flow's parameters are small; a flood is not."""
+LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _host_name(value: str) -> str | None:
+    """The host name of a Host header (`name[:port]`, `[v6][:port]`) or of an Origin (`scheme://host[:port]`);
+    None when it does not parse."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value if "://" in value else f"//{value}")
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError:
+        return None
+    return parts.hostname or None
+
+
+def trusted_host(name: str | None) -> bool:
+    """A name a DNS-rebinding page cannot stand behind: a loopback name, an IP address (rebinding needs a name
+    the attacker's DNS answers for), or the host of AGENTOPS_APP_URL (where this deployment is reached)."""
+    import ipaddress
+
+    from agentops.settings import get_settings
+
+    if not name:
+        return False
+    if name.lower() in LOCAL_NAMES or name.lower().endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    return name.lower() == (_host_name(get_settings().app_url) or "").lower()
+
 
 def build_server(*, transport: str, user: str | None = None) -> Server[Any]:
     """The MCP server; over HTTP the caller is the token's account of each request, over stdio `user`."""
@@ -86,7 +122,8 @@ class McpHttpApp:
         from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
         self.manager: StreamableHTTPSessionManager = StreamableHTTPSessionManager(
-            build_server(transport="http"), stateless=True, json_response=True)
+            build_server(transport="http"), stateless=True, json_response=True,
+            max_request_body_size=MAX_BODY_BYTES)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -96,7 +133,12 @@ class McpHttpApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        refused = await anyio.to_thread.run_sync(_refusal, headers)
+        if refused is not None:
+            await _respond(send, *refused)
+            return
+        header = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, secret = header.partition(" ")
         caller = None
         if scheme.lower() == "bearer" and secret:
@@ -105,13 +147,29 @@ class McpHttpApp:
             except PermissionDenied:
                 caller = None
         if caller is None:
-            body = json.dumps({"error": "an Authorization: Bearer <token> header with a valid token is required"})
-            await send({"type": "http.response.start", "status": 401,
-                        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]})
-            await send({"type": "http.response.body", "body": body.encode()})
+            await _respond(send, 401, "an Authorization: Bearer <token> header with a valid token is required",
+                           [(b"www-authenticate", b"Bearer")])
             return
         token = _http_caller.set(caller)
         try:
             await self.manager.handle_request(scope, receive, send)
         finally:
             _http_caller.reset(token)
+
+
+def _refusal(headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+    """DNS-rebinding protection (the MCP specification's Origin check, and the Host check it needs), before the
+    token is looked at: (status, why), or None to go on."""
+    host = headers.get(b"host", b"").decode("latin-1")
+    if not trusted_host(_host_name(host)):
+        return 421, f"this server does not answer to the host '{host[:100]}'"
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    if origin and (origin == "null" or not trusted_host(_host_name(origin))):
+        return 403, f"requests from the origin '{origin[:100]}' are refused"
+    return None
+
+
+async def _respond(send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": json.dumps({"error": error}).encode()})

@@ -9,6 +9,8 @@ link of the approval a paused run waits for. It never blocks on a person.
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +78,7 @@ def call(tool: str, arguments: dict[str, Any] | None, *, user: str | None, trans
     try:
         if not isinstance(args, dict):
             raise ToolRefused("the arguments must be a JSON object")
+        _check_shape(args)
         if tool in flows:
             return _start(tool, args, user=user, transport=transport)
         if tool in READ_TOOLS:
@@ -92,12 +95,45 @@ def call(tool: str, arguments: dict[str, Any] | None, *, user: str | None, trans
         raise ToolRefused(str(exc)) from None
 
 
+MAX_DEPTH = 32
+"""How deeply the arguments of a call may nest (deeper is refused before anything reads them)."""
+MAX_RECORDED_ARGS = 16 * 1024
+"""The arguments of a call are recorded in its `mcp.serve_call` event up to this size as JSON; larger ones are
+recorded as their size only, so a caller cannot fill the ledger with refused calls."""
+
+
+def _check_shape(args: dict[str, Any]) -> None:
+    """Refuse arguments nested deeper than MAX_DEPTH, or holding NaN or an infinity (not JSON numbers)."""
+    todo: list[tuple[Any, int]] = [(args, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ToolRefused(f"the arguments nest deeper than {MAX_DEPTH} levels")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ToolRefused("the arguments hold NaN or an infinity, which JSON numbers cannot be")
+        if isinstance(value, dict):
+            todo += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            todo += [(v, depth + 1) for v in value]
+
+
+def _recorded_args(args: Any) -> dict[str, Any]:
+    if not isinstance(args, dict):
+        return {"args": None}
+    try:
+        _check_shape(args)
+        size = len(json.dumps(args, default=str, allow_nan=False))
+    except (ToolRefused, ValueError, RecursionError):
+        return {"args": None}
+    return {"args": args} if size <= MAX_RECORDED_ARGS else {"args": None, "args_bytes": size}
+
+
 def _record(tool: str, args: dict[str, Any], *, user: str | None, transport: str, status: str,
             run_id: str | None = None, reason: str | None = None) -> None:
     if tool in READ_TOOLS and status == "ok":
         return  # reads change nothing; their refusals are recorded like any refused call
-    payload = {"tool": tool, "args": args if isinstance(args, dict) else None, "transport": transport,
-               "status": status, "reason": reason}
+    payload = {"tool": tool[:200], **_recorded_args(args), "transport": transport, "status": status,
+               "reason": reason[:1000] if reason else reason}
     open_store().append_events([Event(actor=f"user:{acting_user(user)}", action="mcp.serve_call", run_id=run_id,
                                       payload=payload)])
 
