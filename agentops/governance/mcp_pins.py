@@ -6,14 +6,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.db import Store
-from agentops.db.schema import McpPin
 from agentops.engine import mcp
 from agentops.engine.mcp_trust import check_pin
 from agentops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agentops.db.schema import McpPin
 
 
 def _values(definition: mcp.ToolDefinition, actor: str) -> dict[str, object]:
