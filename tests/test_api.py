@@ -25,6 +25,11 @@ def api_gated(replicas: int = 3) -> dict:
     return {"decision": decision.kind}
 
 
+@flow
+def api_ratio(ratio: float = 1.0) -> float:
+    return ratio
+
+
 class Cli:
     """The CLI in-process, with main()'s rule: an AgentOpsError is exit code 2 and its one-line message."""
 
@@ -86,6 +91,10 @@ def test_starting_a_run_is_role_checked_as_in_the_cli(api: tuple[str, dict[str, 
     bad = httpx.post(f"{url}/api/v1/runs", headers=as_(secrets["operator"]),
                      json={"flow": "api_gated", "parameters": {"replicas": "many"}})
     assert bad.status_code == 422
+    nan = httpx.post(f"{url}/api/v1/runs", headers=as_(secrets["operator"]) | {"Content-Type": "application/json"},
+                     content=b'{"flow": "api_ratio", "parameters": {"ratio": NaN}}')
+    assert nan.status_code == 422 and "NaN or an infinity" in nan.json()["error"], nan.text
+    assert open_store().list_runs(flow="api_ratio") == []
     unknown = httpx.post(f"{url}/api/v1/runs", headers=as_(secrets["operator"]), json={"flow": "../../etc/passwd"})
     assert unknown.status_code == 404
     assert httpx.get(f"{url}/api/v1/runs/nope'--", headers=as_(secrets["viewer"])).status_code == 404

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -316,6 +317,22 @@ def test_bad_or_missing_parameters_fail_clearly_and_write_nothing(store) -> None
     with pytest.raises(ParameterError, match="unknown parameter 'colour'"):
         create_run(typed_flow, {"count": 1, "colour": "red"}, store=store)
     assert store.count_runs() == 0 and store.ledger_count() == 0
+
+
+@flow
+def finite_flow(ratio: float = 1.0, extra: dict | None = None) -> float:
+    return ratio
+
+
+def test_nan_and_infinities_are_refused_wherever_they_sit_in_the_parameters(store) -> None:
+    """Stored as JSON they would silently turn to null, so a run would start with another value than was asked."""
+    for params, where in [({"ratio": float("nan")}, "ratio"), ({"ratio": float("-inf")}, "ratio"),
+                          ({"extra": {"a": [1.0, float("inf")]}}, "extra.a[1]")]:
+        with pytest.raises(ParameterError, match=rf"parameter '{re.escape(where)}' is NaN or an infinity"):
+            create_run(finite_flow, params, store=store)
+    assert store.count_runs() == 0 and store.ledger_count() == 0
+    create_run(finite_flow, {"ratio": 1e308, "extra": {"a": [-0.0]}}, store=store)
+    assert store.count_runs() == 1
 
 
 class Opaque:

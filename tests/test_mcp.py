@@ -340,6 +340,10 @@ def test_mcp_list_and_pin_from_the_cli(mcp_project: Path, http_server: tuple[str
     ("servers:\n  Bad.Name:\n    command: python\n", 1, "server name 'Bad.Name'"),
     ("servers:\n  ops:\n    url: ftp://127.0.0.1/\n", 3, "is not an http(s) URL"),
     ("servers:\n  ops:\n    command: python\n    shell: true\n", 4, "unknown key"),
+    ("servers:\n  ops:\n    url: https://bot:hunter22pw@mcp.example.com/mcp\n", 3, "holds credentials"),
+    ("servers:\n  ops:\n    url: ftp://hunter22pw@mcp.example.com/\n", 3, "holds credentials"),
+    ("servers:\n  ops:\n    url: https://mcp.example.com/mcp?x=1&api_key=hunter22pw\n", 3, "holds 'api_key'"),
+    ("servers:\n  ops:\n    url: https://mcp.example.com/mcp?access_token=hunter22pw\n", 3, "holds 'access_token'"),
     ("- just a list\n", 1, "must be a mapping"),
 ])
 def test_a_bad_mcp_yaml_is_one_error_naming_its_line(sqlite_project: Path, text: str, line: int,
@@ -351,6 +355,7 @@ def test_a_bad_mcp_yaml_is_one_error_naming_its_line(sqlite_project: Path, text:
     with pytest.raises(ConfigError) as err:
         mcp_servers(sqlite_project)
     assert str(err.value).startswith(f"mcp.yaml:{line}: ") and message in str(err.value), str(err.value)
+    assert "hunter22pw" not in str(err.value)
 
 
 def test_the_cli_says_a_bad_mcp_yaml_in_one_line_and_exits_2(sqlite_project: Path) -> None:

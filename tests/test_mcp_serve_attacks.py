@@ -123,3 +123,28 @@ def test_a_refused_call_with_huge_arguments_is_recorded_by_its_size_not_its_text
     [started] = [json.loads(e.payload) for e in open_store().search_ledger(action="mcp.serve_call", limit=100)
                  if json.loads(e.payload)["status"] == "started"]
     assert started["args"] == {"text": "ok"} and "args_bytes" not in started
+
+
+def test_refused_tokens_are_recorded_as_the_api_records_them_and_two_authorization_headers_are_refused(
+        api: tuple[str, str, int]) -> None:
+    from agentops.service import auth_failures
+
+    url, secret, _port = api
+    revoked = tokens.add_token("mcpatk-gone", "operator")
+    tokens.revoke_token("mcpatk-gone")
+    unknown = "agentops_" + "x" * 43
+    for who in (revoked, unknown):
+        assert post(url, who).status_code == 401
+    assert httpx.post(url, json=LIST, headers=ACCEPT).status_code == 401
+    counts = {(kind, reason): n for kind, reason, n in auth_failures.auth_failure_counts()}
+    assert counts == {("api_token", "revoked"): 1, ("api_token", "unknown"): 1, ("api_token", "missing"): 1}
+    failed = [json.loads(e.payload) for e in open_store().search_ledger(action="auth.failed", limit=100)]
+    assert {f["detail"] for f in failed} == {"/mcp/"} and {f["client"] for f in failed} == {"127.0.0.1"}
+    assert all(s not in json.dumps(failed) for s in (revoked, unknown))
+
+    for first, second in ((secret, unknown), (unknown, secret), (secret, secret)):
+        headers = [(k, v) for k, v in ACCEPT.items()] + [("Authorization", f"Bearer {first}"),
+                                                         ("Authorization", f"Bearer {second}")]
+        doubled = httpx.post(url, json=LIST, headers=headers)
+        assert doubled.status_code == 400 and "one Authorization header" in doubled.json()["error"]
+    assert post(url, secret).status_code == 200

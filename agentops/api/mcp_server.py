@@ -18,7 +18,7 @@ import anyio.to_thread
 
 from agentops.errors import AgentOpsError, PermissionDenied
 from agentops.service import mcp_serve
-from agentops.service.tokens import token_user
+from agentops.service.tokens import authenticate
 
 if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
@@ -138,14 +138,18 @@ class McpHttpApp:
         if refused is not None:
             await _respond(send, *refused)
             return
+        if sum(name == b"authorization" for name, _ in scope["headers"]) > 1:
+            await _respond(send, 400, "send one Authorization header, not several")
+            return
         header = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, secret = header.partition(" ")
-        caller = None
-        if scheme.lower() == "bearer" and secret:
-            try:
-                caller = await anyio.to_thread.run_sync(token_user, secret.strip())
-            except PermissionDenied:
-                caller = None
+        bearer = secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
+        client = (scope.get("client") or ("",))[0]
+        try:
+            caller = await anyio.to_thread.run_sync(
+                lambda: authenticate(bearer, client=client, path=scope.get("path", "/mcp")))
+        except PermissionDenied:
+            caller = None
         if caller is None:
             await _respond(send, 401, "an Authorization: Bearer <token> header with a valid token is required",
                            [(b"www-authenticate", b"Bearer")])

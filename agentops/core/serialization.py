@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import pydantic_core
@@ -20,6 +21,21 @@ def dumps(value: Any) -> str:
         raise SerializationError(
             f"cannot store a value of type {type(value).__name__} as JSON: {exc}"
         ) from None
+
+
+def non_finite_at(value: Any, where: str = "value") -> str | None:
+    """Where a value holds NaN or an infinity (JSON numbers cannot be either; stored, they would turn to null), or
+    None."""
+    todo: list[tuple[Any, str]] = [(value, where)]
+    while todo:
+        item, at = todo.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return at
+        if isinstance(item, dict):
+            todo += [(v, f"{at}.{k}") for k, v in item.items()]
+        elif isinstance(item, (list, tuple)):
+            todo += [(v, f"{at}[{i}]") for i, v in enumerate(item)]
+    return None
 
 
 def stored(value: Any) -> str:

@@ -10,6 +10,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from agentops.core.serialization import non_finite_at
 from agentops.engine import registry
 from agentops.engine.runner import call_flow
 from agentops.errors import ParameterError
@@ -71,7 +72,12 @@ class Flow(Generic[P, R]):
             model = self.params_model.model_validate(values)
         except ValidationError as exc:
             raise ParameterError(f"flow '{self.name}': {describe_validation_error(exc)}") from None
-        return {name: getattr(model, name) for name in type(model).model_fields}
+        checked = {name: getattr(model, name) for name in type(model).model_fields}
+        for name, value in checked.items():
+            if (at := non_finite_at(value, name)) is not None:
+                raise ParameterError(f"flow '{self.name}': parameter '{at}' is NaN or an infinity, "
+                                     f"which a run's parameters cannot hold")
+        return checked
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return call_flow(self, args, kwargs)

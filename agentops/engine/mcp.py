@@ -53,6 +53,23 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}\Z")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+def _refuse_credentials(url: str) -> None:
+    """A URL carrying a password or a secret-looking query parameter would put that secret in errors, logs and the
+    project's files; the bearer token belongs in `token_env`."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from agentops.core.redaction import is_secret_key
+
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError("the url holds credentials (user@ or user:password@); give the server's bearer token "
+                         "in the setting named by 'token_env' instead")
+    named = [key for key, _ in parse_qsl(parts.query, keep_blank_values=True) if is_secret_key(key)]
+    if named:
+        raise ValueError(f"the url's query holds '{named[0]}', which looks like a secret; give the server's "
+                         f"bearer token in the setting named by 'token_env' instead")
+
+
 class McpServerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,8 +97,11 @@ class McpServerConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"'{value}' is not an http(s) URL")
+        if value is None:
+            return value
+        _refuse_credentials(value)
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"'{value[:200]}' is not an http(s) URL")
         return value
 
     @model_validator(mode="after")
