@@ -58,9 +58,11 @@ def test_arguments_that_break_schema_or_constraint_are_refused(ops_project: Path
     model = ScriptedChatModel(replies=[
         call("scale_deployment", {"name": "web-app", "replicas": "lots"}, "c1"),
         call("scale_deployment", {"name": "web-app", "replicas": 50}, "c2"),
+        call("scale_deployment", {"name": "web-app", "replicas": float("nan")}, "c3"),
         AIMessage(content="giving up")])
     out = run_agent(model)
-    assert [c[1] for c in out["calls"]] == ["refused", "refused"]
+    assert [c[1] for c in out["calls"]] == ["refused", "refused", "refused"]
+    assert "arguments.replicas is NaN or an infinity" in out["calls"][2][2]
     assert "invalid arguments for 'scale_deployment': argument 'replicas'" in out["calls"][0][2]
     assert "replicas=50 exceeds max 20" in out["calls"][1][2]
     assert open_store().scale_events() == []
@@ -147,6 +149,9 @@ def test_an_edit_that_breaks_the_policy_is_refused(ops_project: Path) -> None:
         service.decide(appr_id, "edit", user="ada", edited_args={"name": "web-app", "replicas": 99})
     with pytest.raises(PolicyViolation, match="argument 'replicas'"):
         service.decide(appr_id, "edit", user="ada", edited_args={"name": "web-app", "replicas": "many"})
+    for hole in (float("nan"), float("inf"), [1.0, float("-inf")]):
+        with pytest.raises(PolicyViolation, match=r"arguments\.replicas.* is NaN or an infinity"):
+            service.decide(appr_id, "edit", user="ada", edited_args={"name": "web-app", "replicas": hole})
     assert open_store().get_approval(appr_id).status == "pending"
 
 

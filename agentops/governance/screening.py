@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentops.core.serialization import non_finite_at
 from agentops.db import Store
 from agentops.engine import mcp
 from agentops.engine.flows import describe_validation_error
@@ -69,6 +70,8 @@ def validate_args(tool: BaseTool, args: Any) -> dict[str, Any]:
 
     if not isinstance(args, dict):
         raise ValueError(f"arguments must be an object, got {type(args).__name__}")
+    if (at := non_finite_at(args, "arguments")) is not None:
+        raise ValueError(f"{at} is NaN or an infinity, which a tool call cannot carry")
     schema = tool.args_schema
     if mcp.definition_of(tool) is not None:
         return _validate_json_schema(schema, args)
