@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -192,3 +193,15 @@ def test_a_damaged_row_fails_the_resumed_run_with_its_name(cli_project: Path, ta
     assert "Traceback" not in done.stdout + done.stderr
     shown = json.loads(agentops("runs", "show", run_id, "--json").stdout)
     assert shown["run"]["state"] == "FAILED" and expected in shown["run"]["error"], shown["run"]
+
+
+@pytest.mark.parametrize("command", ["ui", "serve"])
+def test_a_project_without_the_app_says_so_and_starts_nothing(cli_project: Path, command: str) -> None:
+    assert not (cli_project / "app").exists()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert_one_error_line(agentops(command, "--port", str(port)), f"no Streamlit app at {cli_project / 'app'}")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))

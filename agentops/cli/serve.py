@@ -58,11 +58,21 @@ def wait_for_port(host: str, port: int, timeout: float = 60.0) -> bool:
     return False
 
 
+def app_script(root: Path) -> Path:
+    """The Streamlit app's entry point in the project; ConfigError when the project has none."""
+    script = root / "app" / "server.py"
+    if not script.is_file():
+        raise ConfigError(f"no Streamlit app at {script}: the app is the repository's app/ folder; run from a "
+                          "checkout that has it, or set AGENTOPS_PROJECT_DIR to one")
+    return script
+
+
 def start_app(root: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     """The Streamlit app as a child process (stopped by its PID)."""
+    script = app_script(root)
     env = os.environ.copy()
     env.setdefault("AGENTOPS_PROJECT_DIR", str(root))
-    command = [sys.executable, "-m", "streamlit", "run", str(root / "app" / "server.py"), "--server.address", host,
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host,
                "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
     secrets_file = write_auth_secrets(root, host, port)
@@ -117,6 +127,8 @@ class Services:
         if self.api_port is not None:
             require_free_port(self.host, self.api_port)
         root = load_project()
+        if self.with_app:
+            app_script(root)
         store = open_store()
         brokered = service.broker_dispatch()
         command = service.celery_worker_command(concurrency=self.worker_concurrency) if (
