@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -201,13 +202,18 @@ def test_stdio_lists_flows_starts_one_waits_for_approval_and_reads_the_result(se
             assert waiting["action"] == "scale_deployment" and waiting["kind"] == "approve"
 
             listed = answer_of(await client.call_tool("approvals_list", {}))
-            assert waiting["id"] in [a["id"] for a in listed["approvals"]]
+            [listed_waiting] = [a for a in listed["approvals"] if a["id"] == waiting["id"]]
+            assert datetime.fromisoformat(listed_waiting["created_at"]).utcoffset() == timedelta(0)
             approvals_service.decide(waiting["id"], "approve", user="ada")
             done = wait_for(lambda: runs.get_run(gated["run_id"]).state == State.COMPLETED)
             assert done
             shown = answer_of(await client.call_tool("runs_show", {"run_id": gated["run_id"][:8]}))
             assert shown["state"] == State.COMPLETED and shown["result"] == {"decision": "approve", "replicas": 12}
             assert [s["name"] for s in shown["steps"]] == ["approval:scale_deployment"]
+            assert datetime.fromisoformat(shown["run"]["created_at"]).utcoffset() == timedelta(0)
+            [listed_run] = [r for r in answer_of(await client.call_tool("runs_list", {}))["runs"]
+                            if r["run_id"] == gated["run_id"]]
+            assert listed_run["created_at"] == shown["run"]["created_at"]
 
     anyio.run(session)
     started = served_events("mcps_gated")

@@ -18,6 +18,7 @@ from typing import Any
 from agentops.core import serialization
 from agentops.core.ledger import Event
 from agentops.core.states import State, is_terminal
+from agentops.core.times import iso_times
 from agentops.db import open_store
 from agentops.errors import AgentOpsError, NotFoundError, PermissionDenied
 from agentops.governance.users import ROLES, require_user
@@ -84,7 +85,7 @@ def call(tool: str, arguments: dict[str, Any] | None, *, user: str | None, trans
         if tool in READ_TOOLS:
             if user:
                 require_user(open_store(), user, CAN_READ, f"reading {tool.split('_')[0]}")
-            return _read(tool, args)
+            return iso_times(_read(tool, args))
         raise ToolRefused(f"no tool '{tool}' (flows: {', '.join(sorted(flows)) or 'none'}; "
                           f"read tools: {', '.join(READ_TOOLS)})")
     except ToolRefused as exc:
