@@ -67,6 +67,12 @@ def test_a_rebinding_host_or_a_foreign_origin_is_refused_and_a_local_client_is_s
         assert served.status_code == 200, (headers, served.text)
         assert "mcpatk_echo" in {t["name"] for t in served.json()["result"]["tools"]}
 
+    unslashed = url.rstrip("/")  # the same endpoint, its guards included, with no redirect a client may not follow
+    assert post(unslashed, secret, {"Host": f"evil.example.net:{port}"}).status_code == 421
+    assert httpx.post(unslashed, json=LIST, headers=ACCEPT).status_code == 401
+    served = post(unslashed, secret)
+    assert served.status_code == 200 and "mcpatk_echo" in {t["name"] for t in served.json()["result"]["tools"]}
+
 
 def test_a_body_over_a_mebibyte_is_refused_and_nothing_is_recorded(api: tuple[str, str, int]) -> None:
     url, secret, _port = api
