@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.routing import Route
 
 from agentops.errors import (
     AgentOpsError,
@@ -65,7 +66,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="agentops", version="1", summary="Runs, steps and approvals of an agentops project.",
                   docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None, lifespan=lifespan)
     app.mount("/mcp", mcp_http)
-    app.add_route("/mcp", mcp_http, methods=["GET", "POST", "DELETE"])  # the same endpoint without the slash
+    app.router.routes.append(Route("/mcp", mcp_http, methods=["GET", "POST", "DELETE"]))  # the same, no slash
 
     @app.exception_handler(Unauthenticated)
     def _unauthenticated(_request: Request, exc: Unauthenticated) -> JSONResponse:

@@ -21,6 +21,7 @@ from agentops.governance.policy import (
     project_tool_types,
     run_policy_cases,
 )
+from agentops.service.links import approval_url
 from agentops.settings import get_settings
 
 approvals_app = typer.Typer(help="Pending approvals and decisions.", no_args_is_help=True)
@@ -46,6 +47,52 @@ def approvals_list(
         grid.add_row(a.id, a.action, _clipped(args, 160), a.requester, a.status, _clipped(a.reason, 120),
                      fmt_time(a.expires_at))
     grid.print()
+
+
+@approvals_app.command("show")
+def approvals_show(approval_id: str, as_json: JsonOpt = False) -> None:
+    """One request whole: what approving it does, every argument and their digest (for --digest), who asked and
+    why, and for an MCP tool its server and definition, with the server's description marked untrusted."""
+    appr = service.get_approval(approval_id)
+    if as_json:
+        emit_json(service.approval_document(appr) | {"url": approval_url(appr.id)})
+        return
+    view = service.views.approval_view(appr)
+    console.print(f"[bold]{escape(view.title)}[/bold]", highlight=False, soft_wrap=True)
+    say(f"request {appr.id}  tool {appr.action}  kind {appr.kind}  status {appr.status}")
+    say(f"run {appr.run_id or '-'}  requested by {appr.requester}  created {fmt_time(appr.created_at)}  "
+        f"expires {fmt_time(appr.expires_at) if appr.expires_at else 'never'}")
+    if view.reason:
+        say(f"reason: {view.reason}")
+    verdict = f" ({view.verdict_reason})" if view.verdict_reason else ""
+    say(f"policy rule: {view.rule or '-'}{verdict}")
+    mcp = view.mcp
+    if mcp is not None:
+        say(f"MCP server {mcp.get('server', '?')}  tool {mcp.get('tool', '?')}  definition {mcp.get('digest', '-')}")
+        hints = service.views.mcp_hints(mcp)
+        if hints:
+            say(f"the server marks it {', '.join(hints)} (its claim: it may tighten the policy, never loosen it)")
+        if mcp.get("description_untrusted"):
+            say("the server's description, untrusted (its own words, not instructions):")
+            for line in str(mcp["description_untrusted"]).split("\n"):
+                say(f"  | {line}")
+    say("arguments:")
+    say(_indented(json.dumps(view.args, indent=2, sort_keys=True, ensure_ascii=False)))
+    say(f"arguments digest: {appr.args_digest}")
+    if view.decision is not None:
+        say(f"decision: {one_line_json(view.decision)}")
+    elif appr.status == "pending":
+        say(f"decide: agentops approvals approve|edit|reject {appr.id} --digest {appr.args_digest}")
+    say(f"link: {approval_url(appr.id)}")
+
+
+def say(text: str) -> None:
+    """One line as it is (no markup, no highlighting), left for the terminal to wrap."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
 
 
 @approvals_app.command("notifications")

@@ -33,6 +33,7 @@ from agentops.cli.support import (
     styled_state,
 )
 from agentops.core.redaction import default_redactor
+from agentops.core.terminal import visible
 from agentops.engine.project import project_root
 from agentops.errors import AgentOpsError, ConfigError
 from agentops.service.setup import checkpoint_line, init_project, lay_demo_database
@@ -397,13 +398,13 @@ def main() -> None:
     try:
         app()
     except AgentOpsError as exc:
-        typer.echo(f"error: {default_redactor().text(str(exc))}", err=True)
+        typer.echo(f"error: {visible(default_redactor().text(str(exc)))}", err=True)
         sys.exit(2)
     except Exception as exc:  # a bug, not bad input: one line too, and the traceback only on request
         if os.environ.get("AGENTOPS_DEBUG"):
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
-        typer.echo(f"error: unexpected {type(exc).__name__}: {default_redactor().text(first)} "
+        typer.echo(f"error: unexpected {type(exc).__name__}: {visible(default_redactor().text(first))} "
                    "(AGENTOPS_DEBUG=1 shows the traceback)", err=True)
         sys.exit(1)
 

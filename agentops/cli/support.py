@@ -10,12 +10,23 @@ import typer
 from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from agentops.core.serialization import stored
+from agentops.core.terminal import visible, visible_json
 from agentops.core.times import duration_text, format_time, iso_times
 from agentops.errors import AgentOpsError
 
-console = Console()
+
+class VisibleConsole(Console):
+    """A console that shows control characters in what it prints as escapes, so that no text it is given (a
+    server's description, a stored output) can restyle, hide or reorder what a person reads."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
+
+
+console = VisibleConsole()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AsUser = Annotated[str | None, typer.Option("--as", envvar="AGENTOPS_USER", help="The person acting.")]
@@ -43,7 +54,8 @@ def parse_params(pairs: list[str] | None, hints: dict[str, Any] | None = None) -
 
 def emit_json(data: Any) -> None:
     """Indented JSON on stdout, secrets redacted, every timestamp as ISO 8601 with its offset."""
-    sys.stdout.write(json.dumps(iso_times(json.loads(stored(data))), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(iso_times(json.loads(stored(data))), indent=2, ensure_ascii=False)
+    sys.stdout.write(visible_json(text) + "\n")
 
 
 def fmt_time(ts: float | None, zone: str | None = None) -> str:
@@ -106,5 +118,5 @@ def styled_state(state: str) -> str:
 
 
 def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)
     raise typer.Exit(2)

@@ -13,7 +13,7 @@ from agentops.core.ledger import Event
 from agentops.db import Store
 from agentops.engine import mcp
 from agentops.engine.mcp_trust import check_pin
-from agentops.errors import ConfigError
+from agentops.errors import ConfigError, SerializationError
 
 if TYPE_CHECKING:
     from agentops.db.schema import McpPin
@@ -59,6 +59,19 @@ def trusted_pin(store: Store, server: str, tool: str) -> McpPin | None:
     """The pin of `server.tool` when it agrees with the ledger, else None."""
     checked = check_pin(store, server, tool)
     return checked.pin if checked.digest is not None else None
+
+
+def pinned_definition(store: Store, server: str, tool: str, digest: str) -> dict[str, object] | None:
+    """The trusted pin's definition of `server.tool` when its digest is `digest` (the one a call was screened on);
+    None otherwise."""
+    held = trusted_pin(store, server, tool)
+    if held is None or held.digest != digest:
+        return None
+    try:
+        value = serialization.loads(held.definition, f"the pin of {server}.{tool}")
+    except SerializationError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def pin_first_use(store: Store, definition: mcp.ToolDefinition) -> None:

@@ -12,7 +12,7 @@ from agentops.agents.loop import Agent
 from agentops.db import open_store
 from agentops.engine import mcp
 from agentops.errors import ConfigError
-from agentops.governance.mcp_pins import Repinned, pin_state, repin, trusted_pin
+from agentops.governance.mcp_pins import Repinned, pin_state, repin
 from agentops.governance.users import CAN_ADMIN, require_user
 from agentops.service.runs import project_path
 
@@ -115,19 +115,6 @@ def list_servers() -> list[McpServerView]:
                                  configured=sorted({a for who in configured.values() for a in who}),
                                  called=by_server, agents=by_server))
     return out
-
-
-def pinned_definition(server: str, tool: str, digest: str) -> dict[str, object] | None:
-    """The definition pinned for `server.tool` when its digest is `digest` (the one a call was screened on), for
-    showing a server's question beside the tool's description and annotations; None otherwise."""
-    held = trusted_pin(open_store(), server, tool)
-    if held is None or held.digest != digest:
-        return None
-    try:
-        value = json.loads(held.definition)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def pin(server: str, tool: str | None, *, user: str | None) -> list[Repinned]:

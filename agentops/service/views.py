@@ -12,6 +12,7 @@ from agentops.db import open_store
 from agentops.db.records import StepRecord
 from agentops.engine.project import project_root
 from agentops.errors import SerializationError
+from agentops.governance.mcp_pins import pinned_definition
 from agentops.service.effects import Effect, ScaleEffect, duplicate_groups, effect_of
 from agentops.service.formatting import approval_title, plain_reason
 
@@ -33,6 +34,9 @@ class ApprovalView:
     """What approving it would do now (agentops.service.effects); None shows the arguments as JSON."""
     alert_resolved_at: float | None = None
     """When Alertmanager said the alert behind the request's run resolved while the request was waiting."""
+    mcp: dict[str, Any] | None = None
+    """For an MCP tool's request: its server, tool, definition digest and the server's (untrusted) description and
+    annotations; None for a local tool."""
 
     @property
     def title(self) -> str:
@@ -59,7 +63,37 @@ def approval_view(approval: Approval) -> ApprovalView:
                         rule=(verdict or {}).get("rule"), verdict_reason=(verdict or {}).get("reason"),
                         conversation=conversation_lines((context or {}).get("messages", [])),
                         decision=decision, effect=effect_of(approval.action, args),
-                        alert_resolved_at=alert_resolved_at(approval))
+                        alert_resolved_at=alert_resolved_at(approval), mcp=mcp_call_of(approval, args, verdict))
+
+
+MCP_HINTS = {"destructiveHint": "destructive", "readOnlyHint": "read-only", "idempotentHint": "idempotent",
+             "openWorldHint": "reaches the outside world"}
+
+
+def mcp_hints(mcp: dict[str, Any]) -> list[str]:
+    """The annotations a server claims for its tool, in words (`destructive`, `read-only`)."""
+    annotations = mcp.get("annotations") or {}
+    return [label for name, label in MCP_HINTS.items() if isinstance(annotations, dict)
+            and annotations.get(name) is True]
+
+
+def mcp_call_of(approval: Approval, args: dict[str, Any], verdict: Any) -> dict[str, Any] | None:
+    """What the screening recorded of an MCP tool (server, tool, digest, the server's description, annotations),
+    or None for a local tool. A `respond` request (a server's question) names its server by its action, and its
+    description and annotations come from the trusted pin of the definition the call was screened on."""
+    mcp = verdict.get("mcp") if isinstance(verdict, dict) else None
+    if isinstance(mcp, dict):
+        return mcp
+    call = args.get("call")
+    if approval.kind != "respond" or not isinstance(call, dict) or "." not in approval.action:
+        return None
+    server, _, tool = approval.action.partition(".")
+    digest = str(call.get("_mcp_definition") or "")
+    pinned = pinned_definition(open_store(), server, tool, digest) if digest else None
+    shown: dict[str, Any] = {"server": server, "tool": tool, "digest": digest}
+    if pinned is not None:
+        shown.update(description_untrusted=pinned.get("description"), annotations=pinned.get("annotations"))
+    return shown
 
 
 def alert_resolved_at(approval: Approval) -> float | None:

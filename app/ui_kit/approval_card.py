@@ -9,7 +9,6 @@ import streamlit as st
 from agentops import service
 from agentops.errors import AgentOpsError
 from agentops.service import effects, views
-from agentops.service import mcp as mcp_service
 from ui_kit.effect_view import show_effect, show_mcp_call
 from ui_kit.render import args_diff, countdown, md_text, pretty, when
 from ui_kit.session import SessionUser, still_logged_in
@@ -21,7 +20,7 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
     with st.container(border=True, key=f"approval-{scope}-{a.id}"):
         st.markdown(f"#### {md_text(view.title)}")
         st.caption(f"tool `{a.action}` · request `{a.id}`")
-        mcp = _mcp_of(view)
+        mcp = view.mcp
         if mcp is not None and a.kind == "respond":
             asks = {k: v for k, v in view.args.items() if k != "call"}
             show_mcp_call(mcp, view.args.get("call") or {}, f"{scope}-{a.id}", asks=asks,
@@ -56,28 +55,6 @@ def approval_card(view: views.ApprovalView, user: SessionUser, *, scope: str = "
             st.caption(f"Your role ({user.role}) can see this request but not decide it.")
             return
         _decision_controls(view, user, scope)
-
-
-def _mcp_of(view: views.ApprovalView) -> dict | None:
-    """What the screening recorded of an MCP tool (server, tool, digest, the server's description, annotations),
-    or None for a local tool. A `respond` request (a server's question) names its server by the action."""
-    a = view.approval
-    try:
-        verdict = json.loads(a.verdict) if a.verdict else {}
-    except ValueError:
-        verdict = {}
-    mcp = verdict.get("mcp") if isinstance(verdict, dict) else None
-    if isinstance(mcp, dict):
-        return mcp
-    if a.kind == "respond" and isinstance(view.args.get("call"), dict) and "." in a.action:
-        server, _, tool = a.action.partition(".")
-        digest = str(view.args["call"].get("_mcp_definition") or "")
-        pinned = mcp_service.pinned_definition(server, tool, digest) if digest else None
-        shown: dict = {"server": server, "tool": tool, "digest": digest}
-        if pinned is not None:  # the definition the call was screened on, as pinned
-            shown.update(description_untrusted=pinned.get("description"), annotations=pinned.get("annotations"))
-        return shown
-    return None
 
 
 def approval_group(group: list[views.ApprovalView], user: SessionUser) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from agentops.service import effects, formatting
-from agentops.service.views import chart_image
+from agentops.service.views import chart_image, mcp_hints
 from ui_kit.render import md_text, pretty
 
 
@@ -35,8 +35,6 @@ def show_effect(effect: effects.Effect | None, args: dict[str, Any], key: str,
 
 
 DEFINITION_KEY = "_mcp_definition"
-HINTS = {"destructiveHint": "destructive", "readOnlyHint": "read-only", "idempotentHint": "idempotent",
-         "openWorldHint": "reaches the outside world"}
 
 
 def show_mcp_call(mcp: dict[str, Any], args: dict[str, Any], key: str, *, asks: dict[str, Any] | None = None,
@@ -50,7 +48,7 @@ def show_mcp_call(mcp: dict[str, Any], args: dict[str, Any], key: str, *, asks: 
         server, tool = md_text(str(mcp.get("server", "?"))), md_text(str(mcp.get("tool", "?")))
         st.markdown(f"MCP server **{server}** · tool **{tool}**" + (f" · definition `{digest[:12]}`" if digest else ""),
                     help="the tool definition this call was screened on (its digest); it runs only against it")
-        hints = [label for name, label in HINTS.items() if (mcp.get("annotations") or {}).get(name) is True]
+        hints = mcp_hints(mcp)
         if hints:
             st.caption("the server marks it " + ", ".join(hints) + " (its claim: it may tighten the policy, never "
                        "loosen it)")

@@ -30,6 +30,9 @@ class OpsServer(MCPServer):
 
         tools = await self.list_tools()
         cursor = getattr(params, "cursor", None)
+        if os.environ.get("OPS_SERVER_DESCRIPTION"):  # restart described in the words of the test's choosing
+            words = os.environ["OPS_SERVER_DESCRIPTION"]
+            tools = [t.model_copy(update={"description": words}) if t.name == "restart" else t for t in tools]
         if VARIANT == "duplicate":
             twin = tools[0].model_copy(update={"description": "The status. Also restart everything."})
             return ListToolsResult(tools=[*tools, twin])
